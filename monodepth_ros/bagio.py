@@ -1,0 +1,211 @@
+"""Bag I/O with rosbags: write rosbag2 (mcap or sqlite3), read rosbag2 and ROS 1 bags.
+
+Writing serializes to CDR with the typestore of the chosen ROS 2 distro and writes the usual
+``metadata.yaml`` so that ``ros2 bag info``/``play`` open the bag: format version 9 (Jazzy,
+QoS as YAML lists) for jazzy, version 8 (QoS as a YAML string, as Humble parses it) for
+humble. ``/tf_static`` is offered with transient-local durability so late subscribers of a
+replay still get the static transforms.
+
+Reading streams messages in time order with ``rosbags.highlevel.AnyReader``; message classes
+come from the definitions stored in the bag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from monodepth_ros.errors import BagError
+from monodepth_ros.messages import MessageTypes
+
+STORAGES = ('mcap', 'sqlite3')
+_FORMAT_VERSION = {'humble': 8, 'jazzy': 9}
+
+
+def _transient_local_qos():
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
+    never = QosTime(sec=0, nsec=0)
+    return Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL, deadline=never, lifespan=never,
+               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+               avoid_ros_namespace_conventions=False)
+
+
+def _reliable_volatile_qos():
+    from rosbags.interfaces import QosDurability
+
+    return _transient_local_qos()._replace(durability=QosDurability.VOLATILE, depth=10)
+
+
+class BagWriter:
+    """Write a rosbag2 directory; topics are registered on their first message.
+
+    Use as a context manager (``with BagWriter(path) as bag: bag.write(topic, msg, stamp)``);
+    build messages with ``bag.types`` (the typestore classes of ``distro``).
+    """
+
+    def __init__(self, path, storage: str = 'mcap', distro: str = 'humble'):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        if storage not in STORAGES:
+            raise BagError(f'bag storage {storage!r} unknown, expected one of {STORAGES}')
+        if distro not in _FORMAT_VERSION:
+            raise BagError(f'ROS distro {distro!r} unknown, expected one of '
+                           f'{sorted(_FORMAT_VERSION)}')
+        if self.path.exists():
+            raise BagError(f'bag {self.path} exists already; remove it or choose another path')
+        self.storage = storage
+        self.types = MessageTypes.rosbags(distro)
+        plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+        self._writer = Writer(self.path, version=_FORMAT_VERSION[distro], storage_plugin=plugin)
+        # A non-empty custom_data keeps metadata.yaml free of a null map some readers reject.
+        self._writer.set_custom_data('monodepth_ros.distro', distro)
+        self._connections: dict[str, object] = {}
+        self._open = False
+
+    def open(self) -> BagWriter:
+        try:
+            self._writer.open()
+        except Exception as err:
+            raise BagError(f'cannot create bag {self.path}: {err}') from err
+        self._open = True
+        return self
+
+    def __enter__(self) -> BagWriter:
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
+    def write(self, topic: str, msg, stamp_ns: int) -> None:
+        """Serialize ``msg`` to CDR and store it on ``topic`` at ``stamp_ns`` (receive time)."""
+        if not self._open:
+            raise BagError(f'bag {self.path} is not open; use BagWriter as a context manager')
+        msgtype = self.types.msgtype(msg)
+        connection = self._connections.get(topic)
+        if connection is None:
+            qos = _transient_local_qos() if topic == '/tf_static' else _reliable_volatile_qos()
+            connection = self._writer.add_connection(
+                topic, msgtype, typestore=self.types.typestore, offered_qos_profiles=[qos])
+            self._connections[topic] = connection
+        elif connection.msgtype != msgtype:
+            raise BagError(f'topic {topic} in bag {self.path} carries {connection.msgtype}, '
+                           f'cannot also write {msgtype}')
+        try:
+            data = self.types.typestore.serialize_cdr(msg, msgtype)
+        except Exception as err:
+            raise BagError(f'cannot serialize {msgtype} for topic {topic}: {err}') from err
+        self._writer.write(connection, int(stamp_ns), data)
+
+
+def _bag_paths(path: Path) -> list[Path]:
+    """AnyReader wants a rosbag2 directory or ROS 1 '.bag' files; accept a lone .mcap/.db3."""
+    if path.is_file() and path.suffix in ('.mcap', '.db3') \
+            and (path.parent / 'metadata.yaml').exists():
+        return [path.parent]
+    return [path]
+
+
+class BagReader:
+    """Stream messages of a rosbag2 (mcap or sqlite3) or ROS 1 bag in time order.
+
+    Use as a context manager. Message classes come from the definitions stored in the bag,
+    or from the ``distro`` typestore when the bag has none.
+    """
+
+    def __init__(self, path, distro: str = 'humble'):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f'bag {self.path} does not exist')
+        self.distro = distro
+        self._reader = None
+
+    def open(self) -> BagReader:
+        from rosbags.highlevel import AnyReader
+
+        try:
+            # Bags recorded by Humble's sqlite3 plugin store no message definitions: those
+            # are decoded with the typestore of ``distro``.
+            default_types = MessageTypes.rosbags(self.distro).typestore
+            self._reader = AnyReader(_bag_paths(self.path), default_typestore=default_types)
+            self._reader.open()
+        except Exception as err:
+            self._reader = None
+            raise BagError(f'cannot open bag {self.path}: {err} (expected a rosbag2 directory '
+                           'with metadata.yaml or a ROS 1 .bag file)') from err
+        return self
+
+    def __enter__(self) -> BagReader:
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
+
+    def _opened(self):
+        if self._reader is None:
+            raise BagError(f'bag {self.path} is not open; use BagReader as a context manager')
+        return self._reader
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Map topic -> message type (e.g. 'sensor_msgs/msg/Image')."""
+        return {topic: info.msgtype for topic, info in self._opened().topics.items()}
+
+    @property
+    def message_counts(self) -> dict[str, int]:
+        return {topic: info.msgcount for topic, info in self._opened().topics.items()}
+
+    @property
+    def start_time_ns(self) -> int:
+        return int(self._opened().start_time)
+
+    @property
+    def end_time_ns(self) -> int:
+        return int(self._opened().end_time)
+
+    def message_count(self, topics: Sequence[str] | None = None) -> int:
+        counts = self.message_counts
+        return sum(counts[topic] for topic in (topics if topics is not None else counts))
+
+    def messages(self, topics: Sequence[str] | None = None) -> Iterator[tuple[str, int, object]]:
+        """Yield (topic, stamp_ns, msg) in bag-time order; ``topics=None`` reads them all."""
+        reader = self._opened()
+        if isinstance(topics, str):
+            topics = [topics]
+        if topics is not None:
+            known = self.topics
+            missing = [topic for topic in topics if topic not in known]
+            if missing:
+                raise BagError(f'bag {self.path} has no topic(s) {missing}; it has '
+                               f'{sorted(known)}')
+        connections = [connection for connection in reader.connections
+                       if topics is None or connection.topic in topics]
+        if not connections:
+            return
+        try:
+            for connection, stamp_ns, raw in reader.messages(connections=connections):
+                yield connection.topic, int(stamp_ns), reader.deserialize(raw,
+                                                                          connection.msgtype)
+        except BagError:
+            raise
+        except Exception as err:
+            raise BagError(f'bag {self.path} is corrupt or truncated: {err}') from err

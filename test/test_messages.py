@@ -1,0 +1,557 @@
+"""Message layer: real CDR round trips (Humble and Jazzy), exact values, malformed input."""
+
+import array
+import struct
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monodepth_ros.camera import CameraModel, RegionOfInterest
+from monodepth_ros.errors import CalibrationError, MessageError
+from monodepth_ros.geometry import make_transform, transform_stamped_to_matrix
+from monodepth_ros.messages import (
+    MESSAGE_NAMES,
+    MessageTypes,
+    array_to_image,
+    camera_info_to_model,
+    compressed_image_to_rgb,
+    depth_image_to_metres,
+    depth_to_image,
+    image_to_array,
+    image_to_rgb,
+    make_diagnostic_array,
+    make_header,
+    make_pointcloud2,
+    make_tf_message,
+    model_to_camera_info,
+    pack_rgb,
+    pointcloud2_to_xyz,
+    read_pointcloud2,
+    stamp_to_ns,
+    unpack_rgb,
+)
+
+STAMP_NS = 1_317_000_000_123_456_789
+ENCODINGS = {
+    'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
+    'bgra8': (np.uint8, 4), 'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1),
+    '8UC3': (np.uint8, 3), '16UC1': (np.uint16, 1), '32FC1': (np.float32, 1),
+    'bayer_rggb8': (np.uint8, 1), 'bayer_bggr8': (np.uint8, 1),
+    'bayer_gbrg8': (np.uint8, 1), 'bayer_grbg8': (np.uint8, 1),
+}
+
+
+@pytest.fixture(params=['humble', 'jazzy'])
+def types(request):
+    return MessageTypes.rosbags(request.param)
+
+
+def cdr_round_trip(types, msg):
+    """Serialize to CDR with the typestore and read back a fresh message."""
+    msgtype = types.msgtype(msg)
+    raw = bytes(types.typestore.serialize_cdr(msg, msgtype))
+    return types.typestore.deserialize_cdr(raw, msgtype)
+
+
+def random_pixels(rng, dtype, channels, height=5, width=7):
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    if dtype == np.float32:
+        return rng.uniform(-100, 100, shape).astype(np.float32)
+    return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+
+
+# -- headers -------------------------------------------------------------------------------
+def test_header_stamp_round_trip(types):
+    header = cdr_round_trip(types, make_header(types, STAMP_NS, 'camera'))
+    assert header.frame_id == 'camera'
+    assert (header.stamp.sec, header.stamp.nanosec) == (1_317_000_000, 123_456_789)
+    assert stamp_to_ns(header.stamp) == STAMP_NS
+    assert stamp_to_ns(SimpleNamespace(secs=2, nsecs=5)) == 2_000_000_005
+
+
+# -- images --------------------------------------------------------------------------------
+@pytest.mark.parametrize('encoding', sorted(ENCODINGS))
+def test_image_round_trip_every_encoding(types, encoding):
+    dtype, channels = ENCODINGS[encoding]
+    pixels = random_pixels(np.random.default_rng(0), dtype, channels)
+    msg = array_to_image(types, pixels, encoding, make_header(types, STAMP_NS, 'cam'))
+    assert msg.step == 7 * channels * np.dtype(dtype).itemsize
+    assert msg.is_bigendian == 0
+    back = cdr_round_trip(types, msg)
+    assert back.encoding == encoding and (back.height, back.width) == (5, 7)
+    decoded = image_to_array(back)
+    assert decoded.dtype == dtype
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_image_to_array_honours_padded_step():
+    # 2x3 rgb8, rows padded to 12 bytes with 0xEE bytes that must not leak in.
+    rows = [bytes(range(9)) + b'\xee' * 3, bytes(range(10, 19)) + b'\xee' * 3]
+    msg = SimpleNamespace(height=2, width=3, encoding='rgb8', is_bigendian=0, step=12,
+                          data=b''.join(rows))
+    pixels = image_to_array(msg)
+    assert pixels.shape == (2, 3, 3)
+    np.testing.assert_array_equal(pixels[0, 2], [6, 7, 8])
+    np.testing.assert_array_equal(pixels[1, 0], [10, 11, 12])
+    assert not pixels.flags.writeable  # a view of the message, not to be modified
+
+
+def test_image_to_array_big_endian_16_bit_and_float():
+    mono16 = SimpleNamespace(height=1, width=2, encoding='16UC1', is_bigendian=1, step=4,
+                             data=struct.pack('>HH', 1500, 65535))
+    np.testing.assert_array_equal(image_to_array(mono16), [[1500, 65535]])
+    np.testing.assert_allclose(depth_image_to_metres(mono16), [[1.5, 65.535]], rtol=1e-6)
+    float_be = SimpleNamespace(height=1, width=2, encoding='32FC1', is_bigendian=1, step=8,
+                               data=struct.pack('>ff', 2.5, -1.0))
+    np.testing.assert_array_equal(image_to_array(float_be), [[2.5, -1.0]])
+    # Padding of an odd number of bytes between 16-bit rows.
+    padded = SimpleNamespace(height=2, width=1, encoding='mono16', is_bigendian=0, step=3,
+                             data=struct.pack('<Hx', 7) + struct.pack('<Hx', 300))
+    np.testing.assert_array_equal(image_to_array(padded), [[7], [300]])
+
+
+def test_image_to_rgb_channel_orders(types):
+    rgb = np.random.default_rng(1).integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    header = make_header(types, 0, 'cam')
+    cases = {
+        'rgb8': rgb, 'bgr8': rgb[:, :, ::-1], '8UC3': rgb[:, :, ::-1],
+        'rgba8': np.dstack([rgb, np.full((4, 6), 9, np.uint8)]),
+        'bgra8': np.dstack([rgb[:, :, ::-1], np.full((4, 6), 9, np.uint8)]),
+    }
+    for encoding, pixels in cases.items():
+        msg = cdr_round_trip(types, array_to_image(types, pixels, encoding, header))
+        np.testing.assert_array_equal(image_to_rgb(msg), rgb, err_msg=encoding)
+    mono = cdr_round_trip(types, array_to_image(types, rgb[:, :, 0], 'mono8', header))
+    np.testing.assert_array_equal(image_to_rgb(mono), np.repeat(rgb[:, :, :1], 3, axis=2))
+    mono16 = array_to_image(types, rgb[:, :, 0].astype(np.uint16) * 256 + 255, 'mono16', header)
+    np.testing.assert_array_equal(image_to_rgb(mono16)[:, :, 1], rgb[:, :, 0])
+
+
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
+def test_bayer_demosaic_recovers_a_uniform_colour(types, pattern):
+    colour = {'r': 200, 'g': 100, 'b': 40}
+    # 2x2 tile laid out as the pattern name reads: row 0 = letters 0,1; row 1 = letters 2,3.
+    tile = np.array([[colour[pattern[0]], colour[pattern[1]]],
+                     [colour[pattern[2]], colour[pattern[3]]]], dtype=np.uint8)
+    mosaic = np.tile(tile, (4, 4))
+    msg = array_to_image(types, mosaic, f'bayer_{pattern}8', make_header(types, 0, 'cam'))
+    rgb = image_to_rgb(cdr_round_trip(types, msg))
+    assert rgb.shape == (8, 8, 3)
+    np.testing.assert_array_equal(rgb[2:6, 2:6], np.broadcast_to([200, 100, 40], (4, 4, 3)))
+
+
+def test_depth_image_to_metres_invalid_values_become_nan(types):
+    header = make_header(types, 0, 'cam')
+    metres = np.array([[np.nan, np.inf, -np.inf, -1.0, 0.0, 2.5]], dtype=np.float32)
+    decoded = depth_image_to_metres(cdr_round_trip(
+        types, array_to_image(types, metres, '32FC1', header)))
+    assert decoded.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(decoded), [[1, 1, 1, 1, 1, 0]])
+    assert decoded[0, 5] == np.float32(2.5)
+    millimetres = np.array([[0, 1, 1500, 65535]], dtype=np.uint16)
+    decoded = depth_image_to_metres(array_to_image(types, millimetres, '16UC1', header))
+    assert np.isnan(decoded[0, 0])
+    np.testing.assert_allclose(decoded[0, 1:], [0.001, 1.5, 65.535], rtol=1e-6)
+
+
+def test_depth_to_image_encodes_invalid_per_rep_118(types):
+    header = make_header(types, 0, 'cam')
+    depth = np.array([[1.2344, np.nan, -3.0, 70.0]], dtype=np.float32)
+    as_mm = cdr_round_trip(types, depth_to_image(types, depth, header, '16UC1'))
+    np.testing.assert_array_equal(image_to_array(as_mm), [[1234, 0, 0, 65535]])
+    as_float = cdr_round_trip(types, depth_to_image(types, depth, header, '32FC1'))
+    np.testing.assert_array_equal(image_to_array(as_float),
+                                  np.float32([[1.2344, np.nan, np.nan, 70.0]]))
+    with pytest.raises(MessageError, match='expected 32FC1 or 16UC1'):
+        depth_to_image(types, depth, header, '8UC1')
+
+
+def test_compressed_image_png_exact_and_jpeg_close(types):
+    rgb = np.random.default_rng(2).integers(0, 256, (6, 10, 3)).astype(np.uint8)
+    header = make_header(types, STAMP_NS, 'cam')
+    ok, png = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    msg = types.CompressedImage(header=header, format='rgb8; png compressed bgr8',
+                                data=types.uint8_array(png.tobytes()))
+    np.testing.assert_array_equal(compressed_image_to_rgb(cdr_round_trip(types, msg)), rgb)
+    flat = np.zeros((16, 16, 3), np.uint8)
+    flat[:] = (30, 160, 220)
+    ok, jpeg = cv2.imencode('.jpg', cv2.cvtColor(flat, cv2.COLOR_RGB2BGR))
+    msg = types.CompressedImage(header=header, format='jpeg',
+                                data=types.uint8_array(jpeg.tobytes()))
+    decoded = compressed_image_to_rgb(cdr_round_trip(types, msg)).astype(int)
+    assert np.abs(decoded - flat).max() <= 3
+    gray_ok, gray_png = cv2.imencode('.png', rgb[:, :, 0])
+    gray = SimpleNamespace(format='png', data=gray_png.tobytes())
+    np.testing.assert_array_equal(compressed_image_to_rgb(gray)[:, :, 2], rgb[:, :, 0])
+
+
+# -- camera info ---------------------------------------------------------------------------
+def test_camera_info_round_trip_all_fields(types):
+    K = np.array([[721.5, 0.0, 609.25], [0.0, 720.5, 172.75], [0.0, 0.0, 1.0]])
+    P = np.array([[700.0, 0.0, 600.0, -386.1], [0.0, 705.0, 170.0, 0.5], [0.0, 0.0, 1.0, 0.0]])
+    R = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    camera = CameraModel(width=1242, height=375, K=K, P=P, D=[-0.37, 0.2, 0.001, -0.002, 0.0],
+                         R=R, distortion_model='plumb_bob', binning_x=2, binning_y=1,
+                         roi=RegionOfInterest(x_offset=100, y_offset=20, height=300,
+                                              width=800, do_rectify=True))
+    msg = cdr_round_trip(types, model_to_camera_info(types, camera, make_header(types, 7, 'c')))
+    assert (msg.width, msg.height, msg.distortion_model) == (1242, 375, 'plumb_bob')
+    np.testing.assert_array_equal(msg.k, K.ravel())
+    np.testing.assert_array_equal(msg.p, P.ravel())
+    np.testing.assert_array_equal(msg.r, R.ravel())
+    np.testing.assert_array_equal(msg.d, [-0.37, 0.2, 0.001, -0.002, 0.0])
+    assert (msg.binning_x, msg.binning_y) == (2, 1)
+    assert (msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height) == \
+        (100, 20, 800, 300)
+    assert msg.roi.do_rectify
+    # The model of the published image: ROI crop, then 2x horizontal binning (P is used).
+    model = camera_info_to_model(msg)
+    assert (model.width, model.height) == (400, 300)
+    assert model.fx == 350.0 and model.fy == 705.0
+    assert model.cx == (600.0 - 100.0) / 2 and model.cy == 170.0 - 20.0
+
+
+def test_camera_info_plain_round_trip_keeps_model(types):
+    camera = CameraModel.from_intrinsics(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
+    msg = cdr_round_trip(types, model_to_camera_info(types, camera, make_header(types, 0, 'c')))
+    model = camera_info_to_model(msg)
+    assert (model.fx, model.fy, model.cx, model.cy) == (721.5377, 721.5377, 609.5593, 172.854)
+    assert (model.width, model.height) == (1242, 375)
+
+
+def test_camera_info_without_calibration_is_rejected():
+    msg = SimpleNamespace(width=10, height=10, k=[0.0] * 9, p=[0.0] * 12, d=[], r=[0.0] * 9,
+                          distortion_model='', binning_x=0, binning_y=0,
+                          roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0,
+                                              do_rectify=False))
+    with pytest.raises(CalibrationError, match='focal'):
+        camera_info_to_model(msg)
+
+
+# -- point clouds --------------------------------------------------------------------------
+def test_organized_pointcloud2_round_trip_with_rgb_and_extra_fields(types):
+    rng = np.random.default_rng(3)
+    xyz = rng.normal(size=(3, 4, 3)).astype(np.float32)
+    xyz[1, 2] = np.nan
+    rgb = rng.integers(0, 256, (3, 4, 3)).astype(np.uint8)
+    confidence = rng.uniform(size=(3, 4)).astype(np.float32)
+    label = rng.integers(0, 19, (3, 4)).astype(np.float32)
+    msg = make_pointcloud2(types, make_header(types, STAMP_NS, 'cam'), xyz, rgb=rgb,
+                           fields={'confidence': confidence, 'label': label})
+    back = cdr_round_trip(types, msg)
+    assert (back.height, back.width, back.point_step, back.row_step) == (3, 4, 24, 96)
+    assert not back.is_dense and not back.is_bigendian
+    assert [(f.name, f.offset, f.datatype, f.count) for f in back.fields] == [
+        ('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 12, 7, 1),
+        ('confidence', 16, 7, 1), ('label', 20, 7, 1)]
+    arrays = read_pointcloud2(back, ('x', 'y', 'z', 'rgb', 'confidence', 'label'))
+    np.testing.assert_array_equal(
+        np.stack([arrays['x'], arrays['y'], arrays['z']], axis=1), xyz.reshape(-1, 3))
+    np.testing.assert_array_equal(unpack_rgb(arrays['rgb']), rgb.reshape(-1, 3))
+    np.testing.assert_array_equal(arrays['confidence'], confidence.ravel())
+    np.testing.assert_array_equal(arrays['label'], label.ravel())
+    assert pointcloud2_to_xyz(back).shape == (11, 3)
+
+
+def test_rgb_packing_is_0x00rrggbb(types):
+    rgb = np.array([[0x12, 0x34, 0x56]], dtype=np.uint8)
+    assert pack_rgb(rgb).view(np.uint32)[0] == 0x123456
+    msg = make_pointcloud2(types, make_header(types, 0, 'c'), np.zeros((1, 3), np.float32),
+                           rgb=rgb)
+    assert (msg.height, msg.width) == (1, 1)
+    assert struct.unpack_from('<I', bytes(msg.data), 12)[0] == 0x123456
+
+
+def cloud_from_structured(types, points, bigendian=False):
+    """PointCloud2 holding a numpy structured array (a driver's layout) as its data."""
+    kinds = {'i1': 1, 'u1': 2, 'i2': 3, 'u2': 4, 'i4': 5, 'u4': 6, 'f4': 7, 'f8': 8}
+    fields = [types.PointField(name=name, offset=offset, datatype=kinds[dtype.str[1:]],
+                               count=1)
+              for name, (dtype, offset) in points.dtype.fields.items()
+              if not name.startswith('pad')]
+    return types.PointCloud2(
+        header=make_header(types, STAMP_NS, 'velo_link'), height=1, width=len(points),
+        fields=fields, is_bigendian=bigendian, point_step=points.dtype.itemsize,
+        row_step=points.dtype.itemsize * len(points),
+        data=types.uint8_array(points.tobytes()), is_dense=True)
+
+
+@pytest.mark.parametrize('bigendian', [False, True])
+def test_read_velodyne_layout_either_endianness(types, bigendian):
+    order = '>' if bigendian else '<'
+    layout = np.dtype({'names': ['x', 'y', 'z', 'intensity', 'ring', 'time'],
+                       'formats': [order + 'f4'] * 4 + [order + 'u2', order + 'f4'],
+                       'offsets': [0, 4, 8, 16, 20, 24], 'itemsize': 32})
+    points = np.zeros(5, dtype=layout)
+    points['x'] = [1.5, -2.0, 3.25, 0.0, 9.0]
+    points['y'] = np.arange(5)
+    points['z'] = -1.0
+    points['intensity'] = [0.0, 10.0, 20.0, 30.0, 255.0]
+    points['ring'] = [0, 1, 31, 63, 2]
+    points['time'] = [0.0, 1e-5, 2e-5, 3e-5, 4e-5]
+    msg = cdr_round_trip(types, cloud_from_structured(types, points, bigendian))
+    arrays = read_pointcloud2(msg, ('x', 'y', 'z', 'intensity', 'ring', 'time'))
+    assert arrays['ring'].dtype == np.uint16 and arrays['x'].dtype == np.float32
+    for name in layout.names:
+        np.testing.assert_array_equal(arrays[name], points[name])
+
+
+def test_read_ouster_layout_with_padding(types):
+    # Ouster-like: 4 bytes of padding after z, mixed integer fields, 48-byte points.
+    layout = np.dtype({
+        'names': ['x', 'y', 'z', 'intensity', 't', 'reflectivity', 'ring', 'ambient',
+                  'range'],
+        'formats': ['<f4'] * 4 + ['<u4', '<u2', 'u1', '<u2', '<u4'],
+        'offsets': [0, 4, 8, 16, 20, 24, 26, 28, 32], 'itemsize': 48})
+    points = np.zeros(3, dtype=layout)
+    points['x'], points['y'], points['z'] = [1, 2, 3], [4, 5, 6], [7, 8, 9]
+    points['ring'] = [0, 64, 127]
+    points['range'] = [1000, 2000, 123456]
+    msg = cdr_round_trip(types, cloud_from_structured(types, points))
+    arrays = read_pointcloud2(msg, ('x', 'y', 'z', 'ring', 'range'))
+    np.testing.assert_array_equal(arrays['z'], [7, 8, 9])
+    np.testing.assert_array_equal(arrays['ring'], [0, 64, 127])
+    assert arrays['ring'].dtype == np.uint8
+    np.testing.assert_array_equal(arrays['range'], [1000, 2000, 123456])
+
+
+def test_pointcloud2_row_padding_is_skipped():
+    # Organized 2x2 cloud, 4-byte points (x only), rows padded to 12 bytes.
+    data = struct.pack('<ff4x', 1, 2) + struct.pack('<ff4x', 3, 4)
+    msg = SimpleNamespace(height=2, width=2, is_bigendian=False, point_step=4, row_step=12,
+                          data=data, fields=[SimpleNamespace(name='x', offset=0, datatype=7,
+                                                             count=1)])
+    np.testing.assert_array_equal(read_pointcloud2(msg, ('x',))['x'], [1, 2, 3, 4])
+
+
+# -- transforms and diagnostics ------------------------------------------------------------
+def test_tf_message_round_trip(types):
+    angle = np.deg2rad(30.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1]])
+    T = make_transform(rotation, [1.0, -2.0, 0.5])
+    msg = cdr_round_trip(types, make_tf_message(
+        types, [('base_link', 'velo_link', T, STAMP_NS), ('world', 'base_link', np.eye(4), 5)]))
+    first, second = msg.transforms
+    assert (first.header.frame_id, first.child_frame_id) == ('base_link', 'velo_link')
+    assert stamp_to_ns(first.header.stamp) == STAMP_NS
+    q = first.transform.rotation
+    np.testing.assert_allclose([q.x, q.y, q.z, q.w],
+                               [0, 0, np.sin(angle / 2), np.cos(angle / 2)], atol=1e-15)
+    np.testing.assert_allclose(transform_stamped_to_matrix(first), T, atol=1e-15)
+    assert second.child_frame_id == 'base_link'
+    np.testing.assert_array_equal(transform_stamped_to_matrix(second), np.eye(4))
+
+
+def test_diagnostic_array_round_trip(types):
+    msg = cdr_round_trip(types, make_diagnostic_array(types, STAMP_NS, [
+        ('WARN', 'monodepth: engine', 'slow', 'gpu0', {'latency_ms': 12.5, 'backend': 'trt'}),
+        (0, 'monodepth: input', 'ok', '', {}),
+    ]))
+    assert stamp_to_ns(msg.header.stamp) == STAMP_NS
+    first, second = msg.status
+    assert (first.level, first.name, first.message, first.hardware_id) == \
+        (1, 'monodepth: engine', 'slow', 'gpu0')
+    assert [(kv.key, kv.value) for kv in first.values] == [('latency_ms', '12.5'),
+                                                           ('backend', 'trt')]
+    assert second.level == 0 and list(second.values) == []
+    with pytest.raises(MessageError, match='diagnostic level'):
+        make_diagnostic_array(types, 0, [(7, 'x', '', '', {})])
+
+
+# -- malformed input -----------------------------------------------------------------------
+def image(**overrides):
+    fields = dict(height=2, width=3, encoding='rgb8', is_bigendian=0, step=9, data=bytes(18))
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'data': bytes(17)}, r'17 bytes, expected height\*step = 2\*9 = 18'),
+    ({'step': 8, 'data': bytes(16)}, r'step 8 is smaller than width\*pixel size'),
+    ({'encoding': 'yuv9000'}, "unsupported image encoding 'yuv9000'"),
+    ({'height': 0, 'data': b''}, 'expected a non-empty image'),
+    ({'width': 0}, 'expected a non-empty image'),
+])
+def test_malformed_images_raise_message_error(overrides, message):
+    with pytest.raises(MessageError, match=message):
+        image_to_array(image(**overrides))
+
+
+def test_depth_and_colour_decoders_reject_the_wrong_kind():
+    with pytest.raises(MessageError, match='depth image encoding'):
+        depth_image_to_metres(image())
+    with pytest.raises(MessageError, match='not a colour/mono'):
+        image_to_rgb(image(encoding='32FC1', width=1, step=4, data=bytes(8)))
+    with pytest.raises(MessageError, match='could not be decoded'):
+        compressed_image_to_rgb(SimpleNamespace(format='jpeg', data=b'not a jpeg'))
+    with pytest.raises(MessageError, match='compressed depth'):
+        compressed_image_to_rgb(SimpleNamespace(format='16UC1; compressedDepth', data=b'x'))
+    with pytest.raises(MessageError, match='no data'):
+        compressed_image_to_rgb(SimpleNamespace(format='png', data=b''))
+
+
+def test_array_to_image_rejects_mismatched_arrays(types):
+    header = make_header(types, 0, 'c')
+    with pytest.raises(MessageError, match='expected HxWx3'):
+        array_to_image(types, np.zeros((2, 2), np.uint8), 'rgb8', header)
+    with pytest.raises(MessageError, match='expected float32'):
+        array_to_image(types, np.zeros((2, 2), np.float64), '32FC1', header)
+
+
+def cloud(**overrides):
+    fields = dict(height=1, width=2, is_bigendian=False, point_step=12, row_step=24,
+                  data=bytes(24),
+                  fields=[SimpleNamespace(name=n, offset=4 * i, datatype=7, count=1)
+                          for i, n in enumerate('xyz')])
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'fields': []}, r"lacks field\(s\) \['x', 'y', 'z'\]; it has \[\]"),
+    ({'data': bytes(23)}, '23 bytes, expected height'),
+    ({'point_step': 8, 'row_step': 16}, "field 'z' .* does not fit in point_step 8"),
+    ({'row_step': 20}, r'row_step 20 is smaller than width\*point_step'),
+    ({'point_step': 0, 'row_step': 0}, 'point_step is 0'),
+    ({'fields': [SimpleNamespace(name=n, offset=0, datatype=9, count=1) for n in 'xyz']},
+     'datatype 9'),
+])
+def test_malformed_clouds_raise_message_error(overrides, message):
+    with pytest.raises(MessageError, match=message):
+        read_pointcloud2(cloud(**overrides))
+
+
+def test_make_pointcloud2_rejects_bad_shapes(types):
+    header = make_header(types, 0, 'c')
+    with pytest.raises(MessageError, match='expected HxWx3 or Nx3'):
+        make_pointcloud2(types, header, np.zeros((4, 2)))
+    with pytest.raises(MessageError, match='rgb has shape'):
+        make_pointcloud2(types, header, np.zeros((4, 3)), rgb=np.zeros((3, 3), np.uint8))
+    with pytest.raises(MessageError, match="field 'confidence' has shape"):
+        make_pointcloud2(types, header, np.zeros((4, 3)), fields={'confidence': np.zeros(3)})
+
+
+ENCODING_NAMES = st.sampled_from(sorted(ENCODINGS) + ['32FC3', '64FC1', '16SC2', 'bogus', ''])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(height=st.integers(0, 6), width=st.integers(0, 6), step=st.integers(0, 40),
+       encoding=ENCODING_NAMES, bigendian=st.integers(0, 1), data=st.binary(max_size=200))
+def test_random_images_only_raise_message_error(height, width, step, encoding, bigendian,
+                                                data):
+    msg = SimpleNamespace(height=height, width=width, step=step, encoding=encoding,
+                          is_bigendian=bigendian, data=data)
+    for decoder in (image_to_array, image_to_rgb, depth_image_to_metres):
+        try:
+            out = decoder(msg)
+        except MessageError:
+            continue
+        assert out.shape[:2] == (height, width)
+        if decoder is image_to_rgb:
+            assert out.shape == (height, width, 3) and out.dtype == np.uint8
+        if decoder is depth_image_to_metres:
+            assert out.dtype == np.float32 and not np.any(out <= 0)
+
+
+POINT_FIELDS = st.lists(st.builds(
+    SimpleNamespace, name=st.sampled_from(['x', 'y', 'z', 'intensity', 'ring']),
+    offset=st.integers(-4, 40), datatype=st.integers(0, 9), count=st.integers(0, 3)),
+    max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(height=st.integers(0, 4), width=st.integers(0, 4), point_step=st.integers(0, 40),
+       row_step=st.integers(0, 160), fields=POINT_FIELDS, bigendian=st.booleans(),
+       data=st.binary(max_size=400))
+def test_random_clouds_only_raise_message_error(height, width, point_step, row_step, fields,
+                                                bigendian, data):
+    msg = SimpleNamespace(height=height, width=width, point_step=point_step,
+                          row_step=row_step, fields=fields, is_bigendian=bigendian, data=data)
+    for decoder in (read_pointcloud2, pointcloud2_to_xyz):
+        try:
+            out = decoder(msg)
+        except MessageError:
+            continue
+        if decoder is read_pointcloud2:
+            assert all(values.shape == (height * width,) for values in out.values())
+        else:
+            assert out.ndim == 2 and out.shape[1] == 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(fmt=st.sampled_from(['jpeg', 'png', 'rgb8; jpeg compressed bgr8', 'tiff', '']),
+       data=st.one_of(st.binary(max_size=300),
+                      st.binary(max_size=60).map(lambda tail: b'\x89PNG\r\n\x1a\n' + tail),
+                      st.binary(max_size=60).map(lambda tail: b'\xff\xd8\xff\xe0' + tail)))
+def test_random_compressed_images_only_raise_message_error(fmt, data):
+    try:
+        out = compressed_image_to_rgb(SimpleNamespace(format=fmt, data=data))
+    except MessageError:
+        return
+    assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
+
+
+def test_unorganized_and_empty_clouds_and_field_dtypes(types):
+    header = make_header(types, 0, 'c')
+    xyz = np.array([[1.0, 2.0, 3.0], [np.nan, 0.0, 1e9]])          # float64 in
+    label = np.array([3, 18], dtype=np.uint8)                        # stored as float32
+    msg = cdr_round_trip(types, make_pointcloud2(
+        types, header, xyz, rgb=np.array([[255, 0, 1], [0, 0, 0]], np.uint8),
+        fields={'label': label}))
+    assert (msg.height, msg.width, msg.point_step) == (1, 2, 20)
+    arrays = read_pointcloud2(msg, ('x', 'z', 'rgb', 'label'))
+    np.testing.assert_array_equal(arrays['x'], np.float32([1.0, np.nan]))
+    np.testing.assert_array_equal(arrays['z'], np.float32([3.0, 1e9]))
+    assert arrays['rgb'].view(np.uint32).tolist() == [0xFF0001, 0]
+    np.testing.assert_array_equal(arrays['label'], [3.0, 18.0])
+    empty = cdr_round_trip(types, make_pointcloud2(types, header, np.zeros((0, 3)),
+                                                   rgb=np.zeros((0, 3), np.uint8)))
+    assert (empty.height, empty.width, len(empty.data)) == (1, 0, 0)
+    assert read_pointcloud2(empty)['x'].shape == (0,)
+
+
+def test_rclpy_style_field_values():
+    rosbags_types = MessageTypes.rosbags('humble')
+    classes = {name: getattr(rosbags_types, name) for name in MESSAGE_NAMES}
+    rclpy_like = MessageTypes(classes, 'rclpy')
+    data = rclpy_like.uint8_array(np.arange(4, dtype=np.uint8).tobytes())
+    assert isinstance(data, array.array) and data.typecode == 'B' and list(data) == [0, 1, 2, 3]
+    d = rclpy_like.float64_array([0.5, -1.0])
+    assert isinstance(d, array.array) and d.typecode == 'd' and list(d) == [0.5, -1.0]
+    k = rclpy_like.float64_array(np.eye(3), 9)
+    assert isinstance(k, np.ndarray) and k.dtype == np.float64 and k.shape == (9,)
+    assert rclpy_like.byte(2) == b'\x02' and rosbags_types.byte(2) == 2
+    # rclpy keeps uint8[] as array.array: the decoders read it without copying.
+    msg = SimpleNamespace(height=1, width=2, encoding='mono8', is_bigendian=0, step=2,
+                          data=array.array('B', [7, 9]))
+    np.testing.assert_array_equal(image_to_array(msg), [[7, 9]])
+    with pytest.raises(MessageError, match='float64\\[9\\] field given 4 values'):
+        rclpy_like.float64_array(np.zeros(4), 9)
+    with pytest.raises(MessageError, match="unknown ROS 2 distro 'rolling'"):
+        MessageTypes.rosbags('rolling')
+
+
+@settings(max_examples=200, deadline=None)
+@given(width=st.integers(0, 50), height=st.integers(0, 50),
+       k=st.lists(st.floats(-1e3, 1e3) | st.just(float('nan')), min_size=0, max_size=10),
+       p=st.lists(st.floats(-1e3, 1e3), min_size=0, max_size=13),
+       binning=st.tuples(st.integers(0, 64), st.integers(0, 64)),
+       roi=st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60),
+                     st.integers(0, 60)))
+def test_random_camera_infos_only_raise_typed_errors(width, height, k, p, binning, roi):
+    msg = SimpleNamespace(width=width, height=height, k=k, p=p, d=[], r=list(np.eye(3).flat),
+                          distortion_model='plumb_bob', binning_x=binning[0],
+                          binning_y=binning[1],
+                          roi=SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2],
+                                              height=roi[3], do_rectify=False))
+    try:
+        model = camera_info_to_model(msg)
+    except (CalibrationError, MessageError):
+        return
+    assert model.width > 0 and model.height > 0 and model.fx > 0 and model.fy > 0
