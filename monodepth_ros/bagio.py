@@ -1,10 +1,9 @@
 """Bag I/O with rosbags: write rosbag2 (mcap or sqlite3), read rosbag2 and ROS 1 bags.
 
-Writing serializes to CDR with the typestore of the chosen ROS 2 distro and writes the usual
-``metadata.yaml`` so that ``ros2 bag info``/``play`` open the bag: format version 9 (Jazzy,
-QoS as YAML lists) for jazzy, version 8 (QoS as a YAML string, as Humble parses it) for
-humble. ``/tf_static`` is offered with transient-local durability so late subscribers of a
-replay still get the static transforms.
+Writing serializes to CDR with the typestore of the chosen ROS 2 distro and writes the
+``metadata.yaml`` and storage layout that distro's stock ``ros2 bag info``/``play`` open (see
+``BAG_FORMATS``). ``/tf_static`` is offered with transient-local durability so late
+subscribers of a replay still get the static transforms.
 
 Reading streams messages in time order with ``rosbags.highlevel.AnyReader``; message classes
 come from the definitions stored in the bag.
@@ -14,12 +13,45 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from monodepth_ros.errors import BagError
 from monodepth_ros.messages import MessageTypes
 
 STORAGES = ('mcap', 'sqlite3')
-_FORMAT_VERSION = {'humble': 8, 'jazzy': 9}
+
+
+class BagFormat(NamedTuple):
+    """What a distro's stock rosbag2 reads: metadata.yaml version and default storage."""
+
+    version: int
+    storage: str
+
+
+# Per ROS 2 distro, the rosbag2 format its stock tools open (rosbag2 behaviour, ros2/rosbag2):
+# - Humble (rosbag2 0.15) decodes metadata.yaml fields up to its own version 5 and ignores
+#   newer keys, but reads offered_qos_profiles as a YAML *string* (rosbag2_storage yaml.hpp).
+#   Version 9 stores a YAML list there and Humble fails with "Exception on parsing info file:
+#   ... bad conversion" (ros2/rosbag2#2013), so Humble gets version 8 (QoS string, integer
+#   enums). Its sqlite3 plugin reads only the messages/topics tables, so the newer sqlite3
+#   schema is fine; mcap needs the extra ros-humble-rosbag2-storage-mcap package, hence sqlite3.
+# - Jazzy reads versions up to 9 (QoS as a YAML list) and ships mcap as its default storage
+#   (ros2/rosbag2#1160, since Iron).
+BAG_FORMATS = {
+    'humble': BagFormat(version=8, storage='sqlite3'),
+    'jazzy': BagFormat(version=9, storage='mcap'),
+}
+
+
+def default_storage(distro: str) -> str:
+    """Storage plugin that a stock install of ``distro`` opens ('sqlite3' or 'mcap')."""
+    return _bag_format(distro).storage
+
+
+def _bag_format(distro: str) -> BagFormat:
+    if distro not in BAG_FORMATS:
+        raise BagError(f'ROS distro {distro!r} unknown, expected one of {sorted(BAG_FORMATS)}')
+    return BAG_FORMATS[distro]
 
 
 def _transient_local_qos():
@@ -49,25 +81,27 @@ class BagWriter:
     """Write a rosbag2 directory; topics are registered on their first message.
 
     Use as a context manager (``with BagWriter(path) as bag: bag.write(topic, msg, stamp)``);
-    build messages with ``bag.types`` (the typestore classes of ``distro``).
+    build messages with ``bag.types`` (the typestore classes of ``distro``). ``storage=None``
+    picks the storage that a stock install of ``distro`` opens (``default_storage``); the
+    default stays 'mcap' as the interface promises.
     """
 
-    def __init__(self, path, storage: str = 'mcap', distro: str = 'humble'):
+    def __init__(self, path, storage: str | None = 'mcap', distro: str = 'humble'):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.path = Path(path)
+        bag_format = _bag_format(distro)
+        storage = bag_format.storage if storage is None else storage
         if storage not in STORAGES:
             raise BagError(f'bag storage {storage!r} unknown, expected one of {STORAGES}')
-        if distro not in _FORMAT_VERSION:
-            raise BagError(f'ROS distro {distro!r} unknown, expected one of '
-                           f'{sorted(_FORMAT_VERSION)}')
         if self.path.exists():
             raise BagError(f'bag {self.path} exists already; remove it or choose another path')
         self.storage = storage
         self.types = MessageTypes.rosbags(distro)
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
-        self._writer = Writer(self.path, version=_FORMAT_VERSION[distro], storage_plugin=plugin)
-        # A non-empty custom_data keeps metadata.yaml free of a null map some readers reject.
+        self._writer = Writer(self.path, version=bag_format.version, storage_plugin=plugin)
+        # A non-empty custom_data keeps metadata.yaml free of a null map (rosbags writes
+        # 'custom_data: null' otherwise), which strict readers of version >= 6 may reject.
         self._writer.set_custom_data('monodepth_ros.distro', distro)
         self._connections: dict[str, object] = {}
         self._open = False

@@ -1,12 +1,13 @@
 """Bag write -> read round trips (mcap and sqlite3, Humble and Jazzy) and bag errors."""
 
 import sqlite3
+import struct
 
 import numpy as np
 import pytest
 import yaml
 
-from monodepth_ros.bagio import BagReader, BagWriter
+from monodepth_ros.bagio import BagReader, BagWriter, default_storage
 from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import BagError
 from monodepth_ros.geometry import TransformBuffer, make_transform
@@ -145,3 +146,154 @@ def test_bag_without_message_definitions_uses_the_distro_typestore(tmp_path):
     with BagReader(tmp_path / 'drive', distro='humble') as bag:
         (_, stamp, msg), = bag.messages(['/camera/image_raw'])
     assert stamp == START_NS and (msg.height, msg.width, msg.encoding) == (20, 32, 'rgb8')
+
+
+# rmw enum values (rmw/types.h) as Humble stores them in the QoS string of metadata version 8.
+RMW_KEEP_LAST, RMW_RELIABLE, RMW_TRANSIENT_LOCAL, RMW_VOLATILE, RMW_AUTOMATIC = 1, 1, 1, 2, 1
+
+
+def read_metadata(path):
+    return yaml.safe_load((path / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+
+
+def check_humble_qos_string(qos_text, durability):
+    """Humble parses offered_qos_profiles as a string holding a YAML list with int enums."""
+    assert isinstance(qos_text, str)
+    (qos,) = yaml.safe_load(qos_text)
+    assert (qos['history'], qos['reliability'], qos['durability'], qos['liveliness']) == (
+        RMW_KEEP_LAST, RMW_RELIABLE, durability, RMW_AUTOMATIC)
+    assert qos['deadline'] == {'sec': 0, 'nsec': 0}
+
+
+@pytest.mark.parametrize('distro, storage, suffix', [('humble', 'sqlite3', '.db3'),
+                                                      ('jazzy', 'mcap', '.mcap')])
+def test_storage_none_is_the_one_the_distro_opens_out_of_the_box(tmp_path, distro, storage,
+                                                                      suffix):
+    assert default_storage(distro) == storage
+    with BagWriter(tmp_path / 'bag', storage=None, distro=distro) as bag:
+        bag.write('/tf', make_tf_message(bag.types, []), 5)
+    assert read_metadata(tmp_path / 'bag')['storage_identifier'] == storage
+    assert (tmp_path / 'bag' / f'bag{suffix}').is_file()
+    with pytest.raises(BagError, match="distro 'iron' unknown"):
+        default_storage('iron')
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_humble_metadata_has_the_fields_and_types_humble_decodes(tmp_path, storage):
+    path = tmp_path / 'drive'
+    write_drive(path, storage, 'humble', frames=2)
+    metadata = read_metadata(path)
+    # Humble (metadata version 5) requires these keys with these types; newer keys are ignored.
+    assert metadata['version'] == 8
+    assert metadata['storage_identifier'] == storage
+    suffix = 'db3' if storage == 'sqlite3' else 'mcap'
+    assert metadata['relative_file_paths'] == [f'drive.{suffix}']
+    assert (path / metadata['relative_file_paths'][0]).is_file()
+    assert metadata['message_count'] == 7
+    assert metadata['starting_time'] == {'nanoseconds_since_epoch': START_NS}
+    assert metadata['duration'] == {'nanoseconds': STEP_NS + 1}
+    assert (metadata['compression_format'], metadata['compression_mode']) == ('', '')
+    (file_info,) = metadata['files']
+    assert file_info['path'] == metadata['relative_file_paths'][0]
+    assert file_info['message_count'] == 7
+    assert metadata['custom_data'] == {'monodepth_ros.distro': 'humble'}
+    topics = {entry['topic_metadata']['name']: entry for entry in
+              metadata['topics_with_message_count']}
+    assert topics['/camera/image_raw']['message_count'] == 2
+    for name, entry in topics.items():
+        topic = entry['topic_metadata']
+        assert topic['serialization_format'] == 'cdr'
+        check_humble_qos_string(topic['offered_qos_profiles'], RMW_TRANSIENT_LOCAL
+                                if name == '/tf_static' else RMW_VOLATILE)
+
+
+def test_humble_sqlite3_tables_answer_humbles_queries(tmp_path):
+    write_drive(tmp_path / 'drive', 'sqlite3', 'humble', frames=2)
+    database = sqlite3.connect(tmp_path / 'drive' / 'drive.db3')
+    try:
+        # The queries Humble's sqlite3 plugin runs to list topics and to read messages.
+        topics = database.execute('SELECT name, type, serialization_format, '
+                                  'offered_qos_profiles FROM topics ORDER BY id').fetchall()
+        rows = database.execute('SELECT data, timestamp, topics.name FROM messages JOIN topics '
+                                'ON messages.topic_id = topics.id ORDER BY messages.timestamp'
+                                ).fetchall()
+    finally:
+        database.close()
+    assert [(name, msgtype) for name, msgtype, _, _ in topics] == [
+        ('/tf_static', 'tf2_msgs/msg/TFMessage'), ('/camera/image_raw', 'sensor_msgs/msg/Image'),
+        ('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
+        ('/velo/points', 'sensor_msgs/msg/PointCloud2')]
+    for name, _, serialization, qos_text in topics:
+        assert serialization == 'cdr'
+        check_humble_qos_string(qos_text, RMW_TRANSIENT_LOCAL if name == '/tf_static'
+                                else RMW_VOLATILE)
+    assert [row[1] for row in rows] == sorted(row[1] for row in rows) and len(rows) == 7
+    assert rows[0][2] == '/tf_static' and rows[0][0][:4] == bytes([0, 1, 0, 0])  # CDR LE header
+
+
+def test_jazzy_metadata_stores_qos_as_a_list_with_names(tmp_path):
+    write_drive(tmp_path / 'drive', 'mcap', 'jazzy', frames=1)
+    metadata = read_metadata(tmp_path / 'drive')
+    assert metadata['version'] == 9 and metadata['storage_identifier'] == 'mcap'
+    topics = {entry['topic_metadata']['name']: entry['topic_metadata'] for entry in
+              metadata['topics_with_message_count']}
+    (qos,) = topics['/tf_static']['offered_qos_profiles']
+    assert (qos['history'], qos['reliability'], qos['durability']) == (
+        'keep_last', 'reliable', 'transient_local')
+    assert topics['/camera/image_raw']['offered_qos_profiles'][0]['durability'] == 'volatile'
+    assert topics['/camera/image_raw']['type_description_hash'].startswith('RIHS01_')
+
+
+def read_mcap_summary(path):
+    """Profile, schemas and channels of an MCAP file, from its top-level records."""
+    data = path.read_bytes()
+    assert data[:8] == b'\x89MCAP0\r\n' and data[-8:] == b'\x89MCAP0\r\n'
+
+    def string(buffer, offset):
+        (length,) = struct.unpack_from('<I', buffer, offset)
+        return buffer[offset + 4:offset + 4 + length].decode(), offset + 4 + length
+
+    profile, schemas, channels, offset = None, {}, {}, 8
+    while offset < len(data) - 8:
+        opcode, length = struct.unpack_from('<BQ', data, offset)
+        body = data[offset + 9:offset + 9 + length]
+        offset += 9 + length
+        if opcode == 0x01:  # header: profile, library
+            profile, _ = string(body, 0)
+        elif opcode == 0x03:  # schema: id, name, encoding, data
+            (schema_id,) = struct.unpack_from('<H', body, 0)
+            name, at = string(body, 2)
+            encoding, at = string(body, at)
+            schemas[schema_id] = (name, encoding)
+        elif opcode == 0x04:  # channel: id, schema id, topic, message encoding, metadata map
+            _, schema_id = struct.unpack_from('<HH', body, 0)
+            topic, at = string(body, 4)
+            encoding, at = string(body, at)
+            (map_length,) = struct.unpack_from('<I', body, at)
+            at, end, metadata = at + 4, at + 4 + map_length, {}
+            while at < end:
+                key, at = string(body, at)
+                metadata[key], at = string(body, at)
+            channels[topic] = (schema_id, encoding, metadata)
+        elif opcode == 0x02:  # footer
+            break
+    return profile, schemas, channels
+
+
+@pytest.mark.parametrize('distro', ['humble', 'jazzy'])
+def test_mcap_follows_the_ros2_profile(tmp_path, distro):
+    write_drive(tmp_path / 'drive', 'mcap', distro, frames=1)
+    profile, schemas, channels = read_mcap_summary(tmp_path / 'drive' / 'drive.mcap')
+    assert profile == 'ros2'
+    assert set(channels) == {'/tf_static', '/camera/image_raw', '/camera/camera_info',
+                             '/velo/points'}
+    name, encoding = schemas[channels['/camera/image_raw'][0]]
+    assert (name, encoding) == ('sensor_msgs/msg/Image', 'ros2msg')
+    for topic, (_, message_encoding, metadata) in channels.items():
+        assert message_encoding == 'cdr'
+        qos_text = metadata['offered_qos_profiles']
+        if distro == 'humble':
+            check_humble_qos_string(qos_text, RMW_TRANSIENT_LOCAL if topic == '/tf_static'
+                                    else RMW_VOLATILE)
+        else:
+            assert yaml.safe_load(qos_text)[0]['history'] == 'keep_last'

@@ -1,0 +1,247 @@
+"""Write a synthetic KITTI-like drive as a rosbag2, or as a dataset folder for training.
+
+Bag mode (default) writes, all stamped with the frame's time (10 Hz):
+
+  /kitti/camera_color_left/image_raw     sensor_msgs/Image rgb8        frame camera_color_left
+  /kitti/camera_color_left/camera_info   sensor_msgs/CameraInfo        frame camera_color_left
+  /kitti/velo/pointcloud                 sensor_msgs/PointCloud2       frame velo_link
+        Velodyne layout: x, y, z, intensity (float32 at 0, 4, 8, 16), ring (uint16 at 20),
+        point_step 32
+  /ground_truth/depth                    sensor_msgs/Image 32FC1, metres along the optical
+                                         axis, NaN = sky               frame camera_color_left
+  /ground_truth/semantics                sensor_msgs/Image mono8 Cityscapes trainIds
+  /tf_static  base_link -> velo_link -> camera_color_left (once, at the first stamp)
+  /tf         world -> base_link (the ego pose, every frame)
+
+Dataset mode (``--dataset``) writes a folder:
+
+  OUT/intrinsics.json       width, height, fx, fy, cx, cy, K (3x3), T_camera_from_lidar (4x4),
+                            seed, frame_rate_hz, depth_format, depth_scale, class_names, frames
+  OUT/rgb/NNNNNN.png        8-bit RGB
+  OUT/depth/NNNNNN.png      16-bit, metres * 256 (KITTI depth convention), 0 = no depth (sky or
+                            farther than 255.99 m); with ``--depth-format npy``: depth/NNNNNN.npy
+                            float32 metres, NaN = no depth
+  OUT/semantics/NNNNNN.png  8-bit Cityscapes trainIds (255 = ignore)
+  OUT/lidar/NNNNNN.npz      x, y, z, intensity (float32), ring (uint16), LiDAR frame
+                            (only with ``--lidar``)
+
+NNNNNN is the frame index. :func:`read_dataset_frame` reads one frame back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from monodepth_ros import topics
+from monodepth_ros.errors import ConfigError, DatasetError
+from monodepth_ros.semantics import CITYSCAPES_CLASSES
+
+DEPTH_PNG_SCALE = 256.0
+# sensor_msgs/PointField datatypes.
+_UINT16, _FLOAT32 = 4, 7
+# The Velodyne driver's PointXYZIR layout (PCL's 16-byte aligned point).
+_VELODYNE_FIELDS = (('x', 0, _FLOAT32), ('y', 4, _FLOAT32), ('z', 8, _FLOAT32),
+                    ('intensity', 16, _FLOAT32), ('ring', 20, _UINT16))
+_VELODYNE_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'intensity', 'ring'],
+                            'formats': ['<f4', '<f4', '<f4', '<f4', '<u2'],
+                            'offsets': [0, 4, 8, 16, 20], 'itemsize': 32})
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('out', type=Path, help='bag directory (or dataset folder) to create')
+    parser.add_argument('--frames', type=int, default=100, help='number of frames (10 Hz)')
+    parser.add_argument('--seed', type=int, default=0, help='world seed (same seed, same drive)')
+    parser.add_argument('--start', type=int, default=0, help='index of the first frame')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
+                        help='rosbag2 storage plugin')
+    parser.add_argument('--distro', choices=('humble', 'jazzy'), default='humble',
+                        help='ROS 2 distribution whose message definitions are written')
+    parser.add_argument('--size', default=None, metavar='WxH',
+                        help='render size (intrinsics scaled); default 1242x375')
+    parser.add_argument('--dataset', action='store_true',
+                        help='write a dataset folder of PNGs + intrinsics.json instead of a bag')
+    parser.add_argument('--depth-format', choices=('png', 'npy'), default='png',
+                        help='dataset depth files: 16-bit PNG (metres*256) or float32 .npy')
+    parser.add_argument('--lidar', action='store_true',
+                        help='dataset mode: also write the LiDAR scans (.npz)')
+
+
+def run(args) -> int:
+    size = None if args.size is None else _parse_size(args.size)
+    if args.dataset:
+        path = write_synthetic_dataset(args.out, args.frames, seed=args.seed, start=args.start,
+                                       size=size, depth_format=args.depth_format,
+                                       lidar=args.lidar)
+        print(f'wrote {args.frames} frames of seed {args.seed} to dataset folder {path}')
+    else:
+        path = write_synthetic_bag(args.out, args.frames, seed=args.seed, start=args.start,
+                                   storage=args.storage, distro=args.distro, size=size)
+        print(f'wrote {args.frames} frames of seed {args.seed} to bag {path}')
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split('x'))
+    except ValueError:
+        raise ConfigError(f'--size {text!r} is not WIDTHxHEIGHT (e.g. 416x128)') from None
+    return width, height
+
+
+def _make_drive(seed: int, frames: int, start: int, size):
+    from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
+
+    if frames < 1:
+        raise ConfigError(f'--frames {frames} must be at least 1')
+    if start < 0:
+        raise ConfigError(f'--start {start} must be >= 0')
+    config = DriveConfig() if size is None else DriveConfig(width=size[0], height=size[1])
+    return SyntheticDrive(seed=seed, config=config)
+
+
+def _progress(iterable, description: str):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, unit='frame', disable=None)
+
+
+def velodyne_pointcloud2(types, header, scan: dict):
+    """A PointCloud2 with the Velodyne driver's x, y, z, intensity, ring layout."""
+    points = np.zeros(scan['x'].shape[0], dtype=_VELODYNE_DTYPE)
+    for name in _VELODYNE_DTYPE.names:
+        points[name] = scan[name]
+    fields = [types.PointField(name=name, offset=offset, datatype=datatype, count=1)
+              for name, offset, datatype in _VELODYNE_FIELDS]
+    return types.PointCloud2(
+        header=header, height=1, width=int(points.size), fields=fields, is_bigendian=False,
+        point_step=_VELODYNE_DTYPE.itemsize, row_step=_VELODYNE_DTYPE.itemsize * int(points.size),
+        data=types.uint8_array(points.view(np.uint8)), is_dense=True)
+
+
+def write_synthetic_bag(out, frames: int, seed: int = 0, start: int = 0,
+                        storage: str = 'mcap', distro: str = 'humble', size=None,
+                        lidar: bool = True) -> Path:
+    """Render ``frames`` frames of drive ``seed`` into a new rosbag2 at ``out``."""
+    from monodepth_ros.bagio import BagWriter
+    from monodepth_ros.messages import (
+        array_to_image,
+        depth_to_image,
+        make_header,
+        make_tf_message,
+        model_to_camera_info,
+    )
+
+    drive = _make_drive(seed, frames, start, size)
+    out = Path(out)
+    with BagWriter(out, storage=storage, distro=distro) as bag:
+        types = bag.types
+        for index in _progress(range(start, start + frames), f'synth-bag seed {seed}'):
+            frame = drive.render(index, lidar=lidar)
+            stamp = frame.stamp_ns
+            if index == start:
+                bag.write(topics.TF_STATIC_TOPIC, make_tf_message(types, [
+                    (topics.BASE_FRAME, topics.LIDAR_FRAME, drive.T_base_from_lidar, stamp),
+                    (topics.LIDAR_FRAME, topics.CAMERA_FRAME,
+                     np.linalg.inv(drive.T_camera_from_lidar), stamp)]), stamp)
+            bag.write(topics.TF_TOPIC, make_tf_message(types, [
+                (topics.WORLD_FRAME, topics.BASE_FRAME, drive.T_world_from_base(index),
+                 stamp)]), stamp)
+            camera_header = make_header(types, stamp, topics.CAMERA_FRAME)
+            bag.write(topics.CAMERA_INFO_TOPIC,
+                      model_to_camera_info(types, frame.camera, camera_header), stamp)
+            bag.write(topics.CAMERA_IMAGE_TOPIC,
+                      array_to_image(types, frame.rgb, 'rgb8', camera_header), stamp)
+            if frame.lidar is not None:
+                bag.write(topics.LIDAR_TOPIC, velodyne_pointcloud2(
+                    types, make_header(types, stamp, topics.LIDAR_FRAME), frame.lidar), stamp)
+            bag.write(topics.GT_DEPTH_TOPIC,
+                      depth_to_image(types, frame.depth, camera_header, '32FC1'), stamp)
+            bag.write(topics.GT_SEMANTICS_TOPIC,
+                      array_to_image(types, frame.semantics, 'mono8', camera_header), stamp)
+    return out
+
+
+def write_synthetic_dataset(out, frames: int, seed: int = 0, start: int = 0, size=None,
+                            depth_format: str = 'png', lidar: bool = False) -> Path:
+    """Render ``frames`` frames of drive ``seed`` into a dataset folder (layout above)."""
+    import cv2
+
+    if depth_format not in ('png', 'npy'):
+        raise ConfigError(f'depth format {depth_format!r} unknown, expected png or npy')
+    drive = _make_drive(seed, frames, start, size)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f'dataset folder {out} exists and is not empty; choose a new path')
+    folders = ['rgb', 'depth', 'semantics'] + (['lidar'] if lidar else [])
+    for name in folders:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    camera = drive.camera
+    info = {
+        'width': camera.width, 'height': camera.height, 'fx': camera.fx, 'fy': camera.fy,
+        'cx': camera.cx, 'cy': camera.cy, 'K': camera.projection.tolist(),
+        'T_camera_from_lidar': drive.T_camera_from_lidar.tolist(), 'seed': seed,
+        'frame_rate_hz': drive.frame_rate_hz, 'depth_format': depth_format,
+        'depth_scale': DEPTH_PNG_SCALE if depth_format == 'png' else 1.0,
+        'class_names': list(CITYSCAPES_CLASSES),
+        'frames': list(range(start, start + frames)),
+    }
+    for index in _progress(range(start, start + frames), f'synth dataset seed {seed}'):
+        frame = drive.render(index, lidar=lidar)
+        name = f'{index:06d}'
+        cv2.imwrite(str(out / 'rgb' / f'{name}.png'), frame.rgb[:, :, ::-1])
+        cv2.imwrite(str(out / 'semantics' / f'{name}.png'), frame.semantics)
+        if depth_format == 'png':
+            scaled = np.where(np.isfinite(frame.depth), np.rint(frame.depth * DEPTH_PNG_SCALE), 0)
+            scaled[scaled > 65535] = 0          # farther than 255.99 m: no depth
+            cv2.imwrite(str(out / 'depth' / f'{name}.png'), scaled.astype(np.uint16))
+        else:
+            np.save(out / 'depth' / f'{name}.npy', frame.depth)
+        if lidar:
+            np.savez(out / 'lidar' / f'{name}.npz', **frame.lidar)
+    (out / 'intrinsics.json').write_text(json.dumps(info, indent=2))
+    return out
+
+
+def read_dataset_frame(folder, index: int) -> dict:
+    """Read one frame of a dataset folder written by :func:`write_synthetic_dataset`.
+
+    Returns a dict: rgb (HxWx3 uint8), depth (HxW float32 metres, NaN invalid), semantics
+    (HxW uint8 trainIds), camera (CameraModel), T_camera_from_lidar, and lidar when written.
+    """
+    import cv2
+
+    from monodepth_ros.camera import CameraModel
+
+    folder = Path(folder)
+    info_path = folder / 'intrinsics.json'
+    if not info_path.is_file():
+        raise DatasetError(f'{folder} has no intrinsics.json; is it a synth-bag --dataset folder?')
+    info = json.loads(info_path.read_text())
+    name = f'{int(index):06d}'
+    rgb = cv2.imread(str(folder / 'rgb' / f'{name}.png'), cv2.IMREAD_COLOR)
+    semantics = cv2.imread(str(folder / 'semantics' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+    if rgb is None or semantics is None:
+        raise DatasetError(f'frame {name} is missing from {folder} (rgb/ or semantics/)')
+    if info['depth_format'] == 'png':
+        raw = cv2.imread(str(folder / 'depth' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise DatasetError(f'depth/{name}.png is missing from {folder}')
+        depth = np.where(raw > 0, raw / np.float32(info['depth_scale']), np.nan).astype(
+            np.float32)
+    else:
+        path = folder / 'depth' / f'{name}.npy'
+        if not path.is_file():
+            raise DatasetError(f'depth/{name}.npy is missing from {folder}')
+        depth = np.load(path)
+    camera = CameraModel.from_intrinsics(info['fx'], info['fy'], info['cx'], info['cy'],
+                                         info['width'], info['height'])
+    frame = {'rgb': rgb[:, :, ::-1].copy(), 'depth': depth, 'semantics': semantics,
+             'camera': camera, 'T_camera_from_lidar': np.asarray(info['T_camera_from_lidar'])}
+    lidar_path = folder / 'lidar' / f'{name}.npz'
+    if lidar_path.is_file():
+        with np.load(lidar_path) as scan:
+            frame['lidar'] = {key: scan[key] for key in scan.files}
+    return frame
