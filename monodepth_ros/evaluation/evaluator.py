@@ -1,0 +1,493 @@
+"""Grade the depth of a bag against LiDAR ground truth from the same bag.
+
+The depth is a recorded depth topic, or a model run on the bag's images.
+
+The bag is streamed once in time order; memory stays flat in the bag length: only the latest
+few LiDAR scans, camera_infos and images are kept, plus a short queue of depth frames waiting
+for the scan that follows them. A frame is matched to the scan nearest to its header stamp,
+within ``max_time_diff_ms``; frames that cannot be graded are counted with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from monodepth_ros import topics
+from monodepth_ros.errors import BagError, ConfigError, MessageError, MonodepthError
+from monodepth_ros.evaluation.ground_truth import GroundTruthBuilder, ScanWindow, scan_from_message
+from monodepth_ros.evaluation.metrics import (
+    METRIC_NAMES,
+    GroupedErrors,
+    RunningMean,
+    band_labels,
+    distance_band_edges,
+    distance_band_index,
+    evaluated_indices,
+    metrics_for_values,
+    prepare_prediction,
+)
+
+LOG = logging.getLogger(__name__)
+
+HISTOGRAM_EDGES = np.linspace(-10.0, 10.0, 81)   # signed error p - g, metres, 0.25 m bins
+MAX_PENDING = 8          # depth frames waiting for a later scan
+RECENT = 8               # camera_infos / images / label images kept for stamp matching
+
+
+@dataclass
+class EvaluationConfig:
+    depth_topic: str | None = None
+    model: str | None = None
+    backend: str = 'auto'
+    precision: str = 'fp16'
+    camera_topic: str = topics.CAMERA_IMAGE_TOPIC
+    camera_info_topic: str | None = None
+    lidar_topic: str = topics.LIDAR_TOPIC
+    calib_dir: str | None = None
+    protocol: str = 'default'
+    crop: str | None = None          # None: 'garg' for kitti-eigen, 'none' otherwise
+    median_scaling: bool = False
+    max_time_diff_ms: float = 50.0
+    semantics_topic: str | None = None
+    caps: tuple[float, ...] = (80.0, 50.0)
+    min_depth: float = 1e-3
+    qualitative_frames: int = 4
+    occlusion_filter: bool = True    # default protocol only
+    progress: bool = True
+
+    def __post_init__(self):
+        if (self.depth_topic is None) == (self.model is None):
+            raise ConfigError('give exactly one depth source: a depth topic or a model')
+        if self.crop is None:
+            self.crop = 'garg' if self.protocol == 'kitti-eigen' else 'none'
+        if self.max_time_diff_ms < 0:
+            raise ConfigError(f'max_time_diff_ms must be >= 0, got {self.max_time_diff_ms}')
+        if not self.caps:
+            raise ConfigError('at least one depth cap is needed')
+
+
+@dataclass
+class QualitativeFrame:
+    stamp_ns: int
+    rgb: np.ndarray | None
+    gt: np.ndarray
+    pred: np.ndarray
+
+
+@dataclass
+class EvaluationResult:
+    config: EvaluationConfig
+    bag_path: Path
+    rows: list[dict] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    skipped_examples: list[str] = field(default_factory=list)
+    means: dict[float, RunningMean] = field(default_factory=dict)
+    by_distance: GroupedErrors | None = None
+    by_class: GroupedErrors | None = None
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(len(HISTOGRAM_EDGES) - 1,
+                                                                   dtype=np.int64))
+    qualitative: list[QualitativeFrame] = field(default_factory=list)
+    error: MonodepthError | None = None
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    depth_source: str = ''
+
+    @property
+    def frames_evaluated(self) -> int:
+        return len(self.rows)
+
+    @property
+    def frames_skipped(self) -> int:
+        return int(sum(self.skipped.values()))
+
+    def skip(self, reason: str, stamp_ns: int) -> None:
+        self.skipped[reason] += 1
+        if len(self.skipped_examples) < 20:
+            self.skipped_examples.append(f'{stamp_ns}: {reason}')
+        LOG.debug('frame %d skipped: %s', stamp_ns, reason)
+
+    def summary(self) -> dict:
+        config = self.config
+        summary = {
+            'bag': str(self.bag_path),
+            'depth_source': self.depth_source,
+            'protocol': config.protocol,
+            'crop': config.crop,
+            'median_scaling': config.median_scaling,
+            'min_depth': config.min_depth,
+            'max_time_diff_ms': config.max_time_diff_ms,
+        }
+        for cap, mean in self.means.items():
+            summary[cap_key(cap)] = mean.result()
+        summary.update(
+            frames_evaluated=self.frames_evaluated,
+            frames_skipped=self.frames_skipped,
+            skipped_reasons=dict(self.skipped),
+            skipped_examples=list(self.skipped_examples),
+            by_distance=self.by_distance.rows() if self.by_distance else [],
+            by_class=([row for row in self.by_class.rows() if row['n_pixels']]
+                      if self.by_class else None),
+            timing_ms=dict(self.timing_ms),
+            error=str(self.error) if self.error else None)
+        return summary
+
+
+def cap_key(cap: float) -> str:
+    return f'cap_{cap:g}'
+
+
+@dataclass
+class _Pending:
+    stamp_ns: int
+    msg: object
+    index: int
+
+
+class _Recent:
+    """The last few messages of a topic, looked up by header stamp."""
+
+    def __init__(self, size: int = RECENT):
+        self.items: deque[tuple[int, object]] = deque(maxlen=size)
+
+    def add(self, stamp_ns: int, msg) -> None:
+        self.items.append((stamp_ns, msg))
+
+    def nearest(self, stamp_ns: int, tolerance_ns: int | None = None):
+        if not self.items:
+            return None
+        stamp, msg = min(self.items, key=lambda item: abs(item[0] - stamp_ns))
+        if tolerance_ns is not None and abs(stamp - stamp_ns) > tolerance_ns:
+            return None
+        return msg
+
+
+def _describe_topics(available: dict[str, str]) -> str:
+    return ', '.join(f'{topic} ({msgtype})' for topic, msgtype in sorted(available.items()))
+
+
+def _depth_view(msg) -> np.ndarray | None:
+    """HxW float32 view (no copy) of a little-endian, unpadded 32FC1 image, else None.
+
+    Invalid pixels keep their raw value (NaN, 0, negative); grading drops them.
+    """
+    if msg.encoding != '32FC1' or msg.is_bigendian or int(msg.step) != int(msg.width) * 4:
+        return None
+    data = msg.data
+    height, width = int(msg.height), int(msg.width)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 \
+            or data.size != height * width * 4 or height * width == 0:
+        return None
+    return data.view('<f4').reshape(height, width)
+
+
+def _resize_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+class BagEvaluator:
+    """Stream one bag and grade its depth frames (see the module doc)."""
+
+    def __init__(self, config: EvaluationConfig, pipeline=None):
+        self.config = config
+        self.pipeline = pipeline
+        self.calibration = None
+        if config.calib_dir:
+            from monodepth_ros.kitti import read_calibration
+
+            self.calibration = read_calibration(config.calib_dir)
+        if config.model is not None and pipeline is None:
+            self.pipeline = self._make_pipeline()
+
+    def _make_pipeline(self):
+        from monodepth_ros.engines import create_engine
+        from monodepth_ros.pipeline import DepthPipeline, PipelineConfig
+
+        engine = create_engine(self.config.model, backend=self.config.backend,
+                               precision=self.config.precision)
+        # Depth at the camera resolution: graded at the pixels the LiDAR hits.
+        return DepthPipeline(engine, PipelineConfig(output_resolution='camera',
+                                                    depth_upsampling='bilinear'))
+
+    # -- topics -------------------------------------------------------------------------------
+    def _resolve_topics(self, available: dict[str, str], path: Path) -> dict[str, str | None]:
+        config = self.config
+        source = config.depth_topic or config.camera_topic
+        wanted = {'source': source, 'lidar': config.lidar_topic}
+        purposes = {'source': 'depth to grade' if config.depth_topic else 'camera images',
+                    'lidar': 'LiDAR point clouds'}
+        if config.camera_info_topic:
+            wanted['info'] = config.camera_info_topic
+        else:
+            parent = source.rsplit('/', 1)[0]
+            candidates = [f'{source}/camera_info', f'{parent}/camera_info',
+                          topics.CAMERA_INFO_TOPIC]
+            wanted['info'] = next((c for c in candidates if c in available), candidates[0])
+        purposes['info'] = 'camera_info of the depth images'
+        if config.semantics_topic:
+            wanted['labels'] = config.semantics_topic
+            purposes['labels'] = 'semantic labels'
+        missing = [f'{topic!r} ({purposes[key]})' for key, topic in wanted.items()
+                   if topic not in available]
+        if missing:
+            raise BagError(f'bag {path} has no topic {", ".join(missing)}; its topics are: '
+                           f'{_describe_topics(available)}')
+        wanted['tf_static'] = topics.TF_STATIC_TOPIC if topics.TF_STATIC_TOPIC in available \
+            else None
+        wanted['image'] = None
+        if config.depth_topic and config.qualitative_frames > 0 \
+                and config.camera_topic in available:
+            wanted['image'] = config.camera_topic
+        return wanted
+
+    # -- main loop ----------------------------------------------------------------------------
+    def evaluate(self, bag_path) -> EvaluationResult:
+        """Grade every depth frame of the bag.
+
+        Errors met while streaming end the run early and are kept in ``result.error`` with the
+        frames graded so far.
+        """
+        from tqdm import tqdm
+
+        from monodepth_ros.bagio import BagReader
+        from monodepth_ros.geometry import TransformBuffer
+        from monodepth_ros.messages import stamp_to_ns
+
+        config = self.config
+        path = Path(bag_path)
+        result = EvaluationResult(config=config, bag_path=path)
+        result.means = {cap: RunningMean() for cap in config.caps}
+        edges = distance_band_edges(max(config.caps), 10.0)
+        self._edges = edges
+        result.by_distance = GroupedErrors(band_labels(edges))
+        result.depth_source = (f'topic {config.depth_topic}' if config.depth_topic else
+                               f'model {config.model}')
+        if self.pipeline is not None and config.model is not None:
+            engine = self.pipeline.engine
+            result.depth_source += f' ({getattr(engine, "name", "?")}, ' \
+                                   f'{getattr(engine, "precision", "?")})'
+        self._timing = Counter()
+        started = time.perf_counter()
+        tolerance_ns = int(round(config.max_time_diff_ms * 1e6))
+
+        with BagReader(path) as bag:
+            available = bag.topics
+            wanted = self._resolve_topics(available, path)
+            read = [topic for topic in dict.fromkeys(wanted.values()) if topic]
+            counts = bag.message_counts
+            total_frames = counts.get(wanted['source'], 0)
+            count = max(config.qualitative_frames, 0)
+            self._strip_indices = set(
+                np.linspace(0, total_frames - 1, min(count, total_frames)).round().astype(int)
+                .tolist()) if total_frames else set()
+            transforms = TransformBuffer()
+            self._builder = GroundTruthBuilder(config.protocol, self.calibration, transforms,
+                                               occlusion_filter=config.occlusion_filter)
+            if config.protocol == 'kitti-eigen' and self.calibration is None:
+                LOG.warning("kitti-eigen protocol without --calib: ground truth from the bag's "
+                            'transforms equals the published one up to float rounding only')
+            window = ScanWindow(3)
+            infos, images, labels = _Recent(), _Recent(), _Recent()
+            self._infos, self._images, self._labels = infos, images, labels
+            pending: deque[_Pending] = deque()
+            frame_index = 0
+            progress = tqdm(total=sum(counts.get(topic, 0) for topic in read), unit='msg',
+                            desc='eval-bag', disable=None if config.progress else True)
+            try:
+                for topic, _, msg in bag.messages(read):
+                    progress.update(1)
+                    if topic == wanted['source']:
+                        pending.append(_Pending(stamp_to_ns(msg.header.stamp), msg,
+                                                frame_index))
+                        frame_index += 1
+                        if len(pending) > MAX_PENDING:
+                            self._grade(pending.popleft(), window, tolerance_ns, result)
+                    elif topic == wanted['lidar']:
+                        start = time.perf_counter()
+                        scan = scan_from_message(msg)
+                        self._timing['lidar_decode'] += time.perf_counter() - start
+                        window.add(scan)
+                        # Frames up to this scan's stamp now know both neighbouring scans.
+                        while pending and pending[0].stamp_ns <= scan.stamp_ns:
+                            self._grade(pending.popleft(), window, tolerance_ns, result)
+                    elif topic == wanted['info']:
+                        infos.add(stamp_to_ns(msg.header.stamp), msg)
+                    elif topic == wanted['tf_static']:
+                        transforms.add_message(msg, static=True)
+                    elif topic == wanted.get('labels'):
+                        labels.add(stamp_to_ns(msg.header.stamp), msg)
+                    elif topic == wanted['image']:
+                        images.add(stamp_to_ns(msg.header.stamp), msg)
+                while pending:
+                    self._grade(pending.popleft(), window, tolerance_ns, result)
+            except MonodepthError as error:
+                result.error = error
+                # Frames already read are still graded with the scans read so far.
+                try:
+                    while pending:
+                        self._grade(pending.popleft(), window, tolerance_ns, result)
+                except MonodepthError:
+                    pass
+                LOG.error('evaluation stopped after %d frames: %s', result.frames_evaluated,
+                          error)
+            finally:
+                progress.close()
+        elapsed = time.perf_counter() - started
+        result.timing_ms = {name: 1e3 * seconds / max(result.frames_evaluated, 1)
+                            for name, seconds in self._timing.items()}
+        result.timing_ms['total_per_frame'] = 1e3 * elapsed / max(result.frames_evaluated, 1)
+        return result
+
+    # -- one frame ----------------------------------------------------------------------------
+    def _grade(self, frame: _Pending, window: ScanWindow, tolerance_ns: int,
+               result: EvaluationResult) -> None:
+        from monodepth_ros.messages import camera_info_to_model, depth_image_to_metres
+
+        config = self.config
+        scan, gap = window.nearest(frame.stamp_ns)
+        if scan is None or gap > tolerance_ns:
+            nearest = 'none in the bag' if scan is None else f'nearest {gap / 1e6:.1f} ms away'
+            result.skip(f'no LiDAR scan within {config.max_time_diff_ms:g} ms ({nearest})'
+                        if scan is not None else 'no LiDAR scan received yet', frame.stamp_ns)
+            return
+        info = self._infos.nearest(frame.stamp_ns)
+        if info is None:
+            result.skip('no camera_info received before the frame', frame.stamp_ns)
+            return
+        try:
+            camera = camera_info_to_model(info)
+        except MonodepthError as error:
+            result.skip(f'bad camera_info: {error}', frame.stamp_ns)
+            return
+        frame_id = str(frame.msg.header.frame_id) or str(info.header.frame_id)
+        labels = None
+        rgb = None
+        start = time.perf_counter()
+        if self.pipeline is not None and config.model is not None:
+            try:
+                rgb = self.pipeline.decode(frame.msg)
+                output = self.pipeline.process_arrays(rgb, camera,
+                                                      outputs={'depth', 'semantics'})
+            except (MessageError, ConfigError) as error:
+                result.skip(f'image not usable: {error}', frame.stamp_ns)
+                return
+            pred, labels, camera = output.depth, output.semantics, output.camera
+            self._timing['inference'] += time.perf_counter() - start
+        else:
+            try:
+                pred = _depth_view(frame.msg)
+                if pred is None:
+                    pred = depth_image_to_metres(frame.msg)
+            except MessageError as error:
+                result.skip(str(error), frame.stamp_ns)
+                return
+            if pred.shape != (camera.height, camera.width):
+                result.skip(f'depth image {pred.shape[1]}x{pred.shape[0]} does not match its '
+                            f'camera_info {camera.width}x{camera.height}', frame.stamp_ns)
+                return
+            self._timing['depth_decode'] += time.perf_counter() - start
+        if config.semantics_topic:
+            labels = self._label_image(frame.stamp_ns)
+
+        start = time.perf_counter()
+        gt = self._builder.build(scan, camera, frame_id)
+        self._timing['ground_truth'] += time.perf_counter() - start
+        if pred.shape != gt.shape:
+            # kitti-eigen: grade at the KITTI image size, as the protocol resizes predictions.
+            pred = _resize_bilinear(pred, gt.shape[1], gt.shape[0])
+        if labels is not None and labels.shape != gt.shape:
+            labels = _resize_nearest(labels, gt.shape[1], gt.shape[0])
+
+        start = time.perf_counter()
+        # Pixels selected once at the largest cap; each cap grades a subset of them.
+        index = evaluated_indices(gt, config.min_depth, max(config.caps), config.crop)
+        gt_all, pred_all = gt.ravel()[index], pred.ravel()[index]
+        # Zero or negative depth means "no depth" (REP 118 uses NaN; 16UC1 uses 0).
+        finite = np.isfinite(pred_all) & (pred_all > 0)
+        per_cap = {}
+        for cap in config.caps:
+            in_cap = gt_all < cap
+            keep = in_cap & finite
+            per_cap[cap] = metrics_for_values(gt_all[keep], pred_all[keep],
+                                              int(np.count_nonzero(in_cap)), config.min_depth,
+                                              cap, config.median_scaling)
+        main_cap = config.caps[0]
+        if per_cap[main_cap]['n_pixels'] == 0:
+            result.skip('no ground-truth pixel with a finite prediction in the evaluated region',
+                        frame.stamp_ns)
+            return
+        row = {'stamp_ns': frame.stamp_ns, 'lidar_stamp_ns': scan.stamp_ns,
+               'lidar_dt_ms': round((scan.stamp_ns - frame.stamp_ns) / 1e6, 3)}
+        for cap_index, cap in enumerate(config.caps):
+            metrics = per_cap[cap]
+            result.means[cap].add(metrics)
+            prefix = '' if cap_index == 0 else f'{cap_key(cap)}_'
+            for name in METRIC_NAMES + ('n_pixels', 'coverage'):
+                row[prefix + name] = metrics[name]
+        result.rows.append(row)
+        keep = (gt_all < main_cap) & finite
+        self._breakdowns(gt_all[keep], pred_all[keep],
+                         None if labels is None else labels.ravel()[index][keep], main_cap, result)
+        self._timing['metrics'] += time.perf_counter() - start
+
+        if frame.index in self._strip_indices:
+            if rgb is None:
+                rgb = self._camera_image(frame.stamp_ns, tolerance_ns)
+            shown = np.where(pred > 0, pred, np.float32(np.nan)).astype(np.float32)
+            result.qualitative.append(QualitativeFrame(frame.stamp_ns, rgb, gt, shown))
+
+    def _breakdowns(self, gt_values, pred_values, label_values, cap,
+                    result: EvaluationResult) -> None:
+        """Distance bands, error histogram and classes from the graded pixels of one cap."""
+        config = self.config
+        pred_values, _ = prepare_prediction(gt_values, pred_values, config.min_depth, cap,
+                                            config.median_scaling)
+        result.by_distance.add(distance_band_index(gt_values, self._edges), gt_values,
+                               pred_values)
+        histogram, _ = np.histogram(pred_values - gt_values, bins=HISTOGRAM_EDGES)
+        result.histogram += histogram
+        if label_values is not None:
+            if result.by_class is None:
+                result.by_class = GroupedErrors(self._class_names())
+            result.by_class.add(label_values.astype(np.int64), gt_values, pred_values)
+
+    def _class_names(self) -> list[str]:
+        if self.pipeline is not None and getattr(self.pipeline, 'metadata', None) is not None:
+            names = list(getattr(self.pipeline.metadata, 'class_names', []) or [])
+            if names:
+                return names
+        from monodepth_ros.semantics import CITYSCAPES_CLASSES
+
+        return list(CITYSCAPES_CLASSES)
+
+    def _label_image(self, stamp_ns: int) -> np.ndarray | None:
+        from monodepth_ros.messages import image_to_array
+
+        msg = self._labels.nearest(stamp_ns, int(self.config.max_time_diff_ms * 1e6))
+        if msg is None:
+            return None
+        labels = image_to_array(msg)
+        return labels if labels.ndim == 2 else None
+
+    def _camera_image(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
+        msg = self._images.nearest(stamp_ns, tolerance_ns)
+        if msg is None:
+            return None
+        from monodepth_ros.messages import image_to_rgb
+
+        try:
+            return image_to_rgb(msg)
+        except MonodepthError:
+            return None

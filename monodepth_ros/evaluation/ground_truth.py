@@ -1,0 +1,148 @@
+"""LiDAR ground truth for the evaluator: a small window of scans, time matching, projection.
+
+Two protocols:
+
+* ``default``: the scan is moved into the depth image's optical frame (``/tf_static`` or a
+  KITTI calibration) and projected with that image's own camera model (its CameraInfo), so
+  depth at any resolution is graded at its own pixels. Depth = camera z; pixel centres at
+  integer coordinates; the nearest point wins. With ``occlusion_filter`` (on by default)
+  points the camera cannot see (LiDAR/camera parallax at object edges) are dropped, see
+  ``projection.filter_occluded``.
+* ``kitti-eigen``: the published Eigen-split ground truth (velodyne x as depth, round - 1
+  indexing, ``P_rect_02 @ R_rect_00 @ [R|T]``) at the KITTI image size; predictions of another
+  size are resized to it (bilinear), as the protocol does. It is bit-exact with a KITTI
+  calibration folder (``--calib``); from bag transforms it is equal up to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from monodepth_ros.camera import CameraModel
+from monodepth_ros.errors import ConfigError, TransformError
+from monodepth_ros.kitti import KittiCalibration
+from monodepth_ros.projection import filter_occluded, kitti_eigen_depth_image, lidar_depth_image
+
+PROTOCOLS = ('default', 'kitti-eigen')
+
+
+@dataclass
+class LidarScan:
+    stamp_ns: int
+    frame_id: str
+    points: np.ndarray   # Nx3 float32 in frame_id; NaN points are dropped by the projection
+
+
+def _xyz_view(msg) -> np.ndarray | None:
+    """Nx3 float32 view (no copy) of a PointCloud2's x, y, z, or None for unusual layouts.
+
+    The fast path needs little-endian float32 x, y, z at offsets 0, 4, 8 and no row padding
+    (the common layout, whatever the point_step).
+    """
+    from monodepth_ros.messages import pointcloud2_fields
+
+    layout = pointcloud2_fields(msg)
+    little = np.dtype('<f4')
+    expected = {'x': 0, 'y': 4, 'z': 8}
+    if any(name not in layout or layout[name][0] != offset or layout[name][1] != little
+           for name, offset in expected.items()):
+        return None
+    count = int(msg.height) * int(msg.width)
+    step = int(msg.point_step)
+    if step % 4 or int(msg.row_step) != int(msg.width) * step or count == 0:
+        return None
+    data = msg.data
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size < count * step:
+        return None
+    return np.ndarray((count, 3), dtype=little, buffer=data, strides=(step, 4))
+
+
+def scan_from_message(msg) -> LidarScan:
+    """A LidarScan from a PointCloud2 (offsets read from its fields)."""
+    from monodepth_ros.messages import pointcloud2_to_xyz, stamp_to_ns
+
+    points = _xyz_view(msg)
+    if points is None:
+        points = pointcloud2_to_xyz(msg, drop_invalid=True)
+    return LidarScan(stamp_to_ns(msg.header.stamp), str(msg.header.frame_id), points)
+
+
+class ScanWindow:
+    """The latest few LiDAR scans; finds the one nearest in time to a camera stamp."""
+
+    def __init__(self, size: int = 3):
+        self.scans: deque[LidarScan] = deque(maxlen=size)
+
+    def add(self, scan: LidarScan) -> None:
+        self.scans.append(scan)
+
+    @property
+    def newest_stamp_ns(self) -> int | None:
+        return self.scans[-1].stamp_ns if self.scans else None
+
+    def nearest(self, stamp_ns: int) -> tuple[LidarScan | None, int | None]:
+        """(scan, |dt| ns) of the scan nearest to stamp_ns, (None, None) when empty."""
+        if not self.scans:
+            return None, None
+        best = min(self.scans, key=lambda scan: abs(scan.stamp_ns - stamp_ns))
+        return best, abs(best.stamp_ns - stamp_ns)
+
+
+class GroundTruthBuilder:
+    """Project matched scans into ground-truth depth images for one protocol.
+
+    transforms: a geometry.TransformBuffer filled from /tf_static (used when no calibration
+    is given). calibration: a KittiCalibration (LiDAR = velodyne, camera = ``kitti_camera``).
+    """
+
+    def __init__(self, protocol: str = 'default', calibration: KittiCalibration | None = None,
+                 transforms=None, kitti_camera: int = 2, occlusion_filter: bool = True):
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f'unknown protocol {protocol!r}, expected one of {PROTOCOLS}')
+        self.protocol = protocol
+        self.calibration = calibration
+        self.transforms = transforms
+        self.kitti_camera = kitti_camera
+        self.occlusion_filter = occlusion_filter
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def T_camera_from_lidar(self, camera_frame: str, lidar_frame: str) -> np.ndarray:
+        if self.calibration is not None:
+            return self.calibration.T_cam_from_velo(self.kitti_camera)
+        key = (camera_frame, lidar_frame)
+        if key not in self._cache:
+            if self.transforms is None:
+                raise TransformError(
+                    f'no transform from LiDAR frame {lidar_frame!r} to camera frame '
+                    f'{camera_frame!r}: the bag has no /tf_static and no --calib was given')
+            try:
+                self._cache[key] = self.transforms.lookup(camera_frame, lidar_frame)
+            except TransformError as error:
+                raise TransformError(
+                    f'cannot connect LiDAR frame {lidar_frame!r} to camera frame '
+                    f'{camera_frame!r} through /tf_static ({error}); give a KITTI '
+                    'calibration with --calib or record /tf_static') from None
+        return self._cache[key]
+
+    def ground_truth_camera(self, camera: CameraModel) -> CameraModel:
+        """The camera model the ground truth is built for (KITTI size for kitti-eigen)."""
+        if self.protocol == 'kitti-eigen' and self.calibration is not None:
+            return self.calibration.camera_model(self.kitti_camera)
+        return camera
+
+    def build(self, scan: LidarScan, camera: CameraModel, camera_frame: str) -> np.ndarray:
+        """HxW float32 ground truth (0 = no point) for ``camera`` (see ground_truth_camera)."""
+        if self.protocol == 'kitti-eigen':
+            if self.calibration is not None:
+                width, height = self.calibration.S_rect[self.kitti_camera]
+                matrix = self.calibration.velo_to_image_matrix(self.kitti_camera)
+            else:
+                width, height = camera.width, camera.height
+                matrix = camera.P @ self.T_camera_from_lidar(camera_frame, scan.frame_id)
+            return kitti_eigen_depth_image(scan.points, matrix, width, height, depth='lidar_x')
+        T = self.T_camera_from_lidar(camera_frame, scan.frame_id)
+        depth = lidar_depth_image(scan.points, T, camera, rounding='nearest', depth='camera_z')
+        return filter_occluded(depth) if self.occlusion_filter else depth

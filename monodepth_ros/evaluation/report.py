@@ -1,0 +1,240 @@
+"""Evaluation outputs: summary.json, frames.csv, report.md, plots and qualitative strips.
+
+Plots use matplotlib's Agg backend (no display needed). Depth panels share one colour scale
+(near red, far blue); the error panel shows |p - g| / g at the LiDAR pixels, 0 (green) to
+0.3 (red).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from monodepth_ros.evaluation.metrics import METRIC_NAMES
+
+TABLE_METRICS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'log10', 'silog', 'delta1', 'delta2',
+                 'delta3', 'sq_rel_devkit', 'irmse')
+
+
+def _clean(value):
+    """JSON-safe value: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def format_table(summary: dict) -> str:
+    """Plain-text table: one row per cap, one column per metric."""
+    caps = [key for key in summary if key.startswith('cap_')]
+    header = f'{"cap":<8}{"frames":>7} ' + ' '.join(f'{name:>13}' for name in TABLE_METRICS)
+    lines = [header, '-' * len(header)]
+    for key in caps:
+        values = summary[key]
+        cells = []
+        for name in TABLE_METRICS:
+            value = values.get(name)
+            cells.append(f'{value:>13.4f}' if isinstance(value, float) and math.isfinite(value)
+                         else f'{"-":>13}')
+        lines.append(f'{key[4:] + " m":<8}{values.get("frames", 0):>7} ' + ' '.join(cells))
+    lines.append(f'frames evaluated: {summary["frames_evaluated"]}, skipped: '
+                 f'{summary["frames_skipped"]}')
+    for reason, count in summary.get('skipped_reasons', {}).items():
+        lines.append(f'  skipped {count} x {reason}')
+    if summary.get('error'):
+        lines.append(f'stopped early: {summary["error"]}')
+    return '\n'.join(lines)
+
+
+def write_summary(summary: dict, out_dir: Path) -> Path:
+    path = out_dir / 'summary.json'
+    path.write_text(json.dumps(_clean(summary), indent=2) + '\n')
+    return path
+
+
+def write_frames_csv(rows: list[dict], out_dir: Path) -> Path:
+    path = out_dir / 'frames.csv'
+    columns = list(rows[0]) if rows else ['stamp_ns', *METRIC_NAMES]
+    with path.open('w', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: ('' if isinstance(value, float) and not math.isfinite(value)
+                                   else value) for key, value in row.items()})
+    return path
+
+
+def _markdown_rows(rows: list[dict], label: str) -> list[str]:
+    lines = [f'| {label} | pixels | abs_rel | rmse (m) | delta1 | mean error (m) |',
+             '|---|---:|---:|---:|---:|---:|']
+    for row in rows:
+        if not row['n_pixels']:
+            continue
+        lines.append(f'| {row["group"]} | {row["n_pixels"]} | {row["abs_rel"]:.4f} | '
+                     f'{row["rmse"]:.3f} | {row["delta1"]:.4f} | {row["mean_error"]:+.3f} |')
+    return lines
+
+
+def write_report_md(summary: dict, out_dir: Path, images: list[str]) -> Path:
+    lines = ['# Depth evaluation against LiDAR', '',
+             f'- bag: `{summary["bag"]}`', f'- depth: {summary["depth_source"]}',
+             f'- protocol: {summary["protocol"]}, crop: {summary["crop"]}, median scaling: '
+             f'{summary["median_scaling"]}, min depth {summary["min_depth"]} m, LiDAR match '
+             f'within {summary["max_time_diff_ms"]} ms',
+             f'- frames evaluated: {summary["frames_evaluated"]}, skipped: '
+             f'{summary["frames_skipped"]}', '']
+    if summary.get('error'):
+        lines += [f'**Stopped early:** {summary["error"]} (the figures below cover the frames '
+                  'evaluated before that)', '']
+    lines += ['## Metrics (per image, averaged over images)', '',
+              '| cap | frames | ' + ' | '.join(TABLE_METRICS) + ' |',
+              '|---|---:|' + '---:|' * len(TABLE_METRICS)]
+    for key in [k for k in summary if k.startswith('cap_')]:
+        values = summary[key]
+        cells = [f'{values[name]:.4f}' if isinstance(values.get(name), float)
+                 and math.isfinite(values[name]) else '-' for name in TABLE_METRICS]
+        lines.append(f'| {key[4:]} m | {values.get("frames", 0)} | ' + ' | '.join(cells) + ' |')
+    lines += ['', 'abs_rel, sq_rel (Eigen, /gt), rmse (m), rmse_log, log10, silog (log units; '
+              'x100 for the KITTI leaderboard figure), delta_k = share of max(g/p, p/g) < '
+              '1.25^k, sq_rel_devkit (/gt^2), irmse (1/km).', '']
+    if summary.get('skipped_reasons'):
+        lines += ['## Skipped frames', '']
+        lines += [f'- {count} x {reason}' for reason, count in summary['skipped_reasons'].items()]
+        lines.append('')
+    if summary.get('by_distance'):
+        lines += ['## Error by ground-truth distance (first cap, pixels pooled)', '']
+        lines += _markdown_rows(summary['by_distance'], 'distance (m)')
+        lines.append('')
+    if summary.get('by_class'):
+        lines += ['## Error by semantic class (first cap, pixels pooled)', '']
+        lines += _markdown_rows(summary['by_class'], 'class')
+        lines.append('')
+    if images:
+        lines += ['## Figures', '']
+        lines += [f'![{Path(name).stem}]({name})' for name in images]
+        lines.append('')
+    path = out_dir / 'report.md'
+    path.write_text('\n'.join(lines))
+    return path
+
+
+def _plots(result, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    names = []
+    rows = result.by_distance.rows() if result.by_distance else []
+    used = [row for row in rows if row['n_pixels']]
+    if used:
+        figure, axis = plt.subplots(figsize=(7, 4))
+        labels = [row['group'] for row in used]
+        axis.bar(labels, [row['abs_rel'] for row in used], color='tab:blue', label='abs_rel')
+        axis.set_xlabel('ground-truth distance (m)')
+        axis.set_ylabel('abs_rel')
+        other = axis.twinx()
+        other.plot(labels, [row['rmse'] for row in used], 'o-', color='tab:red', label='rmse')
+        other.set_ylabel('rmse (m)')
+        axis.set_title('Error vs distance')
+        figure.tight_layout()
+        figure.savefig(out_dir / 'error_vs_distance.png', dpi=100)
+        plt.close(figure)
+        names.append('error_vs_distance.png')
+    if result.rows:
+        figure, axis = plt.subplots(figsize=(7, 3.5))
+        stamps = np.array([row['stamp_ns'] for row in result.rows], dtype=np.float64)
+        axis.plot((stamps - stamps[0]) / 1e9, [row['delta1'] for row in result.rows], '.-')
+        axis.set_xlabel('time since first frame (s)')
+        axis.set_ylabel('delta1')
+        axis.set_ylim(0, 1.02)
+        axis.set_title('delta1 per frame')
+        figure.tight_layout()
+        figure.savefig(out_dir / 'delta1_per_frame.png', dpi=100)
+        plt.close(figure)
+        names.append('delta1_per_frame.png')
+    if result.histogram.sum():
+        from monodepth_ros.evaluation.evaluator import HISTOGRAM_EDGES
+
+        figure, axis = plt.subplots(figsize=(7, 3.5))
+        centres = 0.5 * (HISTOGRAM_EDGES[1:] + HISTOGRAM_EDGES[:-1])
+        axis.bar(centres, result.histogram / result.histogram.sum(),
+                 width=np.diff(HISTOGRAM_EDGES), color='tab:gray')
+        axis.set_xlabel('prediction - ground truth (m), clipped to +-10 m')
+        axis.set_ylabel('share of pixels')
+        axis.set_title('Error histogram')
+        figure.tight_layout()
+        figure.savefig(out_dir / 'error_histogram.png', dpi=100)
+        plt.close(figure)
+        names.append('error_histogram.png')
+    return names
+
+
+def _colorize(values: np.ndarray, valid: np.ndarray, low: float, high: float,
+              colormap: str) -> np.ndarray:
+    from matplotlib import colormaps
+
+    scaled = np.clip((np.nan_to_num(values) - low) / max(high - low, 1e-6), 0.0, 1.0)
+    rgb = (colormaps[colormap](scaled)[..., :3] * 255).astype(np.uint8)
+    rgb[~valid] = 0
+    return rgb
+
+
+def qualitative_strip(frame, max_depth: float) -> np.ndarray:
+    """RGB strip: image | LiDAR ground truth | prediction | relative error (stacked rows)."""
+    import cv2
+
+    gt, pred = frame.gt, frame.pred
+    height, width = gt.shape
+    has_gt = gt > 0
+    # Sparse LiDAR pixels are grown to 3x3 for visibility only.
+    kernel = np.ones((3, 3), np.uint8)
+    grown = cv2.dilate(has_gt.astype(np.uint8), kernel) > 0
+    gt_grown = cv2.dilate(np.where(has_gt, max_depth - gt, 0).astype(np.float32), kernel)
+    gt_grown = np.where(grown, max_depth - gt_grown, 0)
+    # One depth colour scale for both panels: near red, far blue.
+    scale_max = 0.5 * max_depth
+    gt_panel = _colorize(gt_grown, grown, 0.0, scale_max, 'turbo_r')
+    finite = np.isfinite(pred)
+    pred_panel = _colorize(pred, finite, 0.0, scale_max, 'turbo_r')
+    with np.errstate(divide='ignore', invalid='ignore'):
+        rel = np.where(has_gt & finite, np.abs(pred - gt) / np.where(has_gt, gt, 1), 0)
+    rel_grown = cv2.dilate(rel.astype(np.float32), kernel)
+    error_panel = _colorize(rel_grown, grown & (cv2.dilate((has_gt & finite).astype(np.uint8),
+                                                           kernel) > 0), 0.0, 0.3, 'RdYlGn_r')
+    if frame.rgb is not None and frame.rgb.shape[:2] == (height, width):
+        image_panel = frame.rgb
+    elif frame.rgb is not None:
+        image_panel = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
+    else:
+        image_panel = np.zeros((height, width, 3), np.uint8)
+    return np.vstack([image_panel, gt_panel, pred_panel, error_panel])
+
+
+def write_outputs(result, out_dir) -> dict:
+    """Write every output file of an evaluation into ``out_dir``; returns the summary."""
+    import cv2
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    write_summary(summary, out_dir)
+    write_frames_csv(result.rows, out_dir)
+    images = _plots(result, out_dir)
+    max_depth = max(result.config.caps)
+    for frame in result.qualitative:
+        name = f'qualitative_{frame.stamp_ns}.png'
+        strip = qualitative_strip(frame, max_depth)
+        cv2.imwrite(str(out_dir / name), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+        images.append(name)
+    write_report_md(summary, out_dir, images)
+    return summary
