@@ -1,0 +1,197 @@
+"""Run the depth pipeline on every image of a bag; write the outputs to a new rosbag2.
+
+Output topics (headers copied from each input image): /monodepth/depth (32FC1, NaN invalid),
+/monodepth/depth/camera_info, /monodepth/points (organized PointCloud2), /monodepth/semantics
+(mono8 trainIds), /monodepth/semantics/color (rgb8), /monodepth/confidence (32FC1). Each is
+written at the receive time of its input image, so with --copy-input the new bag replays in
+RViz or Foxglove with the inputs alongside. CameraInfo is matched by stamp (else the latest
+one before the image); without any, depth is written but not points.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monodepth_ros import topics
+from monodepth_ros.errors import BagError, CalibrationError, MessageError
+
+LOGGER = logging.getLogger(__name__)
+
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage',
+               'sensor_msgs/Image', 'sensor_msgs/CompressedImage')
+
+
+@dataclass
+class InferBagSummary:
+    out_path: Path
+    frames: int = 0
+    errors: int = 0
+    frames_without_camera_info: int = 0
+    copied_messages: int = 0
+    topics: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)   # median per stage
+
+
+def output_topic(key: str, prefix: str = topics.OUTPUT_PREFIX) -> str:
+    return prefix + topics.OUTPUT_SUFFIXES[key]
+
+
+def default_camera_info_topic(image_topic: str) -> str:
+    """``/ns/camera/image_raw`` -> ``/ns/camera/camera_info`` (image_transport convention)."""
+    return image_topic.rsplit('/', 1)[0] + '/camera_info'
+
+
+def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMAGE_TOPIC,
+              camera_info_topic: str | None = None, copy_input: bool = False,
+              storage: str = 'mcap', distro: str = 'humble', outputs=None,
+              prefix: str = topics.OUTPUT_PREFIX, progress: bool = True) -> InferBagSummary:
+    """Run ``pipeline`` on every image of ``camera_topic`` in ``in_path``; write ``out_path``.
+
+    A frame the pipeline rejects (bad encoding, CameraInfo of another size...) is logged,
+    counted in ``errors`` and skipped; the others are written.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from monodepth_ros.bagio import BagReader, BagWriter
+    from monodepth_ros.messages import stamp_to_ns
+    from monodepth_ros.pipeline import ALL_OUTPUTS
+
+    outputs = set(outputs or ALL_OUTPUTS)
+    camera_info_topic = camera_info_topic or default_camera_info_topic(camera_topic)
+    summary = InferBagSummary(out_path=Path(out_path))
+    stage_times: dict[str, list[float]] = {}
+    with BagReader(in_path) as reader:
+        bag_topics = reader.topics
+        if camera_topic not in bag_topics:
+            images = sorted(t for t, kind in bag_topics.items() if kind in IMAGE_TYPES)
+            raise BagError(f'bag {in_path} has no topic {camera_topic}; its image topics: '
+                           f'{images or "none"} (choose one with --camera-topic)')
+        if bag_topics[camera_topic] not in IMAGE_TYPES:
+            raise BagError(f'{camera_topic} in {in_path} carries {bag_topics[camera_topic]}, '
+                           'expected sensor_msgs/Image or CompressedImage')
+        has_info = camera_info_topic in bag_topics
+        if not has_info:
+            LOGGER.warning('bag %s has no %s: writing depth without points and camera_info',
+                           in_path, camera_info_topic)
+        # CameraInfo is small: read it all first so that each image finds the one with its
+        # stamp even when the driver wrote it after the image.
+        infos: dict[int, object] = {}
+        if has_info:
+            for _, _, msg in reader.messages([camera_info_topic]):
+                infos[stamp_to_ns(msg.header.stamp)] = msg
+        info_stamps = np.array(sorted(infos), dtype=np.int64)
+        read_topics = None if copy_input else [camera_topic]
+        total = reader.message_count(read_topics)
+
+        with BagWriter(out_path, storage=storage, distro=distro) as writer:
+            types = writer.types
+            for topic, bag_ns, msg in tqdm(reader.messages(read_topics), total=total,
+                                           desc='infer-bag', unit='msg', disable=None
+                                           if progress else True):
+                if copy_input:
+                    writer.write(topic, msg, bag_ns)
+                    summary.copied_messages += 1
+                if topic != camera_topic:
+                    continue
+                stamp = stamp_to_ns(msg.header.stamp)
+                info = infos.get(stamp)
+                if info is None and len(info_stamps):
+                    # No exact match: the latest CameraInfo at or before the image.
+                    index = int(np.searchsorted(info_stamps, stamp, side='right')) - 1
+                    info = infos[int(info_stamps[max(index, 0)])]
+                if info is None:
+                    summary.frames_without_camera_info += 1
+                try:
+                    out = pipeline.process_messages(types, msg, info, outputs)
+                except (MessageError, CalibrationError) as error:
+                    summary.errors += 1
+                    LOGGER.error('%s frame %d ns skipped: %s', camera_topic, stamp, error)
+                    continue
+                for key, out_msg in out.items():
+                    writer.write(output_topic(key, prefix), out_msg, bag_ns)
+                for stage, milliseconds in pipeline.last_timings.items():
+                    stage_times.setdefault(stage, []).append(milliseconds)
+                summary.frames += 1
+    summary.topics = sorted(output_topic(key, prefix) for key in outputs
+                            if not (key in ('points', 'camera_info') and not has_info))
+    summary.timings_ms = {stage: float(np.median(values))
+                          for stage, values in stage_times.items()}
+    return summary
+
+
+def add_arguments(parser) -> None:
+    from monodepth_ros.infer import add_model_arguments
+
+    parser.add_argument('input', help='input bag (rosbag2 folder, .mcap/.db3, or ROS 1 .bag)')
+    parser.add_argument('output', help='output rosbag2 folder (must not exist)')
+    add_model_arguments(parser)
+    parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
+                        help=f'image topic (Image or CompressedImage; default '
+                        f'{topics.CAMERA_IMAGE_TOPIC})')
+    parser.add_argument('--camera-info-topic', default=None,
+                        help='CameraInfo topic (default: camera_info next to the image topic)')
+    parser.add_argument('--copy-input', action='store_true',
+                        help='also copy every input topic into the output bag')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
+                        help='output bag storage (default mcap)')
+    parser.add_argument('--distro', choices=('humble', 'jazzy'), default='humble',
+                        help='ROS 2 distro whose message definitions and bag format to write')
+    parser.add_argument('--prefix', default=topics.OUTPUT_PREFIX,
+                        help=f'prefix of the output topics (default {topics.OUTPUT_PREFIX})')
+    parser.add_argument('--output-resolution', choices=('network', 'camera'),
+                        default='network', help='resolution of the outputs (default network)')
+    parser.add_argument('--depth-upsampling', choices=('nearest', 'bilinear'),
+                        default='nearest', help='depth resize at camera resolution')
+    parser.add_argument('--cloud-stride', type=int, default=1,
+                        help='keep every n-th pixel in the cloud')
+    parser.add_argument('--cloud-max-range', type=float, default=80.0,
+                        help='points deeper than this (m) are NaN')
+    parser.add_argument('--confidence-threshold', type=float, default=0.0,
+                        help='points with lower confidence are NaN')
+    parser.add_argument('--outputs', default=','.join(topics.OUTPUT_SUFFIXES),
+                        help='comma-separated outputs to write (default: all of '
+                        f'{",".join(topics.OUTPUT_SUFFIXES)})')
+
+
+def run(args) -> int:
+    from monodepth_ros.errors import ConfigError
+    from monodepth_ros.infer import load_engine
+    from monodepth_ros.pipeline import OUTPUTS, DepthPipeline, PipelineConfig
+
+    outputs = {name.strip() for name in args.outputs.split(',') if name.strip()}
+    unknown = outputs - set(OUTPUTS)
+    if unknown or not outputs:
+        raise ConfigError(f'--outputs {args.outputs!r}: expected a comma-separated subset of '
+                          f'{",".join(OUTPUTS)}')
+    if Path(args.output).exists():
+        raise BagError(f'output bag {args.output} exists already; remove it or choose another')
+    config = PipelineConfig(output_resolution=args.output_resolution,
+                            depth_upsampling=args.depth_upsampling,
+                            cloud_stride=args.cloud_stride, cloud_max_range=args.cloud_max_range,
+                            confidence_threshold=args.confidence_threshold)
+    engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir)
+    summary = infer_bag(args.input, args.output, DepthPipeline(engine, config),
+                        camera_topic=args.camera_topic,
+                        camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
+                        storage=args.storage, distro=args.distro, outputs=outputs,
+                        prefix=args.prefix)
+    print(format_summary(summary, engine))
+    return 0 if summary.frames else 1
+
+
+def format_summary(summary: InferBagSummary, engine) -> str:
+    lines = [f'wrote {summary.out_path}: {summary.frames} frame(s) through {engine.name} '
+             f'({engine.precision}), topics {", ".join(summary.topics)}']
+    if summary.copied_messages:
+        lines.append(f'  copied {summary.copied_messages} input message(s)')
+    if summary.errors:
+        lines.append(f'  {summary.errors} frame(s) skipped (see the log)')
+    if summary.frames_without_camera_info:
+        lines.append(f'  {summary.frames_without_camera_info} frame(s) without CameraInfo')
+    if summary.timings_ms:
+        lines.append('  median ms per stage: ' + ', '.join(
+            f'{stage} {value:.1f}' for stage, value in summary.timings_ms.items()))
+    return '\n'.join(lines)

@@ -1,0 +1,242 @@
+"""Run the depth model on image files.
+
+For each IMAGE, writes into --out: NAME_depth.png (16-bit, millimetres, 0 = invalid),
+NAME_depth.npy (float32 metres, NaN = invalid), NAME_depth_color.png (colourised inverse
+depth), NAME_semantics.png (Cityscapes colours), NAME_labels.png (trainIds) and, when the
+intrinsics are given (--fx --fy --cx --cy or --camera-info), NAME.ply (coloured points in the
+camera optical frame: x right, y down, z forward). Intrinsics are those of the image as read;
+outputs are at the image size unless --output-resolution network.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from monodepth_ros.camera import CameraModel
+from monodepth_ros.errors import CalibrationError, ConfigError, DatasetError
+
+LOGGER = logging.getLogger(__name__)
+
+
+# -- engine and model -------------------------------------------------------------------------
+def add_model_arguments(parser) -> None:
+    """--model/--backend/--precision/--engine-cache-dir, shared with infer-bag and demo."""
+    parser.add_argument('--model', '-m', default=None,
+                        help='model file (.onnx or .pt checkpoint); default: the packaged '
+                        'default model')
+    parser.add_argument('--backend', default='auto',
+                        choices=('auto', 'tensorrt', 'onnxruntime', 'torch'),
+                        help='inference backend (default: auto, the fastest available)')
+    parser.add_argument('--precision', default='fp16', choices=('fp16', 'fp32', 'int8'),
+                        help='TensorRT precision (CPU backends run fp32)')
+    parser.add_argument('--engine-cache-dir', default=None,
+                        help='cache of ONNX exports and TensorRT engines '
+                        '(default: ~/.cache/monodepth_ros)')
+
+
+def load_engine(model, backend='auto', precision='fp16', cache_dir=None):
+    """create_engine on ``model`` or, when None, the packaged default model."""
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.errors import ModelFileError
+    from monodepth_ros.node_core import default_model_path
+
+    if model is None:
+        model = default_model_path()
+        if not model.is_file():
+            raise ModelFileError(
+                f'no --model given and the packaged default model {model} is missing; train '
+                'one (see monodepth_ros/models/README.md) or run "monodepth demo"')
+    engine = create_engine(str(model), backend=backend, precision=precision,
+                           cache_dir=cache_dir)
+    meta = engine.metadata
+    LOGGER.info('model %s: %s %s, input %dx%d', model, engine.name, engine.precision,
+                meta.input_width, meta.input_height)
+    return engine
+
+
+# -- calibration ------------------------------------------------------------------------------
+def read_camera_info_yaml(path) -> CameraModel:
+    """A camera_calibration / camera_info_manager YAML file (image_width, camera_matrix, ...)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise CalibrationError(f'cannot read camera info YAML {path}: {error}') from error
+
+    def matrix(key, size, required=True):
+        entry = (data or {}).get(key)
+        if entry is None:
+            if required:
+                raise CalibrationError(f'camera info YAML {path} lacks {key!r} (expected the '
+                                       'camera_calibration format)')
+            return None
+        values = entry.get('data') if isinstance(entry, dict) else entry
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if size and values.size != size:
+            raise CalibrationError(f'{path}: {key} has {values.size} values, expected {size}')
+        return values
+
+    try:
+        width, height = int(data['image_width']), int(data['image_height'])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CalibrationError(f'camera info YAML {path} lacks image_width/image_height '
+                               f'({error})') from error
+    K = matrix('camera_matrix', 9)
+    P = matrix('projection_matrix', 12, required=False)
+    if P is None:
+        P = np.hstack([K.reshape(3, 3), np.zeros((3, 1))])
+    D = matrix('distortion_coefficients', 0, required=False)
+    R = matrix('rectification_matrix', 9, required=False)
+    return CameraModel(width=width, height=height, K=K, P=P,
+                       D=np.zeros(5) if D is None else D,
+                       R=np.eye(3) if R is None else R,
+                       distortion_model=str(data.get('distortion_model', 'plumb_bob')))
+
+
+def camera_from_args(args, width: int, height: int) -> CameraModel | None:
+    values = (args.fx, args.fy, args.cx, args.cy)
+    given = [value is not None for value in values]
+    if args.camera_info and any(given):
+        raise ConfigError('give either --camera-info or --fx/--fy/--cx/--cy, not both')
+    if args.camera_info:
+        return read_camera_info_yaml(args.camera_info)
+    if any(given) and not all(given):
+        raise ConfigError('--fx, --fy, --cx and --cy go together; some are missing')
+    if all(given):
+        return CameraModel.from_intrinsics(args.fx, args.fy, args.cx, args.cy, width, height)
+    return None
+
+
+# -- output files -----------------------------------------------------------------------------
+def depth_to_png16(depth: np.ndarray) -> np.ndarray:
+    """Metres (NaN invalid) -> uint16 millimetres (0 invalid, saturating at 65.535 m)."""
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(depth) & (depth > 0)
+    millimetres = np.where(valid, np.rint(np.nan_to_num(depth) * 1000.0), 0.0)
+    return np.clip(millimetres, 0, 65535).astype(np.uint16)
+
+
+def colorize_depth(depth: np.ndarray, depth_min: float, depth_max: float) -> np.ndarray:
+    """HxWx3 uint8 RGB: inverse depth through the magma colour map, invalid pixels black."""
+    valid = np.isfinite(depth) & (depth > 0)
+    inverse = np.zeros(depth.shape, dtype=np.float32)
+    lo, hi = 1.0 / depth_max, 1.0 / depth_min
+    inverse[valid] = (1.0 / np.clip(depth[valid], depth_min, depth_max) - lo) / (hi - lo)
+    bgr = cv2.applyColorMap((inverse * 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
+    bgr[~valid] = 0
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_ply(path, xyz: np.ndarray, rgb: np.ndarray) -> int:
+    """Binary little-endian PLY of the finite points; returns how many were written."""
+    xyz = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
+    rgb = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
+    keep = np.isfinite(xyz).all(axis=1)
+    vertex = np.empty(int(keep.sum()), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'),
+                                              ('red', 'u1'), ('green', 'u1'), ('blue', 'u1')])
+    for axis, name in enumerate('xyz'):
+        vertex[name] = xyz[keep, axis]
+    for channel, name in enumerate(('red', 'green', 'blue')):
+        vertex[name] = rgb[keep, channel]
+    header = ('ply\nformat binary_little_endian 1.0\ncomment monodepth_ros camera optical '
+              f'frame (x right, y down, z forward), metres\nelement vertex {len(vertex)}\n'
+              'property float x\nproperty float y\nproperty float z\n'
+              'property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n')
+    with open(path, 'wb') as stream:
+        stream.write(header.encode('ascii'))
+        stream.write(vertex.tobytes())
+    return len(vertex)
+
+
+def read_rgb(path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f'cannot read image {path} (missing, or not a PNG/JPEG/... file)')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_outputs(out_dir: Path, name: str, result, metadata) -> list[Path]:
+    """Write the files of one image (see the module docstring); returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save_png(suffix, image_rgb_or_gray):
+        path = out_dir / f'{name}{suffix}'
+        image = image_rgb_or_gray
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(str(path), image):
+            raise DatasetError(f'cannot write {path}')
+        written.append(path)
+
+    save_png('_depth.png', depth_to_png16(result.depth))
+    np.save(out_dir / f'{name}_depth.npy', result.depth)
+    written.append(out_dir / f'{name}_depth.npy')
+    save_png('_depth_color.png', colorize_depth(result.depth, metadata.depth_min,
+                                                metadata.depth_max))
+    save_png('_semantics.png', result.semantics_color)
+    save_png('_labels.png', result.semantics)
+    if result.points is not None:
+        path = out_dir / f'{name}.ply'
+        write_ply(path, result.points['xyz'], result.points['rgb'])
+        written.append(path)
+    return written
+
+
+# -- command ----------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files (PNG, JPEG...)')
+    parser.add_argument('--out', '-o', required=True, help='folder for the output files')
+    add_model_arguments(parser)
+    parser.add_argument('--fx', type=float, help='focal length x (pixels, of the image)')
+    parser.add_argument('--fy', type=float, help='focal length y (pixels)')
+    parser.add_argument('--cx', type=float, help='principal point x (pixels)')
+    parser.add_argument('--cy', type=float, help='principal point y (pixels)')
+    parser.add_argument('--camera-info', default=None,
+                        help='camera_calibration YAML (image_width, camera_matrix, '
+                        'projection_matrix...) instead of --fx/--fy/--cx/--cy')
+    parser.add_argument('--output-resolution', choices=('camera', 'network'), default='camera',
+                        help='write outputs at the image size (default) or the network size')
+    parser.add_argument('--depth-upsampling', choices=('nearest', 'bilinear'),
+                        default='bilinear', help='depth resize to the image size')
+    parser.add_argument('--cloud-stride', type=int, default=1, help='PLY: every n-th pixel')
+    parser.add_argument('--max-range', type=float, default=80.0, help='PLY: farthest depth (m)')
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from monodepth_ros.pipeline import ALL_OUTPUTS, DepthPipeline, PipelineConfig
+
+    config = PipelineConfig(output_resolution=args.output_resolution,
+                            depth_upsampling=args.depth_upsampling,
+                            cloud_stride=args.cloud_stride, cloud_max_range=args.max_range)
+    for image in args.images:
+        if not Path(image).is_file():
+            raise DatasetError(f'image {image} does not exist')
+    engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir)
+    pipeline = DepthPipeline(engine, config)
+    out_dir = Path(args.out)
+    names = [Path(image).stem for image in args.images]
+    if len(set(names)) != len(names):
+        # Same stem in different folders: number them so no file is overwritten.
+        names = [f'{index:04d}_{name}' for index, name in enumerate(names)]
+    count = 0
+    for image, name in tqdm(list(zip(args.images, names)), desc='infer', unit='image',
+                            disable=None):
+        rgb = read_rgb(image)
+        camera = camera_from_args(args, rgb.shape[1], rgb.shape[0])
+        outputs = set(ALL_OUTPUTS) if camera is not None else ALL_OUTPUTS - {'points',
+                                                                              'camera_info'}
+        result = pipeline.process_arrays(rgb, camera, outputs)
+        files = write_outputs(out_dir, name, result, engine.metadata)
+        count += 1
+        LOGGER.debug('%s -> %s', image, ', '.join(str(path) for path in files))
+    print(f'wrote the outputs of {count} image(s) to {out_dir}')
+    return 0

@@ -1,0 +1,309 @@
+"""DepthPipeline: the one path from an image (+ CameraInfo) to depth, semantics, confidence, cloud.
+
+The ROS node, ``monodepth infer``/``infer-bag`` and the evaluator all run this object, so what
+is measured offline is what runs on the robot. ROS-free: numpy in and out, and message classes
+passed in (:class:`monodepth_ros.messages.MessageTypes`).
+
+Stages (timed per frame, milliseconds, in ``last_timings``):
+
+* ``decode``: message -> HxWx3 uint8 RGB (raw or compressed);
+* ``preprocess``: resize to the network size (``INTER_AREA`` when shrinking, ``INTER_LINEAR``
+  when enlarging) and normalise; intrinsics follow with :meth:`CameraModel.scaled`
+  (cv2.resize convention, ``cx' = (cx + 0.5) * sx - 0.5``);
+* ``inference``: the engine;
+* ``postprocess``: outputs at the output resolution ('network' or 'camera'), semantic colours,
+  output images;
+* ``cloud``: back-projection with the calibrated principal point and the PointCloud2.
+
+Only the outputs asked for are computed (the node asks for those someone subscribes to).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from monodepth_ros.camera import CameraModel
+from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
+
+OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
+ALL_OUTPUTS = frozenset(OUTPUTS)
+STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'cloud')
+
+
+@dataclass
+class PipelineConfig:
+    """What the pipeline produces and how (the node's parameters of the same names)."""
+
+    output_resolution: str = 'network'   # 'network' | 'camera'
+    depth_upsampling: str = 'nearest'    # 'nearest' | 'bilinear' (camera resolution only)
+    cloud_stride: int = 1
+    cloud_min_range: float = 0.0
+    cloud_max_range: float = math.inf
+    confidence_threshold: float = 0.0
+    cloud_rgb: bool = True
+    cloud_confidence: bool = False
+    cloud_label: bool = False
+
+    def __post_init__(self):
+        if self.output_resolution not in ('network', 'camera'):
+            raise ConfigError(f"output_resolution must be 'network' or 'camera', got "
+                              f'{self.output_resolution!r}')
+        if self.depth_upsampling not in ('nearest', 'bilinear'):
+            raise ConfigError(f"depth_upsampling must be 'nearest' or 'bilinear', got "
+                              f'{self.depth_upsampling!r}')
+        if int(self.cloud_stride) < 1:
+            raise ConfigError(f'cloud_stride must be >= 1, got {self.cloud_stride}')
+        if not 0 <= self.cloud_min_range < self.cloud_max_range:
+            raise ConfigError(f'cloud range must satisfy 0 <= min < max, got '
+                              f'[{self.cloud_min_range}, {self.cloud_max_range}]')
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigError(f'confidence_threshold must lie in [0, 1], got '
+                              f'{self.confidence_threshold}')
+
+
+@dataclass
+class PipelineResult:
+    """One frame of outputs at the output resolution (None where not asked for).
+
+    ``camera`` matches the output images (None when no calibration was given); ``points``
+    holds the organized cloud: 'xyz' (h x w x 3 float32, NaN invalid) plus 'rgb' (uint8) and
+    'confidence'/'label' (float32) when enabled.
+    """
+
+    depth: np.ndarray | None = None
+    camera: CameraModel | None = None
+    semantics: np.ndarray | None = None
+    semantics_color: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    points: dict[str, np.ndarray] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2.resize with INTER_AREA when shrinking both ways, INTER_LINEAR otherwise."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrinking = width <= image.shape[1] and height <= image.shape[0]
+    return cv2.resize(image, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize with pixel-centre alignment (same geometry as CameraModel)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def resize_depth_bilinear(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of a NaN-invalid depth map that never blends with invalid pixels.
+
+    An output pixel whose bilinear footprint touches an invalid input pixel is NaN, so edges
+    of the sky or of holes never get invented intermediate depths.
+    """
+    if depth.shape[1] == width and depth.shape[0] == height:
+        return depth
+    valid = np.isfinite(depth)
+    filled = np.where(valid, depth, 0.0).astype(np.float32)
+    weight = cv2.resize(valid.astype(np.float32), (width, height),
+                        interpolation=cv2.INTER_LINEAR)
+    value = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    complete = weight > 1.0 - 1e-4
+    out[complete] = value[complete] / weight[complete]
+    return out
+
+
+def _now_ms() -> float:
+    return time.perf_counter() * 1e3
+
+
+class DepthPipeline:
+    """Image (+ camera) in, depth/semantics/confidence/cloud out; see the module docstring."""
+
+    def __init__(self, engine, config: PipelineConfig | None = None):
+        self.engine = engine
+        self.config = config or PipelineConfig()
+        self.metadata = engine.metadata
+        self.network_size = (int(self.metadata.input_width), int(self.metadata.input_height))
+        self.last_timings: dict[str, float] = {}
+        # trainId -> RGB lookup table; unknown/ignored labels stay black.
+        self._color_lut = np.zeros((256, 1, 3), dtype=np.uint8)
+        colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
+        self._color_lut[:len(colors), 0] = colors[:256]
+
+    # -- arrays -----------------------------------------------------------------------------
+    def process_arrays(self, rgb: np.ndarray, camera: CameraModel | None = None,
+                       outputs=ALL_OUTPUTS) -> PipelineResult:
+        """Run on an HxWx3 uint8 RGB image with the camera model of that image (or None).
+
+        ``outputs`` is a subset of :data:`OUTPUTS`; 'points' and 'camera_info' need a camera.
+        """
+        from monodepth_ros.engines.base import preprocess
+
+        outputs = set(outputs)
+        unknown = outputs - ALL_OUTPUTS
+        if unknown:
+            raise ConfigError(f'unknown pipeline outputs {sorted(unknown)}, expected a subset '
+                              f'of {list(OUTPUTS)}')
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+            raise MessageError(f'image has shape {rgb.shape}, expected a non-empty HxWx3 RGB '
+                               'image')
+        if rgb.dtype != np.uint8:
+            raise MessageError(f'image dtype is {rgb.dtype}, expected uint8 RGB')
+        height, width = rgb.shape[:2]
+        if camera is not None and (camera.width, camera.height) != (width, height):
+            raise CalibrationError(
+                f'CameraInfo is {camera.width}x{camera.height} but the image is '
+                f'{width}x{height}; expected calibration of the image as published')
+        if camera is None and outputs & {'points', 'camera_info'}:
+            raise CalibrationError('points and camera_info need the camera calibration '
+                                   '(CameraInfo or intrinsics), none was given')
+        config = self.config     # one snapshot per frame: the node may swap it meanwhile
+        timings = {'decode': 0.0}
+
+        start = _now_ms()
+        net_w, net_h = self.network_size
+        net_rgb = resize_image(rgb, net_w, net_h)
+        batch = preprocess(net_rgb, self.metadata)
+        timings['preprocess'] = _now_ms() - start
+
+        start = _now_ms()
+        net_out = self.engine.infer(batch)
+        timings['inference'] = _now_ms() - start
+
+        start = _now_ms()
+        result = PipelineResult()
+        at_camera = config.output_resolution == 'camera'
+        out_w, out_h = (width, height) if at_camera else (net_w, net_h)
+        if camera is not None:
+            result.camera = camera if at_camera else camera.scaled(net_w, net_h)
+        need_depth = bool(outputs & {'depth', 'points'})
+        need_labels = bool(outputs & {'semantics', 'semantics_color'}) or (
+            'points' in outputs and config.cloud_label)
+        need_confidence = 'confidence' in outputs or (
+            'points' in outputs and (config.cloud_confidence or config.confidence_threshold > 0))
+        if need_depth:
+            depth = np.asarray(net_out.depth, dtype=np.float32)
+            # Non-finite and non-positive depths are invalid (REP 118: NaN, never 0).
+            depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+            if at_camera:
+                if config.depth_upsampling == 'bilinear':
+                    depth = resize_depth_bilinear(depth, out_w, out_h)
+                else:
+                    depth = resize_nearest(depth, out_w, out_h)
+            result.depth = depth
+        if need_labels:
+            result.semantics = resize_nearest(np.asarray(net_out.semantics, np.uint8),
+                                              out_w, out_h)
+            if 'semantics_color' in outputs:
+                # Same mapping as semantics.colorize_labels, about 5x faster through cv2.LUT.
+                result.semantics_color = cv2.LUT(
+                    cv2.cvtColor(result.semantics, cv2.COLOR_GRAY2RGB), self._color_lut)
+        if need_confidence:
+            confidence = np.asarray(net_out.confidence, dtype=np.float32)
+            if at_camera and confidence.shape != (out_h, out_w):
+                confidence = cv2.resize(confidence, (out_w, out_h),
+                                        interpolation=cv2.INTER_LINEAR)
+            result.confidence = confidence
+        timings['postprocess'] = _now_ms() - start
+
+        start = _now_ms()
+        if 'points' in outputs:
+            result.points = self._cloud(result, rgb if at_camera else net_rgb, config)
+        timings['cloud'] = _now_ms() - start
+        result.timings = timings
+        self.last_timings = dict(timings)
+        return result
+
+    def _cloud(self, result: PipelineResult, rgb: np.ndarray,
+               config: PipelineConfig) -> dict[str, np.ndarray]:
+        from monodepth_ros.geometry import backproject_depth
+
+        stride = int(config.cloud_stride)
+        depth = result.depth
+        if config.confidence_threshold > 0:
+            depth = np.where(result.confidence >= config.confidence_threshold, depth, np.nan)
+        xyz = backproject_depth(depth, result.camera, stride=stride,
+                                min_range=config.cloud_min_range,
+                                max_range=config.cloud_max_range, organized=True)
+        points = {'xyz': xyz}
+        if config.cloud_rgb:
+            points['rgb'] = rgb[::stride, ::stride]
+        if config.cloud_confidence:
+            points['confidence'] = result.confidence[::stride, ::stride]
+        if config.cloud_label:
+            points['label'] = result.semantics[::stride, ::stride].astype(np.float32)
+        return points
+
+    # -- messages ---------------------------------------------------------------------------
+    def decode(self, image_msg) -> np.ndarray:
+        """Image or CompressedImage -> HxWx3 uint8 RGB (MessageError when unusable)."""
+        from monodepth_ros import messages
+
+        if hasattr(image_msg, 'format') and not hasattr(image_msg, 'encoding'):
+            return messages.compressed_image_to_rgb(image_msg)
+        if int(image_msg.width) == 0 or int(image_msg.height) == 0 or len(image_msg.data) == 0:
+            raise MessageError(f'image is empty ({image_msg.width}x{image_msg.height}, '
+                               f'{len(image_msg.data)} bytes); expected a non-empty image')
+        return messages.image_to_rgb(image_msg)
+
+    def process_messages(self, types, image_msg, camera_info_msg=None,
+                         outputs=ALL_OUTPUTS) -> dict:
+        """Run on a message pair; returns output key -> message, headers copied from the input.
+
+        Without ``camera_info_msg`` only the image outputs are produced ('points' and
+        'camera_info' are left out). Raises MessageError/CalibrationError for a bad frame;
+        the pipeline stays usable for the next one.
+        """
+        from monodepth_ros import messages
+
+        start = _now_ms()
+        rgb = self.decode(image_msg)
+        camera = None
+        if camera_info_msg is not None:
+            camera = messages.camera_info_to_model(camera_info_msg)
+        decode_ms = _now_ms() - start
+        outputs = set(outputs)
+        if camera is None:
+            outputs -= {'points', 'camera_info'}
+        result = self.process_arrays(rgb, camera, outputs)
+
+        start = _now_ms()
+        stamp_ns = messages.stamp_to_ns(image_msg.header.stamp)
+        header = messages.make_header(types, stamp_ns, image_msg.header.frame_id)
+        out = {}
+        if 'depth' in outputs:
+            out['depth'] = messages.array_to_image(types, result.depth, '32FC1', header)
+        if 'camera_info' in outputs:
+            out['camera_info'] = messages.model_to_camera_info(types, result.camera, header)
+        if 'semantics' in outputs:
+            out['semantics'] = messages.array_to_image(types, result.semantics, 'mono8', header)
+        if 'semantics_color' in outputs:
+            out['semantics_color'] = messages.array_to_image(
+                types, result.semantics_color, 'rgb8', header)
+        if 'confidence' in outputs:
+            out['confidence'] = messages.array_to_image(
+                types, result.confidence, '32FC1', header)
+        images_ms = _now_ms() - start
+
+        start = _now_ms()
+        if 'points' in outputs:
+            points = result.points
+            extra = {name: points[name] for name in ('confidence', 'label') if name in points}
+            out['points'] = messages.make_pointcloud2(
+                types, header, points['xyz'], rgb=points.get('rgb'), fields=extra or None)
+        cloud_ms = _now_ms() - start
+
+        timings = dict(result.timings)
+        timings['decode'] = decode_ms
+        timings['postprocess'] += images_ms
+        timings['cloud'] += cloud_ms
+        self.last_timings = timings
+        return out

@@ -1,0 +1,191 @@
+"""`monodepth infer` and `monodepth infer-bag` on a real tiny ONNX model."""
+
+import cv2
+import numpy as np
+import pytest
+from test_pipeline import CAMERA, FRAME, gradient_image, image_msg, info_msg, make_tiny_onnx
+
+from monodepth_ros import cli, messages, topics
+from monodepth_ros.bagio import BagReader, BagWriter
+from monodepth_ros.errors import BagError, CalibrationError
+from monodepth_ros.infer import colorize_depth, depth_to_png16, read_camera_info_yaml, write_ply
+
+
+@pytest.fixture(scope='module')
+def onnx_path(tmp_path_factory):
+    return make_tiny_onnx(tmp_path_factory.mktemp('model') / 'tiny.onnx')
+
+
+def read_ply(path):
+    data = path.read_bytes()
+    header, body = data.split(b'end_header\n', 1)
+    count = int([line for line in header.decode().splitlines()
+                 if line.startswith('element vertex')][0].split()[-1])
+    dtype = [('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('red', 'u1'), ('green', 'u1'),
+             ('blue', 'u1')]
+    return np.frombuffer(body, dtype=dtype, count=count)
+
+
+def test_depth_png16_and_colours():
+    depth = np.array([[1.2346, np.nan], [-1.0, 70.0]], dtype=np.float32)
+    np.testing.assert_array_equal(depth_to_png16(depth), [[1235, 0], [0, 65535]])
+    colours = colorize_depth(depth, depth_min=1.0, depth_max=80.0)
+    np.testing.assert_array_equal(colours[0, 1], [0, 0, 0])
+    np.testing.assert_array_equal(colours[1, 0], [0, 0, 0])
+    # Nearest depth -> top of the magma map (light yellow), far -> dark.
+    assert colours[0, 0].sum() > 500 and colours[1, 1].sum() < 100
+
+
+def test_write_ply_keeps_finite_points(tmp_path):
+    xyz = np.array([[[1, 2, 3], [np.nan, np.nan, np.nan]]], dtype=np.float32)
+    rgb = np.array([[[10, 20, 30], [40, 50, 60]]], dtype=np.uint8)
+    assert write_ply(tmp_path / 'a.ply', xyz, rgb) == 1
+    vertex = read_ply(tmp_path / 'a.ply')
+    assert vertex.tolist() == [(1.0, 2.0, 3.0, 10, 20, 30)]
+
+
+def test_camera_info_yaml(tmp_path):
+    path = tmp_path / 'cam.yaml'
+    path.write_text('image_width: 256\nimage_height: 128\ncamera_name: left\n'
+                    'camera_matrix: {rows: 3, cols: 3, data: [200, 0, 120, 0, 200, 60, 0, 0, 1]}\n'
+                    'distortion_model: plumb_bob\n'
+                    'distortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n'
+                    'projection_matrix: {rows: 3, cols: 4, data: [201, 0, 121, 0, 0, 201, 61, '
+                    '0, 0, 0, 1, 0]}\n')
+    camera = read_camera_info_yaml(path)
+    assert (camera.width, camera.height) == (256, 128)
+    assert (camera.fx, camera.cx, camera.cy) == (201.0, 121.0, 61.0)   # P wins over K
+    path.write_text('image_width: 256\nimage_height: 128\n')
+    with pytest.raises(CalibrationError, match="lacks 'camera_matrix'"):
+        read_camera_info_yaml(path)
+
+
+def test_infer_writes_all_files(tmp_path, onnx_path):
+    image = tmp_path / 'frame.png'
+    cv2.imwrite(str(image), cv2.cvtColor(gradient_image(), cv2.COLOR_RGB2BGR))
+    out = tmp_path / 'out'
+    status = cli.main(['infer', str(image), '--model', str(onnx_path), '--out', str(out),
+                       '--backend', 'onnxruntime', '--fx', '200', '--fy', '200', '--cx',
+                       '120', '--cy', '60', '--depth-upsampling', 'nearest'])
+    assert status == 0
+    depth = np.load(out / 'frame_depth.npy')
+    assert depth.shape == (128, 256) and depth.dtype == np.float32
+    png = cv2.imread(str(out / 'frame_depth.png'), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16
+    np.testing.assert_array_equal(png, np.rint(depth * 1000).astype(np.uint16))
+    assert cv2.imread(str(out / 'frame_depth_color.png')).shape == (128, 256, 3)
+    assert cv2.imread(str(out / 'frame_semantics.png')).shape == (128, 256, 3)
+    assert cv2.imread(str(out / 'frame_labels.png'), cv2.IMREAD_UNCHANGED).max() < 19
+    vertex = read_ply(out / 'frame.ply')
+    assert len(vertex) == np.isfinite(depth).sum() == 128 * 256
+    # Row-major: vertex 5 is pixel (u=5, v=0); calibrated principal point (120, 60).
+    assert vertex['z'][5] == pytest.approx(depth[0, 5])
+    assert vertex['x'][5] == pytest.approx((5 - 120) / 200 * depth[0, 5], rel=1e-5)
+    assert vertex['y'][5] == pytest.approx((0 - 60) / 200 * depth[0, 5], rel=1e-5)
+    assert tuple(vertex[['red', 'green', 'blue']][5]) == tuple(gradient_image()[0, 5])
+
+
+def test_infer_without_intrinsics_writes_no_ply(tmp_path, onnx_path, capsys):
+    image = tmp_path / 'frame.png'
+    cv2.imwrite(str(image), gradient_image())
+    assert cli.main(['infer', str(image), '--model', str(onnx_path), '--out',
+                     str(tmp_path / 'o'), '--backend', 'onnxruntime']) == 0
+    assert not (tmp_path / 'o' / 'frame.ply').exists()
+    assert cli.main(['infer', str(tmp_path / 'missing.png'), '--model', str(onnx_path),
+                     '--out', str(tmp_path / 'o')]) == 2
+    assert 'missing.png does not exist' in capsys.readouterr().err
+    assert cli.main(['infer', str(image), '--model', str(onnx_path), '--out',
+                     str(tmp_path / 'o'), '--fx', '100']) == 2
+    assert 'go together' in capsys.readouterr().err
+
+
+def write_input_bag(path, types_distro='humble'):
+    """3 good frames (the second without its own CameraInfo) and 1 with a bad encoding."""
+    stamps = [1_000_000_000 + index * 100_000_000 for index in range(4)]
+    with BagWriter(path, storage='mcap', distro=types_distro) as bag:
+        types = bag.types
+        for index, stamp in enumerate(stamps):
+            if index != 1:
+                bag.write(topics.CAMERA_INFO_TOPIC, info_msg(types, stamp_ns=stamp), stamp)
+            msg = image_msg(types, gradient_image(), stamp_ns=stamp)
+            if index == 3:
+                msg.encoding = 'weird16'
+            bag.write(topics.CAMERA_IMAGE_TOPIC, msg, stamp + 1000)
+    return stamps
+
+
+def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, onnx_path, capsys):
+    stamps = write_input_bag(tmp_path / 'in')
+    out = tmp_path / 'out'
+    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(out), '--model', str(onnx_path),
+                     '--backend', 'onnxruntime', '--copy-input', '--storage', 'sqlite3',
+                     '--cloud-stride', '2']) == 0
+    printed = capsys.readouterr().out
+    assert '3 frame(s)' in printed and '1 frame(s) skipped' in printed
+    with BagReader(out) as reader:
+        assert reader.topics[topics.CAMERA_IMAGE_TOPIC] == 'sensor_msgs/msg/Image'
+        counts = reader.message_counts
+        for key, suffix in topics.OUTPUT_SUFFIXES.items():
+            assert counts[topics.OUTPUT_PREFIX + suffix] == 3, key
+        assert counts[topics.CAMERA_IMAGE_TOPIC] == 4
+        by_topic = {}
+        for topic, bag_ns, msg in reader.messages():
+            by_topic.setdefault(topic, []).append((bag_ns, msg))
+    for topic in (topics.OUTPUT_PREFIX + suffix for suffix in topics.OUTPUT_SUFFIXES.values()):
+        got = [messages.stamp_to_ns(msg.header.stamp) for _, msg in by_topic[topic]]
+        assert got == stamps[:3]
+        assert [bag_ns for bag_ns, _ in by_topic[topic]] == [s + 1000 for s in stamps[:3]]
+        assert all(msg.header.frame_id == FRAME for _, msg in by_topic[topic])
+    cloud = by_topic['/monodepth/points'][1][1]    # frame 1 used the previous CameraInfo
+    assert (cloud.height, cloud.width) == (32, 64)
+    info = by_topic['/monodepth/depth/camera_info'][0][1]
+    scaled = CAMERA.scaled(128, 64)
+    np.testing.assert_allclose(info.k, scaled.K.ravel())
+
+
+def test_infer_bag_errors(tmp_path, onnx_path, capsys):
+    write_input_bag(tmp_path / 'in')
+    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'out'), '--model',
+                     str(onnx_path), '--camera-topic', '/nope']) == 2
+    err = capsys.readouterr().err
+    assert 'no topic /nope' in err and topics.CAMERA_IMAGE_TOPIC in err
+    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'in'), '--model',
+                     str(onnx_path)]) == 2
+    assert 'exists already' in capsys.readouterr().err
+    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'o2'), '--model',
+                     str(onnx_path), '--outputs', 'depth,foo']) == 2
+    assert 'subset of' in capsys.readouterr().err
+
+
+def test_infer_bag_function_without_camera_info(tmp_path, onnx_path):
+    from monodepth_ros.bagtools.infer_bag import infer_bag
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.pipeline import DepthPipeline
+
+    with BagWriter(tmp_path / 'in', distro='jazzy') as bag:
+        bag.write('/cam/image_raw', image_msg(bag.types, gradient_image()), 5)
+    summary = infer_bag(tmp_path / 'in', tmp_path / 'out',
+                        DepthPipeline(create_engine(str(onnx_path), backend='onnxruntime')),
+                        camera_topic='/cam/image_raw', distro='jazzy', progress=False)
+    assert (summary.frames, summary.frames_without_camera_info) == (1, 1)
+    assert '/monodepth/points' not in summary.topics
+    with BagReader(tmp_path / 'out') as reader:
+        assert set(reader.topics) == {'/monodepth/depth', '/monodepth/semantics',
+                                      '/monodepth/semantics/color', '/monodepth/confidence'}
+    with pytest.raises(BagError, match='does not exist'):
+        infer_bag(tmp_path / 'nothing', tmp_path / 'out2', None)
+
+
+def test_demo_with_a_given_model(tmp_path, onnx_path, capsys):
+    out = tmp_path / 'demo'
+    assert cli.main(['demo', '--out', str(out), '--frames', '2', '--model',
+                     str(onnx_path), '--backend', 'onnxruntime']) == 0
+    printed = capsys.readouterr().out
+    assert 'abs_rel' in printed and f'output bag:  {out / "drive_depth"}' in printed
+    with BagReader(out / 'drive_depth') as reader:
+        counts = reader.message_counts
+    assert counts['/monodepth/depth'] == 2 and counts[topics.LIDAR_TOPIC] == 2
+    assert (out / 'report').is_dir() and any((out / 'report').iterdir())
+    # A second run replaces its own previous outputs instead of failing on them.
+    assert cli.main(['demo', '--out', str(out), '--frames', '1', '--model',
+                     str(onnx_path), '--backend', 'onnxruntime']) == 0
