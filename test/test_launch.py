@@ -20,11 +20,10 @@ try:
     import launch_testing.asserts
     import rclpy
     from ament_index_python.packages import get_package_share_directory
+    from launch import LaunchDescription
     from launch.actions import ExecuteProcess, IncludeLaunchDescription
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from sensor_msgs.msg import Image, PointCloud2
-
-    from launch import LaunchDescription
 except ImportError as error:
     pytest.skip(f'launch test needs ROS 2 (rclpy, launch, launch_testing, ros2 bag): {error}',
                 allow_module_level=True)

@@ -1,1 +1,161 @@
-"""engines."""
+"""Inference backends behind one interface: TensorRT, ONNX Runtime and PyTorch.
+
+>>> engine = create_engine('model.onnx')            # backend 'auto': the fastest available
+>>> out = engine.infer(preprocess(rgb, engine.metadata))
+>>> out.depth, out.semantics, out.confidence        # HxW float32 m, uint8 trainIds, float32
+
+Backends are imported lazily, so importing this package does not import torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from monodepth_ros.engines.base import (
+    PRECISIONS,
+    DepthEngine,
+    EngineOutput,
+    check_model_path,
+    check_precision,
+    file_sha256,
+    is_onnx,
+    preprocess,
+)
+from monodepth_ros.errors import EngineError
+
+__all__ = ['BACKENDS', 'PRECISIONS', 'DepthEngine', 'EngineOutput', 'choose_backend',
+           'create_engine', 'ensure_onnx', 'preprocess']
+
+LOGGER = logging.getLogger(__name__)
+
+BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
+
+
+def _onnxruntime_providers() -> list[str] | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return list(onnxruntime.get_available_providers())
+
+
+def _can_export() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def choose_backend(model_path, device: str = 'auto') -> tuple[str, str]:
+    """(backend, why) for ``backend='auto'``: the fastest one that can run this file here.
+
+    Order: TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU, torch CPU.
+    """
+    from monodepth_ros.engines.tensorrt_engine import tensorrt_status
+
+    onnx_file = is_onnx(model_path)
+    onnx_ready = onnx_file or _can_export()
+    cpu_only = device == 'cpu'
+    reasons = []
+    if cpu_only:
+        reasons.append('device is cpu')
+    else:
+        trt_ok, trt_reason = tensorrt_status()
+        if trt_ok and onnx_ready:
+            return 'tensorrt', f'{trt_reason} is available'
+        reasons.append(f'no tensorrt: {trt_reason}')
+    providers = _onnxruntime_providers()
+    if providers is None:
+        reasons.append('onnxruntime is not installed')
+    elif not onnx_ready:
+        reasons.append('no ONNX file and torch/onnx are missing to export one')
+    elif not cpu_only and 'CUDAExecutionProvider' in providers:
+        return 'onnxruntime', '; '.join(reasons + ['onnxruntime has the CUDA provider'])
+    else:
+        reasons.append(f'onnxruntime providers {providers} have no CUDA')
+    if not cpu_only and not onnx_file and _torch_cuda():
+        return 'torch', '; '.join(reasons + ['torch sees a CUDA GPU (faster than a CPU)'])
+    if providers is not None and onnx_ready:
+        return 'onnxruntime', '; '.join(
+            reasons + ['onnxruntime on the CPU is faster than PyTorch eager there'])
+    if not onnx_file:
+        return 'torch', '; '.join(reasons + ['torch on the CPU is what is left'])
+    raise EngineError(f'no backend can run {model_path} here: ' + '; '.join(reasons))
+
+
+def ensure_onnx(checkpoint, cache_dir=None) -> Path:
+    """ONNX export of a ``.pt`` checkpoint, made once and kept in ``<cache_dir>/onnx/``."""
+    from monodepth_ros.engines.base import load_onnx_model
+    from monodepth_ros.engines.cache import default_cache_dir, file_lock
+    from monodepth_ros.errors import ModelFileError
+    from monodepth_ros.export import export_onnx
+
+    checkpoint = check_model_path(checkpoint)
+    folder = Path(cache_dir or default_cache_dir()) / 'onnx'
+    onnx_path = folder / f'{checkpoint.stem}-{file_sha256(checkpoint)[:16]}.onnx'
+    with file_lock(onnx_path.with_suffix('.lock')):
+        if onnx_path.is_file():
+            try:
+                load_onnx_model(onnx_path)
+                LOGGER.info('using the ONNX export %s of %s', onnx_path, checkpoint)
+                return onnx_path
+            except ModelFileError as error:
+                LOGGER.warning('re-exporting %s: %s', checkpoint, error)
+        LOGGER.info('exporting %s to %s', checkpoint, onnx_path)
+        # The parity check is the export command's job; here onnx.checker is enough.
+        export_onnx(checkpoint, onnx_path, verify=False)
+    return onnx_path
+
+
+def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', cache_dir=None,
+                  device: str = 'auto', num_threads: int = 2,
+                  workspace_gb: float = 4.0, calibration_data=None) -> DepthEngine:
+    """Open ``model_path`` (a ``.pt`` checkpoint or an ``.onnx`` export) with a backend.
+
+    ``precision`` is what is asked for; ``engine.precision`` is what runs (CPU backends run
+    fp32). ``num_threads`` caps ONNX Runtime's intra-op threads; ``workspace_gb`` and
+    ``calibration_data`` ((N,3,H,W) float32 from ``preprocess``, INT8 only) are TensorRT's.
+    """
+    path = check_model_path(model_path)
+    check_precision(precision)
+    if backend not in BACKENDS:
+        raise EngineError(f'unknown backend {backend!r}, expected one of {BACKENDS}')
+    reason = f'backend {backend!r} asked for'
+    if backend == 'auto':
+        backend, reason = choose_backend(path, device)
+        LOGGER.info('backend auto -> %s: %s', backend, reason)
+    if backend == 'torch':
+        if is_onnx(path):
+            raise EngineError(f'the torch backend needs a .pt checkpoint, {path} is ONNX; use '
+                              'backend onnxruntime or tensorrt')
+        from monodepth_ros.engines.torch_engine import TorchEngine
+
+        engine = TorchEngine(path, precision=precision, device=device)
+    else:
+        onnx_path = path if is_onnx(path) else ensure_onnx(path, cache_dir)
+        if backend == 'onnxruntime':
+            from monodepth_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+            engine = OnnxRuntimeEngine(onnx_path, device=device, num_threads=num_threads,
+                                       precision=precision, cache_dir=cache_dir)
+        else:
+            from monodepth_ros.engines.tensorrt_engine import TensorRTEngine
+
+            engine = TensorRTEngine(onnx_path, precision=precision, cache_dir=cache_dir,
+                                    device=device, workspace_gb=workspace_gb,
+                                    calibration_data=calibration_data)
+    engine.info['selection'] = reason
+    LOGGER.info('inference engine: %s %s on %s', engine.name, engine.precision,
+                engine.info.get('device'))
+    return engine
