@@ -3,7 +3,7 @@
 Arguments: model, backend, precision, bag (played alongside with ``ros2 bag play``), rviz,
 use_sim_time. Example::
 
-    ros2 launch monodepth_ros kitti.launch.py bag:=drive.mcap rviz:=true
+    ros2 launch monodepth_ros kitti.launch.py bag:=drive rviz:=true
 """
 
 import os

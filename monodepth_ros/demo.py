@@ -81,6 +81,8 @@ def default_model() -> Path:
 
 
 def add_arguments(parser) -> None:
+    from monodepth_ros.bagtools.options import add_bag_format_arguments
+
     parser.add_argument('--out', default='demo_output', type=Path,
                         help='folder for the bags and the report (default ./demo_output)')
     parser.add_argument('--frames', type=int, default=20,
@@ -94,6 +96,7 @@ def add_arguments(parser) -> None:
                         help='inference backend (default auto)')
     parser.add_argument('--train-minutes', type=float, default=2.0,
                         help='training time when no default model exists (default 2)')
+    add_bag_format_arguments(parser, 'the two bags')
 
 
 def run(args) -> int:
@@ -109,8 +112,10 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     print(f'[1/4] synthetic drive: {args.frames} frames of world seed {args.seed} -> {drive}')
+    bag_format = ['--distro', args.distro] + (['--storage', args.storage] if args.storage
+                                              else [])
     _run_command(['synth-bag', str(drive), '--frames', str(args.frames), '--seed',
-                  str(args.seed)])
+                  str(args.seed), *bag_format])
 
     model = args.model
     if model is None:
@@ -121,7 +126,7 @@ def run(args) -> int:
 
     print(f'[3/4] infer-bag -> {output_bag}')
     _run_command(['infer-bag', str(drive), str(output_bag), '--model', str(model),
-                  '--backend', args.backend, '--copy-input'])
+                  '--backend', args.backend, '--copy-input', *bag_format])
 
     print(f'[4/4] eval-bag: {topics.OUTPUT_PREFIX}/depth against {topics.LIDAR_TOPIC}')
     _run_command(['eval-bag', str(output_bag), '--depth-topic',

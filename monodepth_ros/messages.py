@@ -434,6 +434,7 @@ def model_to_camera_info(types: MessageTypes, camera: CameraModel, header):
 # PointField datatype -> numpy kind
 POINT_FIELD_DTYPES = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
 FLOAT32 = 7
+_FIELD_DATATYPES = {kind: datatype for datatype, kind in POINT_FIELD_DTYPES.items()}
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -452,13 +453,18 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def make_pointcloud2(types: MessageTypes, header, xyz: np.ndarray, rgb: np.ndarray | None = None,
-                     fields: dict[str, np.ndarray] | None = None):
-    """A PointCloud2 of float32 x, y, z [, rgb packed as float32] [, extra float32 fields].
+                     fields: dict[str, np.ndarray] | None = None,
+                     field_dtypes: dict[str, object] | None = None):
+    """A PointCloud2 of float32 x, y, z [, rgb packed as float32] [, extra fields].
 
     ``xyz`` HxWx3 gives an organized cloud (height = H), Nx3 an unorganized one (height = 1).
     NaN marks invalid points, so ``is_dense`` is False. ``rgb`` has the same leading shape as
     ``xyz`` (uint8); each ``fields`` value has that leading shape too (one value per point)
-    and is stored as float32. Data are in the host byte order (little-endian in practice).
+    and is stored as float32, or as the type ``field_dtypes`` gives for its name (an integer
+    PointField type: int8/uint8/int16/uint16/int32/uint32, e.g. ``{'ring': np.uint16}``).
+    Every field starts on a 4-byte boundary (a 1- or 2-byte field is followed by padding), so
+    x, y, z, intensity and a uint16 ring lie at offsets 0, 4, 8, 12, 16 as in the Velodyne
+    driver's clouds. Data are in the host byte order (little-endian in practice).
     """
     import cv2
 
@@ -481,6 +487,16 @@ def make_pointcloud2(types: MessageTypes, header, xyz: np.ndarray, rgb: np.ndarr
             raise MessageError(
                 f'point field {name!r} has shape {np.shape(values)}, expected {lead}')
         names.append(name)
+    extra_dtypes = {name: np.dtype(np.float32) for name in extras}
+    for name, dtype in (field_dtypes or {}).items():
+        if name not in extras:
+            raise MessageError(f'field_dtypes names {name!r}, which is not among the fields '
+                               f'{sorted(extras)}')
+        dtype = np.dtype(dtype)
+        if dtype.str[1:] not in _FIELD_DATATYPES or dtype.itemsize > 4:
+            raise MessageError(f'point field {name!r} cannot be stored as {dtype}; expected '
+                               'float32, int8, uint8, int16, uint16, int32 or uint32')
+        extra_dtypes[name] = dtype.newbyteorder('=')
     count = len(names)
     point_step = 4 * count
     # Every source as a rows x cols x channels float32 image; cv2.mixChannels then
@@ -497,14 +513,25 @@ def make_pointcloud2(types: MessageTypes, header, xyz: np.ndarray, rgb: np.ndarr
             order = [0, 1, 1, 2, 2, 3] if big_endian else [2, 0, 1, 1, 0, 2]
             cv2.mixChannels([rgb8], [packed], order)
         sources.append(packed.view(np.float32))
-    for values in extras.values():
-        sources.append(np.ascontiguousarray(values, dtype=np.float32).reshape(grid + (1,)))
+    for name, values in extras.items():
+        dtype = extra_dtypes[name]
+        if dtype == np.float32:
+            sources.append(np.ascontiguousarray(values, dtype=np.float32).reshape(grid + (1,)))
+            continue
+        # The value's own bytes at the start of its 4-byte slot, the rest zero padding;
+        # mixChannels copies the slot as 32 raw bits.
+        slot = np.zeros(grid + (4,), dtype=np.uint8)
+        slot[..., :dtype.itemsize] = np.ascontiguousarray(values, dtype=dtype).reshape(
+            grid + (1,)).view(np.uint8)
+        sources.append(slot.view(np.float32))
     points = np.empty(grid + (count,), dtype=np.float32)
     if height * width:
         cv2.mixChannels(sources, [points], [index for channel in range(count)
                                             for index in (channel, channel)])
-    point_fields = [types.PointField(name=name, offset=4 * i, datatype=FLOAT32, count=1)
-                    for i, name in enumerate(names)]
+    point_fields = [types.PointField(
+        name=name, offset=4 * i, count=1,
+        datatype=_FIELD_DATATYPES[extra_dtypes[name].str[1:]] if name in extra_dtypes
+        else FLOAT32) for i, name in enumerate(names)]
     return types.PointCloud2(
         header=header, height=int(height), width=int(width), fields=point_fields,
         is_bigendian=big_endian, point_step=point_step, row_step=point_step * int(width),

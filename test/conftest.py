@@ -19,3 +19,31 @@ def kitti_drive_dir() -> Path:
         pytest.skip(f'KITTI excerpt not found at {KITTI_DRIVE_DIR} '
                     '(set MONODEPTH_SHARED_DATA to the folder holding kitti_raw/)')
     return KITTI_DRIVE_DIR
+
+
+# The tiny network the pipeline, node, infer and evaluator tests run: the real architecture
+# with random weights and a 128x64 input, exported to ONNX once per test run.
+TINY_NET_WIDTH, TINY_NET_HEIGHT = 128, 64
+
+
+def make_tiny_onnx(path) -> Path:
+    """Export a small randomly initialised network (the real architecture) to ``path``."""
+    import torch
+
+    from monodepth_ros.export import export_model
+    from monodepth_ros.model.metadata import ModelMetadata
+    from monodepth_ros.model.network import NetworkConfig, build_network
+
+    torch.manual_seed(0)
+    config = NetworkConfig(encoder='tiny', num_bins=16, aspp_channels=8, aspp_dilations=(1, 2),
+                           decoder_channels=(8, 8, 8, 8, 8), tiny_channels=(8, 8, 8, 8, 8))
+    metadata = ModelMetadata(input_height=TINY_NET_HEIGHT, input_width=TINY_NET_WIDTH,
+                             num_bins=16, network=config.to_dict())
+    export_model(build_network(config), metadata, path, verify=False)
+    return Path(path)
+
+
+@pytest.fixture(scope='session')
+def tiny_onnx(tmp_path_factory) -> Path:
+    """Path of the tiny ONNX model, shared read-only by every test that runs a model."""
+    return make_tiny_onnx(tmp_path_factory.mktemp('tiny_model') / 'tiny.onnx')

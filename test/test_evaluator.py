@@ -40,7 +40,7 @@ def write_kitti_bag(path, drive_dir, depth_of=None, depth_shift_ns=0, tf_static=
     calibration = drive.calibration
     camera = calibration.camera_model(2)
     stamps = read_timestamps(drive_dir / 'velodyne_points' / 'timestamps.txt')
-    with BagWriter(path) as bag:
+    with BagWriter(path, storage='mcap') as bag:
         types = bag.types
         if tf_static:
             bag.write(topics.TF_STATIC_TOPIC, make_tf_message(
@@ -271,25 +271,13 @@ def test_scan_reading_fast_path_equals_the_field_reader():
     np.testing.assert_array_equal(scan_from_message(swapped).points, xyz[[0, 2]])
 
 
-def test_model_on_a_synthetic_bag(tmp_path):
+def test_model_on_a_synthetic_bag(tmp_path, tiny_onnx):
     # A small randomly initialised network of the real architecture, run through the
     # DepthPipeline by ONNX Runtime: graded on every frame, with the model's own classes.
-    pytest.importorskip('onnxruntime')
-    torch = pytest.importorskip('torch')
-    synth = pytest.importorskip('monodepth_ros.bagtools.synth_bag')
-    from monodepth_ros.export import export_model
-    from monodepth_ros.model.metadata import ModelMetadata
-    from monodepth_ros.model.network import NetworkConfig, build_network
+    from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
 
-    torch.manual_seed(0)
-    config = NetworkConfig(encoder='tiny', num_bins=16, aspp_channels=8, aspp_dilations=(1, 2),
-                           decoder_channels=(8, 8, 8, 8, 8), tiny_channels=(8, 8, 8, 8, 8))
-    metadata = ModelMetadata(input_height=64, input_width=128, num_bins=16,
-                             network=config.to_dict())
-    model = tmp_path / 'tiny.onnx'
-    export_model(build_network(config), metadata, model, verify=False)
-    bag = synth.write_synthetic_bag(tmp_path / 'synth', frames=2, seed=1, size=(416, 128))
-    result = evaluate(bag, depth_topic=None, model=str(model), backend='onnxruntime',
+    bag = write_synthetic_bag(tmp_path / 'synth', frames=2, seed=1, size=(416, 128))
+    result = evaluate(bag, depth_topic=None, model=str(tiny_onnx), backend='onnxruntime',
                       precision='fp32')
     assert result.error is None and result.frames_evaluated == 2
     summary = result.summary()
@@ -297,3 +285,45 @@ def test_model_on_a_synthetic_bag(tmp_path):
     assert 0 < summary['cap_80']['abs_rel'] < float('inf')
     assert summary['by_class'] and len(result.qualitative) == 2
     assert result.qualitative[0].rgb.shape == (128, 416, 3)
+
+
+def test_bad_input_of_one_frame_skips_that_frame_with_the_reason(tmp_path, tiny_onnx):
+    # Three synthetic frames through the model: frame 0 comes with the camera_info of a
+    # half-size image (CalibrationError in the pipeline), frame 1's image is 32FC1 (not a
+    # colour image: MessageError), frame 2 is intact. Both bad frames are skipped and counted
+    # with their reason; the run goes on and grades frame 2.
+    from monodepth_ros.bagio import BagReader, BagWriter
+    from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
+    from monodepth_ros.messages import (
+        array_to_image,
+        camera_info_to_model,
+        make_header,
+        model_to_camera_info,
+        stamp_to_ns,
+    )
+
+    synth = write_synthetic_bag(tmp_path / 'synth', frames=3, seed=2, size=(160, 48))
+    bag = tmp_path / 'bad_frames'
+    with BagReader(synth) as reader, BagWriter(bag, storage='sqlite3') as writer:
+        stamps = sorted({stamp for _, stamp, _ in reader.messages([topics.CAMERA_IMAGE_TOPIC])})
+        for topic, bag_ns, msg in reader.messages():
+            stamp = stamp_to_ns(msg.header.stamp) if hasattr(msg, 'header') else bag_ns
+            if topic == topics.CAMERA_INFO_TOPIC and stamp == stamps[0]:
+                half = camera_info_to_model(msg).scaled(80, 24)
+                msg = model_to_camera_info(writer.types, half, make_header(
+                    writer.types, stamp, topics.CAMERA_FRAME))
+            elif topic == topics.CAMERA_IMAGE_TOPIC and stamp == stamps[1]:
+                msg = array_to_image(writer.types, np.ones((48, 160), np.float32), '32FC1',
+                                     make_header(writer.types, stamp, topics.CAMERA_FRAME))
+            writer.write(topic, msg, bag_ns)
+    result = evaluate(bag, depth_topic=None, model=str(tiny_onnx), backend='onnxruntime',
+                      precision='fp32', qualitative_frames=0)
+    assert result.error is None
+    assert [row['stamp_ns'] for row in result.rows] == [stamps[2]]
+    assert result.frames_skipped == 2 and len(result.skipped) == 2
+    calibration, encoding = sorted(result.skipped, key=lambda reason: 'CameraInfo' not in reason)
+    assert calibration.startswith('frame not usable: CameraInfo is 80x24 but the image is '
+                                  '160x48')
+    assert "'32FC1' is not a colour/mono" in encoding
+    assert result.skipped_examples[0].startswith(f'{stamps[0]}: ')
+    assert result.summary()['skipped_reasons'] == {calibration: 1, encoding: 1}

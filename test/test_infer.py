@@ -3,17 +3,12 @@
 import cv2
 import numpy as np
 import pytest
-from test_pipeline import CAMERA, FRAME, gradient_image, image_msg, info_msg, make_tiny_onnx
+from test_pipeline import CAMERA, FRAME, gradient_image, image_msg, info_msg
 
 from monodepth_ros import cli, messages, topics
 from monodepth_ros.bagio import BagReader, BagWriter
 from monodepth_ros.errors import BagError, CalibrationError
 from monodepth_ros.infer import colorize_depth, depth_to_png16, read_camera_info_yaml, write_ply
-
-
-@pytest.fixture(scope='module')
-def onnx_path(tmp_path_factory):
-    return make_tiny_onnx(tmp_path_factory.mktemp('model') / 'tiny.onnx')
 
 
 def read_ply(path):
@@ -60,11 +55,11 @@ def test_camera_info_yaml(tmp_path):
         read_camera_info_yaml(path)
 
 
-def test_infer_writes_all_files(tmp_path, onnx_path):
+def test_infer_writes_all_files(tmp_path, tiny_onnx):
     image = tmp_path / 'frame.png'
     cv2.imwrite(str(image), cv2.cvtColor(gradient_image(), cv2.COLOR_RGB2BGR))
     out = tmp_path / 'out'
-    status = cli.main(['infer', str(image), '--model', str(onnx_path), '--out', str(out),
+    status = cli.main(['infer', str(image), '--model', str(tiny_onnx), '--out', str(out),
                        '--backend', 'onnxruntime', '--fx', '200', '--fy', '200', '--cx',
                        '120', '--cy', '60', '--depth-upsampling', 'nearest'])
     assert status == 0
@@ -85,16 +80,16 @@ def test_infer_writes_all_files(tmp_path, onnx_path):
     assert tuple(vertex[['red', 'green', 'blue']][5]) == tuple(gradient_image()[0, 5])
 
 
-def test_infer_without_intrinsics_writes_no_ply(tmp_path, onnx_path, capsys):
+def test_infer_without_intrinsics_writes_no_ply(tmp_path, tiny_onnx, capsys):
     image = tmp_path / 'frame.png'
     cv2.imwrite(str(image), gradient_image())
-    assert cli.main(['infer', str(image), '--model', str(onnx_path), '--out',
+    assert cli.main(['infer', str(image), '--model', str(tiny_onnx), '--out',
                      str(tmp_path / 'o'), '--backend', 'onnxruntime']) == 0
     assert not (tmp_path / 'o' / 'frame.ply').exists()
-    assert cli.main(['infer', str(tmp_path / 'missing.png'), '--model', str(onnx_path),
+    assert cli.main(['infer', str(tmp_path / 'missing.png'), '--model', str(tiny_onnx),
                      '--out', str(tmp_path / 'o')]) == 2
     assert 'missing.png does not exist' in capsys.readouterr().err
-    assert cli.main(['infer', str(image), '--model', str(onnx_path), '--out',
+    assert cli.main(['infer', str(image), '--model', str(tiny_onnx), '--out',
                      str(tmp_path / 'o'), '--fx', '100']) == 2
     assert 'go together' in capsys.readouterr().err
 
@@ -114,10 +109,10 @@ def write_input_bag(path, types_distro='humble'):
     return stamps
 
 
-def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, onnx_path, capsys):
+def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, tiny_onnx, capsys):
     stamps = write_input_bag(tmp_path / 'in')
     out = tmp_path / 'out'
-    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(out), '--model', str(onnx_path),
+    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(out), '--model', str(tiny_onnx),
                      '--backend', 'onnxruntime', '--copy-input', '--storage', 'sqlite3',
                      '--cloud-stride', '2']) == 0
     printed = capsys.readouterr().out
@@ -143,21 +138,21 @@ def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, onnx_path, capsys)
     np.testing.assert_allclose(info.k, scaled.K.ravel())
 
 
-def test_infer_bag_errors(tmp_path, onnx_path, capsys):
+def test_infer_bag_errors(tmp_path, tiny_onnx, capsys):
     write_input_bag(tmp_path / 'in')
     assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'out'), '--model',
-                     str(onnx_path), '--camera-topic', '/nope']) == 2
+                     str(tiny_onnx), '--camera-topic', '/nope']) == 2
     err = capsys.readouterr().err
     assert 'no topic /nope' in err and topics.CAMERA_IMAGE_TOPIC in err
     assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'in'), '--model',
-                     str(onnx_path)]) == 2
+                     str(tiny_onnx)]) == 2
     assert 'exists already' in capsys.readouterr().err
     assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'o2'), '--model',
-                     str(onnx_path), '--outputs', 'depth,foo']) == 2
+                     str(tiny_onnx), '--outputs', 'depth,foo']) == 2
     assert 'subset of' in capsys.readouterr().err
 
 
-def test_infer_bag_function_without_camera_info(tmp_path, onnx_path):
+def test_infer_bag_function_without_camera_info(tmp_path, tiny_onnx):
     from monodepth_ros.bagtools.infer_bag import infer_bag
     from monodepth_ros.engines import create_engine
     from monodepth_ros.pipeline import DepthPipeline
@@ -165,7 +160,7 @@ def test_infer_bag_function_without_camera_info(tmp_path, onnx_path):
     with BagWriter(tmp_path / 'in', distro='jazzy') as bag:
         bag.write('/cam/image_raw', image_msg(bag.types, gradient_image()), 5)
     summary = infer_bag(tmp_path / 'in', tmp_path / 'out',
-                        DepthPipeline(create_engine(str(onnx_path), backend='onnxruntime')),
+                        DepthPipeline(create_engine(str(tiny_onnx), backend='onnxruntime')),
                         camera_topic='/cam/image_raw', distro='jazzy', progress=False)
     assert (summary.frames, summary.frames_without_camera_info) == (1, 1)
     assert '/monodepth/points' not in summary.topics
@@ -176,16 +171,44 @@ def test_infer_bag_function_without_camera_info(tmp_path, onnx_path):
         infer_bag(tmp_path / 'nothing', tmp_path / 'out2', None)
 
 
-def test_demo_with_a_given_model(tmp_path, onnx_path, capsys):
+def test_demo_with_a_given_model(tmp_path, tiny_onnx, capsys):
     out = tmp_path / 'demo'
     assert cli.main(['demo', '--out', str(out), '--frames', '2', '--model',
-                     str(onnx_path), '--backend', 'onnxruntime']) == 0
+                     str(tiny_onnx), '--backend', 'onnxruntime']) == 0
     printed = capsys.readouterr().out
     assert 'abs_rel' in printed and f'output bag:  {out / "drive_depth"}' in printed
     with BagReader(out / 'drive_depth') as reader:
         counts = reader.message_counts
     assert counts['/monodepth/depth'] == 2 and counts[topics.LIDAR_TOPIC] == 2
     assert (out / 'report').is_dir() and any((out / 'report').iterdir())
+    # Both bags in the storage a stock Humble opens (the default distro).
+    assert list((out / 'drive').glob('*.db3')) and list((out / 'drive_depth').glob('*.db3'))
     # A second run replaces its own previous outputs instead of failing on them.
     assert cli.main(['demo', '--out', str(out), '--frames', '1', '--model',
-                     str(onnx_path), '--backend', 'onnxruntime']) == 0
+                     str(tiny_onnx), '--backend', 'onnxruntime']) == 0
+
+
+@pytest.mark.parametrize('command, positional', [
+    ('synth-bag', ['out']), ('kitti2bag', ['drive', 'out']),
+    ('infer-bag', ['in', 'out']), ('demo', [])])
+def test_bag_writing_commands_default_to_the_distros_storage(command, positional, monkeypatch):
+    monkeypatch.setenv('COLUMNS', '1000')     # help lines unwrapped
+    parser, _ = cli.build_parser(command)
+    args = parser.parse_args(positional)
+    assert (args.storage, args.distro) == (None, 'humble')
+    help_text = parser.format_help()
+    assert "default: the distro's default, sqlite3 for humble, mcap for jazzy" in help_text
+    assert 'ros-humble-rosbag2-storage-mcap' in help_text and '(default humble)' in help_text
+    assert parser.parse_args([*positional, '--distro', 'jazzy', '--storage', 'sqlite3']
+                             ).storage == 'sqlite3'
+
+
+def test_synth_bag_storage_follows_the_distro(tmp_path, capsys):
+    assert cli.main(['synth-bag', str(tmp_path / 'humble'), '--frames', '1',
+                     '--size', '64x24']) == 0
+    assert 'sqlite3, humble' in capsys.readouterr().out
+    assert cli.main(['synth-bag', str(tmp_path / 'jazzy'), '--frames', '1', '--size', '64x24',
+                     '--distro', 'jazzy']) == 0
+    assert 'mcap, jazzy' in capsys.readouterr().out
+    assert [p.suffix for p in (tmp_path / 'humble').iterdir() if p.suffix != '.yaml'] == ['.db3']
+    assert [p.suffix for p in (tmp_path / 'jazzy').iterdir() if p.suffix != '.yaml'] == ['.mcap']

@@ -38,7 +38,7 @@ TIMEOUT_S = 120.0
 def _prepare(work_dir: Path) -> tuple[Path, Path, set[int]]:
     """Write a tiny ONNX model and a synthetic bag; return them and the image stamps."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_pipeline import make_tiny_onnx
+    from conftest import make_tiny_onnx
 
     from monodepth_ros.bagio import BagReader
     from monodepth_ros.messages import stamp_to_ns

@@ -516,6 +516,35 @@ def test_unorganized_and_empty_clouds_and_field_dtypes(types):
     assert read_pointcloud2(empty)['x'].shape == (0,)
 
 
+def test_typed_point_fields_sit_in_4_byte_slots(types):
+    # The Velodyne driver's fields: float32 x, y, z, intensity, uint16 ring at 16.
+    header = make_header(types, 0, 'velo_link')
+    xyz = np.array([[1.0, 2.0, 3.0], [-4.0, 5.5, 6.0]], np.float32)
+    intensity = np.array([0.25, 1.0], np.float32)
+    ring = np.array([7, 63], np.uint16)
+    offset = np.array([-3, 100], np.int8)
+    msg = cdr_round_trip(types, make_pointcloud2(
+        types, header, xyz, fields={'intensity': intensity, 'ring': ring, 'offset': offset},
+        field_dtypes={'ring': np.uint16, 'offset': np.int8}))
+    assert [(f.name, f.offset, f.datatype) for f in msg.fields] == [
+        ('x', 0, 7), ('y', 4, 7), ('z', 8, 7), ('intensity', 12, 7), ('ring', 16, 4),
+        ('offset', 20, 1)]
+    assert (msg.point_step, msg.row_step) == (24, 48)
+    # Point 1, little-endian: ring 63 = 3f 00, two zero padding bytes; offset 100 = 0x64.
+    assert bytes(msg.data[24 + 16:24 + 24]) == bytes([0x3F, 0, 0, 0, 0x64, 0, 0, 0])
+    arrays = read_pointcloud2(msg, ('x', 'intensity', 'ring', 'offset'))
+    assert arrays['ring'].dtype == np.uint16 and arrays['ring'].tolist() == [7, 63]
+    assert arrays['offset'].dtype == np.int8 and arrays['offset'].tolist() == [-3, 100]
+    np.testing.assert_array_equal(arrays['intensity'], intensity)
+    np.testing.assert_array_equal(arrays['x'], xyz[:, 0])
+    with pytest.raises(MessageError, match="field_dtypes names 'time', which is not among"):
+        make_pointcloud2(types, header, xyz, fields={'ring': ring},
+                         field_dtypes={'time': np.float32})
+    with pytest.raises(MessageError, match="'ring' cannot be stored as float64"):
+        make_pointcloud2(types, header, xyz, fields={'ring': ring},
+                         field_dtypes={'ring': np.float64})
+
+
 def test_rclpy_style_field_values():
     rosbags_types = MessageTypes.rosbags('humble')
     classes = {name: getattr(rosbags_types, name) for name in MESSAGE_NAMES}

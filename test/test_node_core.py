@@ -14,7 +14,6 @@ from test_pipeline import (
     gradient_image,
     image_msg,
     info_msg,
-    make_tiny_onnx,
 )
 
 from monodepth_ros import messages
@@ -66,17 +65,12 @@ class FakeClock:
 
 
 @pytest.fixture(scope='module')
-def onnx_path(tmp_path_factory):
-    return make_tiny_onnx(tmp_path_factory.mktemp('model') / 'tiny.onnx')
-
-
-@pytest.fixture(scope='module')
 def types():
     return messages.MessageTypes.rosbags('humble')
 
 
-def make_core(types, onnx_path, **overrides):
-    config = NodeConfig.from_parameters({'model_path': str(onnx_path), 'backend': 'onnxruntime',
+def make_core(types, tiny_onnx, **overrides):
+    config = NodeConfig.from_parameters({'model_path': str(tiny_onnx), 'backend': 'onnxruntime',
                                          'precision': 'fp32', **overrides})
     logger = RecordingLogger()
     clock = FakeClock()
@@ -185,8 +179,8 @@ def test_outputs_to_compute():
 
 
 # -- the core with a real model ---------------------------------------------------------------
-def test_core_processes_frames_with_matching_camera_info(types, onnx_path):
-    core, logger, _ = make_core(types, onnx_path)
+def test_core_processes_frames_with_matching_camera_info(types, tiny_onnx):
+    core, logger, _ = make_core(types, tiny_onnx)
     core.on_camera_info(info_msg(types, stamp_ns=STAMP_NS - 100_000_000))
     core.on_camera_info(info_msg(types))
     core.on_image(image_msg(types, gradient_image()), received_ns=STAMP_NS + 1_000_000)
@@ -208,8 +202,8 @@ def test_core_processes_frames_with_matching_camera_info(types, onnx_path):
     assert core.process_next(ALL_SUBSCRIBED, now_fn(), timeout=0) is None
 
 
-def test_only_subscribed_outputs_and_no_subscribers(types, onnx_path):
-    core, _, _ = make_core(types, onnx_path)
+def test_only_subscribed_outputs_and_no_subscribers(types, tiny_onnx):
+    core, _, _ = make_core(types, tiny_onnx)
     core.on_camera_info(info_msg(types))
     core.on_image(image_msg(types, gradient_image()), 0)
     assert set(core.process_next({'depth': 1, 'points': 0}, now_fn(), 0)) == {'depth'}
@@ -218,8 +212,8 @@ def test_only_subscribed_outputs_and_no_subscribers(types, onnx_path):
     assert core.diagnostics().values['skipped_no_subscribers'] == '1'
 
 
-def test_missing_camera_info_publishes_depth_and_warns_throttled(types, onnx_path):
-    core, logger, clock = make_core(types, onnx_path, camera_info_cache=False)
+def test_missing_camera_info_publishes_depth_and_warns_throttled(types, tiny_onnx):
+    core, logger, clock = make_core(types, tiny_onnx, camera_info_cache=False)
     core.on_camera_info(info_msg(types, stamp_ns=STAMP_NS - 10**9))   # no stamp match
     for _ in range(3):
         core.on_image(image_msg(types, gradient_image()), 0)
@@ -238,8 +232,8 @@ def test_missing_camera_info_publishes_depth_and_warns_throttled(types, onnx_pat
     assert core.diagnostics().level == DiagnosticsReport.OK
 
 
-def test_bad_frame_is_counted_and_the_core_recovers(types, onnx_path):
-    core, logger, clock = make_core(types, onnx_path)
+def test_bad_frame_is_counted_and_the_core_recovers(types, tiny_onnx):
+    core, logger, clock = make_core(types, tiny_onnx)
     wrong = CAMERA.scaled(100, 50)
     core.on_camera_info(info_msg(types, wrong))
     core.on_image(image_msg(types, gradient_image()), 0)
@@ -256,7 +250,7 @@ def test_bad_frame_is_counted_and_the_core_recovers(types, onnx_path):
     assert core.diagnostics().level == DiagnosticsReport.OK
 
 
-def test_model_that_fails_to_load_then_recovers(types, onnx_path, tmp_path):
+def test_model_that_fails_to_load_then_recovers(types, tiny_onnx, tmp_path):
     missing = tmp_path / 'missing.onnx'
     core, logger, clock = make_core(types, missing, model_retry_period=5.0)
     core.on_image(image_msg(types, gradient_image()), 0)
@@ -266,7 +260,7 @@ def test_model_that_fails_to_load_then_recovers(types, onnx_path, tmp_path):
     assert str(missing) in report.message and 'not found' in report.message
     assert len(logger.of('error')) == 1
     # No retry before the period; a retry after it, which succeeds once the file exists.
-    missing.write_bytes(Path(onnx_path).read_bytes())
+    missing.write_bytes(Path(tiny_onnx).read_bytes())
     clock.now += 1.0
     assert not core.load_model_if_needed()
     clock.now += 5.0
@@ -276,14 +270,14 @@ def test_model_that_fails_to_load_then_recovers(types, onnx_path, tmp_path):
     assert core.set_parameters({'model_path': str(tmp_path / 'other.onnx')}) == (True, '')
     assert not core.load_model_if_needed()
     assert core.diagnostics().level == DiagnosticsReport.ERROR
-    assert core.set_parameters({'model_path': str(onnx_path)}) == (True, '')
+    assert core.set_parameters({'model_path': str(tiny_onnx)}) == (True, '')
     core.on_camera_info(info_msg(types))
     core.on_image(image_msg(types, gradient_image()), 0)
     assert 'depth' in core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
 
 
-def test_set_parameters_rejects_with_reason_and_applies_pipeline_changes(types, onnx_path):
-    core, _, _ = make_core(types, onnx_path)
+def test_set_parameters_rejects_with_reason_and_applies_pipeline_changes(types, tiny_onnx):
+    core, _, _ = make_core(types, tiny_onnx)
     core.load_model_if_needed()
     ok, reason = core.set_parameters({'cloud_stride': 0})
     assert not ok and 'cloud_stride must be >= 1' in reason
@@ -298,8 +292,8 @@ def test_set_parameters_rejects_with_reason_and_applies_pipeline_changes(types, 
     assert (out['depth'].height, out['depth'].width) == (128, 256)
 
 
-def test_worker_thread_keeps_latest_frame_and_counts_drops(types, onnx_path):
-    core, _, _ = make_core(types, onnx_path)
+def test_worker_thread_keeps_latest_frame_and_counts_drops(types, tiny_onnx):
+    core, _, _ = make_core(types, tiny_onnx)
     core.load_model_if_needed()
     core.on_camera_info(info_msg(types))
     stop = threading.Event()
@@ -441,13 +435,13 @@ def _fake_ros_modules(overrides):
             'rcl_interfaces.msg': interfaces}, Parameter
 
 
-def test_node_wiring_with_stand_in_rclpy(types, onnx_path, monkeypatch):
+def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
     from monodepth_ros import node as node_module
     from monodepth_ros.messages import MessageTypes
     from monodepth_ros.node_core import OUTPUT_TOPICS
 
     modules, Parameter = _fake_ros_modules({
-        'model_path': str(onnx_path), 'backend': 'onnxruntime', 'precision': 'fp32',
+        'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32',
         'output_qos_reliability': 'best_effort'})
     for name, module in modules.items():
         monkeypatch.setitem(__import__('sys').modules, name, module)

@@ -5,6 +5,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+from conftest import TINY_NET_HEIGHT, TINY_NET_WIDTH
 
 from monodepth_ros import messages
 from monodepth_ros.camera import CameraModel
@@ -16,26 +17,9 @@ from monodepth_ros.pipeline import (
     resize_nearest,
 )
 
-NET_W, NET_H = 128, 64
+NET_W, NET_H = TINY_NET_WIDTH, TINY_NET_HEIGHT
 STAMP_NS = 1_317_000_123_456_789
 FRAME = 'camera_color_left'
-
-
-def make_tiny_onnx(path):
-    """Export a small randomly initialised network (the real architecture) to ``path``."""
-    import torch
-
-    from monodepth_ros.export import export_model
-    from monodepth_ros.model.metadata import ModelMetadata
-    from monodepth_ros.model.network import NetworkConfig, build_network
-
-    torch.manual_seed(0)
-    config = NetworkConfig(encoder='tiny', num_bins=16, aspp_channels=8, aspp_dilations=(1, 2),
-                           decoder_channels=(8, 8, 8, 8, 8), tiny_channels=(8, 8, 8, 8, 8))
-    metadata = ModelMetadata(input_height=NET_H, input_width=NET_W, num_bins=16,
-                             network=config.to_dict())
-    export_model(build_network(config), metadata, path, verify=False)
-    return path
 
 
 def load_engine(path):
@@ -44,8 +28,8 @@ def load_engine(path):
 
 
 @pytest.fixture(scope='module')
-def engine(tmp_path_factory):
-    return load_engine(make_tiny_onnx(tmp_path_factory.mktemp('model') / 'tiny.onnx'))
+def engine(tiny_onnx):
+    return load_engine(tiny_onnx)
 
 
 @pytest.fixture(scope='module')

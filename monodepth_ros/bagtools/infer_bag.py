@@ -45,12 +45,13 @@ def default_camera_info_topic(image_topic: str) -> str:
 
 def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMAGE_TOPIC,
               camera_info_topic: str | None = None, copy_input: bool = False,
-              storage: str = 'mcap', distro: str = 'humble', outputs=None,
+              storage: str | None = None, distro: str = 'humble', outputs=None,
               prefix: str = topics.OUTPUT_PREFIX, progress: bool = True) -> InferBagSummary:
     """Run ``pipeline`` on every image of ``camera_topic`` in ``in_path``; write ``out_path``.
 
     A frame the pipeline rejects (bad encoding, CameraInfo of another size...) is logged,
-    counted in ``errors`` and skipped; the others are written.
+    counted in ``errors`` and skipped; the others are written. ``storage`` None: the distro's
+    default (sqlite3 for humble, mcap for jazzy).
     """
     import numpy as np
     from tqdm import tqdm
@@ -123,6 +124,7 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
 
 
 def add_arguments(parser) -> None:
+    from monodepth_ros.bagtools.options import add_bag_format_arguments
     from monodepth_ros.infer import add_model_arguments
 
     parser.add_argument('input', help='input bag (rosbag2 folder, .mcap/.db3, or ROS 1 .bag)')
@@ -135,10 +137,7 @@ def add_arguments(parser) -> None:
                         help='CameraInfo topic (default: camera_info next to the image topic)')
     parser.add_argument('--copy-input', action='store_true',
                         help='also copy every input topic into the output bag')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
-                        help='output bag storage (default mcap)')
-    parser.add_argument('--distro', choices=('humble', 'jazzy'), default='humble',
-                        help='ROS 2 distro whose message definitions and bag format to write')
+    add_bag_format_arguments(parser, 'the output bag')
     parser.add_argument('--prefix', default=topics.OUTPUT_PREFIX,
                         help=f'prefix of the output topics (default {topics.OUTPUT_PREFIX})')
     parser.add_argument('--output-resolution', choices=('network', 'camera'),

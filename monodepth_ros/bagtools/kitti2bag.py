@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from monodepth_ros import topics
+from monodepth_ros.bagtools.options import add_bag_format_arguments, resolved_storage
 from monodepth_ros.errors import DatasetError
 from monodepth_ros.kitti import (
     CAMERA_FOLDERS,
@@ -46,12 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('drive_dir', type=Path,
                         help='KITTI raw drive folder, e.g. 2011_09_26/2011_09_26_drive_0009_sync')
     parser.add_argument('out', type=Path, help='output rosbag2 folder (must not exist)')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
-                        help='rosbag2 storage plugin (default: mcap)')
     parser.add_argument('--cameras', type=int, nargs='+', default=[2], choices=sorted(CAMERAS),
                         help='KITTI cameras to write (default: 2, the left colour camera)')
-    parser.add_argument('--distro', choices=('humble', 'jazzy'), default='humble',
-                        help='ROS 2 distro whose message definitions and bag format to use')
+    add_bag_format_arguments(parser, 'the bag')
     parser.add_argument('--calib', type=Path, default=None,
                         help='folder with calib_*.txt (default: the folder above the drive)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -115,9 +113,12 @@ def _navsat_message(types, header, packet: dict):
         position_covariance_type=0)
 
 
-def convert(drive_dir, out, storage: str = 'mcap', cameras=(2,), distro: str = 'humble',
+def convert(drive_dir, out, storage: str | None = None, cameras=(2,), distro: str = 'humble',
             calib_dir=None, progress: bool = True) -> dict[str, int]:
-    """Write the drive to a rosbag2 at ``out``; returns message counts per topic."""
+    """Write the drive to a rosbag2 at ``out``; returns message counts per topic.
+
+    ``storage`` None: the distro's default (sqlite3 for humble, mcap for jazzy).
+    """
     from tqdm import tqdm
 
     from monodepth_ros.bagio import BagWriter
@@ -199,7 +200,7 @@ def convert(drive_dir, out, storage: str = 'mcap', cameras=(2,), distro: str = '
 def run(args) -> int:
     counts = convert(args.drive_dir, args.out, storage=args.storage, cameras=args.cameras,
                      distro=args.distro, calib_dir=args.calib, progress=not args.no_progress)
-    print(f'wrote {args.out} ({args.storage}):')
+    print(f'wrote {args.out} ({resolved_storage(args.storage, args.distro)}, {args.distro}):')
     for topic, count in sorted(counts.items()):
         print(f'  {topic:<45} {count:>6} messages')
     return 0

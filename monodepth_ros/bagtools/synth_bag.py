@@ -5,8 +5,8 @@ Bag mode (default) writes, all stamped with the frame's time (10 Hz):
   /kitti/camera_color_left/image_raw     sensor_msgs/Image rgb8        frame camera_color_left
   /kitti/camera_color_left/camera_info   sensor_msgs/CameraInfo        frame camera_color_left
   /kitti/velo/pointcloud                 sensor_msgs/PointCloud2       frame velo_link
-        Velodyne layout: x, y, z, intensity (float32 at 0, 4, 8, 16), ring (uint16 at 20),
-        point_step 32
+        Velodyne driver fields: x, y, z, intensity (float32 at 0, 4, 8, 12), ring (uint16
+        at 16), point_step 20
   /ground_truth/depth                    sensor_msgs/Image 32FC1, metres along the optical
                                          axis, NaN = sky               frame camera_color_left
   /ground_truth/semantics                sensor_msgs/Image mono8 Cityscapes trainIds
@@ -36,18 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from monodepth_ros import topics
+from monodepth_ros.bagtools.options import add_bag_format_arguments, resolved_storage
 from monodepth_ros.errors import ConfigError, DatasetError
 from monodepth_ros.semantics import CITYSCAPES_CLASSES
 
 DEPTH_PNG_SCALE = 256.0
-# sensor_msgs/PointField datatypes.
-_UINT16, _FLOAT32 = 4, 7
-# The Velodyne driver's PointXYZIR layout (PCL's 16-byte aligned point).
-_VELODYNE_FIELDS = (('x', 0, _FLOAT32), ('y', 4, _FLOAT32), ('z', 8, _FLOAT32),
-                    ('intensity', 16, _FLOAT32), ('ring', 20, _UINT16))
-_VELODYNE_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'intensity', 'ring'],
-                            'formats': ['<f4', '<f4', '<f4', '<f4', '<u2'],
-                            'offsets': [0, 4, 8, 16, 20], 'itemsize': 32})
 
 
 def add_arguments(parser) -> None:
@@ -55,10 +48,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--frames', type=int, default=100, help='number of frames (10 Hz)')
     parser.add_argument('--seed', type=int, default=0, help='world seed (same seed, same drive)')
     parser.add_argument('--start', type=int, default=0, help='index of the first frame')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
-                        help='rosbag2 storage plugin')
-    parser.add_argument('--distro', choices=('humble', 'jazzy'), default='humble',
-                        help='ROS 2 distribution whose message definitions are written')
+    add_bag_format_arguments(parser, 'the bag')
     parser.add_argument('--size', default=None, metavar='WxH',
                         help='render size (intrinsics scaled); default 1242x375')
     parser.add_argument('--dataset', action='store_true',
@@ -79,7 +69,8 @@ def run(args) -> int:
     else:
         path = write_synthetic_bag(args.out, args.frames, seed=args.seed, start=args.start,
                                    storage=args.storage, distro=args.distro, size=size)
-        print(f'wrote {args.frames} frames of seed {args.seed} to bag {path}')
+        print(f'wrote {args.frames} frames of seed {args.seed} to bag {path} '
+              f'({resolved_storage(args.storage, args.distro)}, {args.distro})')
     return 0
 
 
@@ -109,22 +100,22 @@ def _progress(iterable, description: str):
 
 
 def velodyne_pointcloud2(types, header, scan: dict):
-    """A PointCloud2 with the Velodyne driver's x, y, z, intensity, ring layout."""
-    points = np.zeros(scan['x'].shape[0], dtype=_VELODYNE_DTYPE)
-    for name in _VELODYNE_DTYPE.names:
-        points[name] = scan[name]
-    fields = [types.PointField(name=name, offset=offset, datatype=datatype, count=1)
-              for name, offset, datatype in _VELODYNE_FIELDS]
-    return types.PointCloud2(
-        header=header, height=1, width=int(points.size), fields=fields, is_bigendian=False,
-        point_step=_VELODYNE_DTYPE.itemsize, row_step=_VELODYNE_DTYPE.itemsize * int(points.size),
-        data=types.uint8_array(points.view(np.uint8)), is_dense=True)
+    """A PointCloud2 with the Velodyne driver's fields: x, y, z, intensity, ring (uint16)."""
+    from monodepth_ros.messages import make_pointcloud2
+
+    xyz = np.stack([scan['x'], scan['y'], scan['z']], axis=-1)
+    return make_pointcloud2(types, header, xyz,
+                            fields={'intensity': scan['intensity'], 'ring': scan['ring']},
+                            field_dtypes={'ring': np.uint16})
 
 
 def write_synthetic_bag(out, frames: int, seed: int = 0, start: int = 0,
-                        storage: str = 'mcap', distro: str = 'humble', size=None,
+                        storage: str | None = None, distro: str = 'humble', size=None,
                         lidar: bool = True) -> Path:
-    """Render ``frames`` frames of drive ``seed`` into a new rosbag2 at ``out``."""
+    """Render ``frames`` frames of drive ``seed`` into a new rosbag2 at ``out``.
+
+    ``storage`` None: the distro's default (sqlite3 for humble, mcap for jazzy).
+    """
     from monodepth_ros.bagio import BagWriter
     from monodepth_ros.messages import (
         array_to_image,

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from monodepth_ros import topics
-from monodepth_ros.errors import BagError, ConfigError, MessageError, MonodepthError
+from monodepth_ros.errors import (
+    BagError,
+    CalibrationError,
+    ConfigError,
+    MessageError,
+    MonodepthError,
+)
 from monodepth_ros.evaluation.ground_truth import GroundTruthBuilder, ScanWindow, scan_from_message
 from monodepth_ros.evaluation.metrics import (
     METRIC_NAMES,
@@ -32,12 +38,17 @@ from monodepth_ros.evaluation.metrics import (
     metrics_for_values,
     prepare_prediction,
 )
+from monodepth_ros.pipeline import resize_depth_bilinear, resize_nearest
 
 LOG = logging.getLogger(__name__)
 
 HISTOGRAM_EDGES = np.linspace(-10.0, 10.0, 81)   # signed error p - g, metres, 0.25 m bins
 MAX_PENDING = 8          # depth frames waiting for a later scan
 RECENT = 8               # camera_infos / images / label images kept for stamp matching
+# Bad input of one frame (its image or depth image, camera_info, label image): the frame is
+# skipped with the reason and the run goes on. Other errors (no transform between the sensors,
+# a failing engine, a corrupt bag) would fail every frame alike and end the run.
+FRAME_ERRORS = (MessageError, CalibrationError)
 
 
 @dataclass
@@ -183,18 +194,6 @@ def _depth_view(msg) -> np.ndarray | None:
             or data.size != height * width * 4 or height * width == 0:
         return None
     return data.view('<f4').reshape(height, width)
-
-
-def _resize_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def _resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 class BagEvaluator:
@@ -368,7 +367,7 @@ class BagEvaluator:
             return
         try:
             camera = camera_info_to_model(info)
-        except MonodepthError as error:
+        except FRAME_ERRORS as error:
             result.skip(f'bad camera_info: {error}', frame.stamp_ns)
             return
         frame_id = str(frame.msg.header.frame_id) or str(info.header.frame_id)
@@ -380,8 +379,8 @@ class BagEvaluator:
                 rgb = self.pipeline.decode(frame.msg)
                 output = self.pipeline.process_arrays(rgb, camera,
                                                       outputs={'depth', 'semantics'})
-            except (MessageError, ConfigError) as error:
-                result.skip(f'image not usable: {error}', frame.stamp_ns)
+            except FRAME_ERRORS as error:
+                result.skip(f'frame not usable: {error}', frame.stamp_ns)
                 return
             pred, labels, camera = output.depth, output.semantics, output.camera
             self._timing['inference'] += time.perf_counter() - start
@@ -390,7 +389,7 @@ class BagEvaluator:
                 pred = _depth_view(frame.msg)
                 if pred is None:
                     pred = depth_image_to_metres(frame.msg)
-            except MessageError as error:
+            except FRAME_ERRORS as error:
                 result.skip(str(error), frame.stamp_ns)
                 return
             if pred.shape != (camera.height, camera.width):
@@ -399,16 +398,22 @@ class BagEvaluator:
                 return
             self._timing['depth_decode'] += time.perf_counter() - start
         if config.semantics_topic:
-            labels = self._label_image(frame.stamp_ns)
+            try:
+                labels = self._label_image(frame.stamp_ns)
+            except FRAME_ERRORS as error:
+                result.skip(f'label image not usable: {error}', frame.stamp_ns)
+                return
 
         start = time.perf_counter()
         gt = self._builder.build(scan, camera, frame_id)
         self._timing['ground_truth'] += time.perf_counter() - start
         if pred.shape != gt.shape:
-            # kitti-eigen: grade at the KITTI image size, as the protocol resizes predictions.
-            pred = _resize_bilinear(pred, gt.shape[1], gt.shape[0])
+            # kitti-eigen: grade at the KITTI image size, as the protocol resizes predictions
+            # (bilinear). Zero/negative depth means "none": NaN, so no depth is blended with it.
+            valid = np.where(pred > 0, pred, np.float32(np.nan)).astype(np.float32)
+            pred = resize_depth_bilinear(valid, gt.shape[1], gt.shape[0])
         if labels is not None and labels.shape != gt.shape:
-            labels = _resize_nearest(labels, gt.shape[1], gt.shape[0])
+            labels = resize_nearest(labels, gt.shape[1], gt.shape[0])
 
         start = time.perf_counter()
         # Pixels selected once at the largest cap; each cap grades a subset of them.
