@@ -82,11 +82,11 @@ class BagWriter:
 
     Use as a context manager (``with BagWriter(path) as bag: bag.write(topic, msg, stamp)``);
     build messages with ``bag.types`` (the typestore classes of ``distro``). ``storage=None``
-    picks the storage that a stock install of ``distro`` opens (``default_storage``); the
-    default stays 'mcap' as the interface promises.
+    (the default) picks the storage that a stock install of ``distro`` opens
+    (``default_storage``: sqlite3 on Humble, mcap on Jazzy).
     """
 
-    def __init__(self, path, storage: str | None = 'mcap', distro: str = 'humble'):
+    def __init__(self, path, storage: str | None = None, distro: str = 'humble'):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.path = Path(path)
