@@ -156,6 +156,8 @@ def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', ca
                                     device=device, workspace_gb=workspace_gb,
                                     calibration_data=calibration_data)
     engine.info['selection'] = reason
+    if str(engine.info.get('model_file')) != str(path):
+        engine.info['source_model'] = str(path)   # the checkpoint the ONNX was exported from
     LOGGER.info('inference engine: %s %s on %s', engine.name, engine.precision,
                 engine.info.get('device'))
     return engine

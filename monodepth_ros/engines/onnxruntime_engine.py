@@ -1,0 +1,114 @@
+"""ONNX Runtime backend: TensorRT EP, CUDA EP or CPU, whichever this installation has."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from monodepth_ros.engines.base import (
+    DepthEngine,
+    EngineOutput,
+    check_onnx_io,
+    load_onnx_model,
+    outputs_from_arrays,
+    read_onnx_metadata,
+)
+from monodepth_ros.engines.cache import default_cache_dir
+from monodepth_ros.errors import EngineError
+from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
+
+LOGGER = logging.getLogger(__name__)
+
+# Preference order; filtered by what onnxruntime.get_available_providers() reports.
+PROVIDER_ORDER = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
+DEFAULT_THREADS = 2
+
+
+def choose_providers(device: str = 'auto', available=None) -> list[str]:
+    """Providers to ask for, best first: 'cpu' forces CPU, 'auto'/'cuda' take the GPU ones."""
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    wanted = PROVIDER_ORDER if device in (None, 'auto') or str(device).startswith('cuda') \
+        else ('CPUExecutionProvider',)
+    providers = [name for name in wanted if name in available]
+    if str(device).startswith('cuda') and not any(p != 'CPUExecutionProvider'
+                                                   for p in providers):
+        raise EngineError(f'device {device!r} asked for, but onnxruntime offers only '
+                          f'{list(available)} (install onnxruntime-gpu or use device "cpu")')
+    if not providers:
+        raise EngineError(f'onnxruntime offers none of {list(wanted)} (available: '
+                          f'{list(available)})')
+    return providers
+
+
+class OnnxRuntimeEngine(DepthEngine):
+    """An ``onnxruntime.InferenceSession`` on an ONNX file written by ``monodepth export``."""
+
+    def __init__(self, onnx_path, device: str = 'auto', num_threads: int = DEFAULT_THREADS,
+                 precision: str = 'fp32', cache_dir=None):
+        import onnxruntime
+
+        model = load_onnx_model(onnx_path)
+        metadata = read_onnx_metadata(model, str(onnx_path))
+        check_onnx_io(model, str(onnx_path))
+        del model
+
+        options = onnxruntime.SessionOptions()
+        # Cap threads and stop idle workers spinning: the robot's other processes need the CPU.
+        options.intra_op_num_threads = int(num_threads)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+        providers = choose_providers(device)
+        provider_options = []
+        for name in providers:
+            if name == 'TensorrtExecutionProvider':
+                # fp16 only when asked; the EP's engine cache keeps it from rebuilding at
+                # every start (it checks TensorRT version and GPU itself).
+                ep_cache = Path(cache_dir or default_cache_dir()) / 'onnxruntime_tensorrt'
+                ep_cache.mkdir(parents=True, exist_ok=True)
+                provider_options.append({'trt_fp16_enable': precision == 'fp16',
+                                         'trt_engine_cache_enable': True,
+                                         'trt_engine_cache_path': str(ep_cache),
+                                         'trt_timing_cache_enable': True,
+                                         'trt_timing_cache_path': str(ep_cache)})
+            else:
+                provider_options.append({})
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(onnx_path), sess_options=options, providers=providers,
+                provider_options=provider_options)
+        except Exception as error:  # noqa: B902 - onnxruntime raises its own exception types
+            raise EngineError(f'onnxruntime cannot load {onnx_path}: {error}') from error
+        used = self.session.get_providers()
+        # ONNX Runtime silently falls back to the CPU when a GPU provider fails to start.
+        if used != providers:
+            LOGGER.warning('onnxruntime asked for %s, runs on %s', providers, used)
+        else:
+            LOGGER.info('onnxruntime providers: %s', used)
+        actual_precision = 'fp16' if (precision == 'fp16' and used[0]
+                                      == 'TensorrtExecutionProvider') else 'fp32'
+        if actual_precision != precision:
+            LOGGER.info('onnxruntime runs the exported graph in %s (asked: %s)',
+                        actual_precision, precision)
+        self.num_threads = int(num_threads)
+        self._output_names = list(OUTPUT_NAMES)
+        info = {'providers': used, 'requested_providers': providers,
+                'onnxruntime_version': onnxruntime.__version__, 'intra_op_threads': num_threads,
+                'device': 'cpu' if used[0] == 'CPUExecutionProvider' else 'cuda',
+                'model_file': str(onnx_path)}
+        super().__init__('onnxruntime', actual_precision, metadata, info)
+
+    def infer(self, batch: np.ndarray) -> EngineOutput:
+        self.check_batch(batch)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        depth, logits, confidence = self.session.run(self._output_names, {INPUT_NAME: batch})
+        return outputs_from_arrays(depth, logits, confidence)
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,573 @@
+"""Engines: preprocessing, backend choice, ONNX Runtime vs PyTorch, bad model files, the cache."""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from monodepth_ros.engines import (
+    EngineOutput,
+    choose_backend,
+    create_engine,
+    ensure_onnx,
+    preprocess,
+)
+from monodepth_ros.engines.cache import EngineCache, EngineKey, atomic_write_bytes, file_lock
+from monodepth_ros.errors import EngineError, ModelFileError
+from monodepth_ros.model.metadata import ModelMetadata
+
+HEIGHT, WIDTH = 64, 160   # multiples of the network stride 32; small for CPU tests
+
+
+# ------------------------------------------------------------------------------- model files
+
+def save_tiny_checkpoint(path, height: int = HEIGHT, width: int = WIDTH, seed: int = 0):
+    """Save a checkpoint of the real 'tiny' network (random weights, fixed seed) at ``path``."""
+    import torch
+
+    from monodepth_ros.model.checkpoint import save_checkpoint
+    from monodepth_ros.model.network import NetworkConfig, build_network
+
+    torch.manual_seed(seed)
+    config = NetworkConfig(encoder='tiny')
+    network = build_network(config).eval()
+    metadata = ModelMetadata(input_height=height, input_width=width, depth_min=config.depth_min,
+                             depth_max=config.depth_max, num_bins=config.num_bins,
+                             network=config.to_dict())
+    save_checkpoint(path, network, config, metadata)
+    return path
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp('model') / 'tiny.pt')
+
+
+@pytest.fixture(scope='module')
+def onnx_path(checkpoint):
+    from monodepth_ros.export import export_onnx
+
+    return export_onnx(checkpoint, checkpoint.with_suffix('.onnx'), verify=False).path
+
+
+@pytest.fixture(scope='module')
+def kitti_rgb(kitti_drive_dir):
+    import cv2
+
+    bgr = cv2.imread(str(kitti_drive_dir / 'image_02' / 'data' / '0000000000.png'))
+    return cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (WIDTH, HEIGHT),
+                      interpolation=cv2.INTER_AREA)
+
+
+# ------------------------------------------------------------------------------ preprocessing
+
+def test_preprocess_normalises_each_channel_exactly():
+    metadata = ModelMetadata(input_height=2, input_width=3)
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0] = (255, 0, 51)
+    rgb[1, 2] = (0, 255, 102)
+    batch = preprocess(rgb, metadata)
+    assert batch.shape == (1, 3, 2, 3) and batch.dtype == np.float32
+    # (x / 255 - mean) / std with ImageNet mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)
+    assert batch[0, :, 0, 0] == pytest.approx([(1 - 0.485) / 0.229, (0 - 0.456) / 0.224,
+                                               (0.2 - 0.406) / 0.225], rel=1e-6)
+    assert batch[0, :, 1, 2] == pytest.approx([-0.485 / 0.229, (1 - 0.456) / 0.224,
+                                               (0.4 - 0.406) / 0.225], rel=1e-5, abs=1e-6)
+    assert batch[0, 0, 0, 1] == pytest.approx(-0.485 / 0.229, rel=1e-6)
+
+
+def test_preprocess_rejects_wrong_size_and_dtype():
+    metadata = ModelMetadata(input_height=4, input_width=8)
+    with pytest.raises(EngineError, match=r'shape \(4, 7, 3\), expected \(4, 8, 3\)'):
+        preprocess(np.zeros((4, 7, 3), np.uint8), metadata)
+    with pytest.raises(EngineError, match='dtype is float32, expected uint8'):
+        preprocess(np.zeros((4, 8, 3), np.float32), metadata)
+
+
+# ----------------------------------------------------------------------------- backend choice
+
+def test_auto_picks_onnxruntime_cpu_here_and_says_why(onnx_path, caplog):
+    pytest.importorskip('onnxruntime')
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip('TensorRT is installed: auto would pick it')
+    except ImportError:
+        pass
+    with caplog.at_level(logging.INFO, logger='monodepth_ros.engines'):
+        engine = create_engine(onnx_path, backend='auto')
+    assert engine.name == 'onnxruntime'
+    assert engine.info['providers'] == ['CPUExecutionProvider']
+    assert engine.precision == 'fp32'   # asked fp16; the CPU runs the fp32 graph
+    assert 'no tensorrt' in engine.info['selection']
+    assert 'onnxruntime on the CPU' in engine.info['selection']
+    assert any('backend auto -> onnxruntime' in record.getMessage() for record in caplog.records)
+
+
+def test_choose_backend_cpu_device_never_tries_gpu(onnx_path, checkpoint):
+    backend, why = choose_backend(onnx_path, device='cpu')
+    assert backend == 'onnxruntime' and 'device is cpu' in why
+    assert choose_backend(checkpoint, device='cpu')[0] == 'onnxruntime'   # exportable
+
+
+def test_auto_order_tensorrt_then_cuda_providers_then_torch_cuda(monkeypatch, onnx_path,
+                                                                checkpoint):
+    import monodepth_ros.engines as engines
+    import monodepth_ros.engines.tensorrt_engine as trt_engine
+
+    cpu = ['AzureExecutionProvider', 'CPUExecutionProvider']
+    monkeypatch.setattr(trt_engine, 'tensorrt_status', lambda: (True, 'TensorRT 10.3 on Orin'))
+    assert choose_backend(onnx_path) == ('tensorrt', 'TensorRT 10.3 on Orin is available')
+    monkeypatch.setattr(trt_engine, 'tensorrt_status', lambda: (False, 'not installed'))
+    monkeypatch.setattr(engines, '_onnxruntime_providers', lambda: ['CUDAExecutionProvider'] + cpu)
+    backend, why = choose_backend(onnx_path)
+    assert backend == 'onnxruntime' and 'CUDA provider' in why and 'not installed' in why
+    monkeypatch.setattr(engines, '_onnxruntime_providers', lambda: cpu)
+    monkeypatch.setattr(engines, '_torch_cuda', lambda: True)
+    assert choose_backend(checkpoint)[0] == 'torch'   # a GPU beats ONNX Runtime on the CPU
+    assert choose_backend(onnx_path)[0] == 'onnxruntime'   # torch cannot run an ONNX file
+    monkeypatch.setattr(engines, '_onnxruntime_providers', lambda: None)
+    monkeypatch.setattr(engines, '_torch_cuda', lambda: False)
+    assert choose_backend(checkpoint)[0] == 'torch'
+    with pytest.raises(EngineError, match='no backend can run .*onnxruntime is not installed'):
+        choose_backend(onnx_path)
+
+
+def test_providers_in_preference_order_filtered_by_availability():
+    from monodepth_ros.engines.onnxruntime_engine import choose_providers
+
+    available = ['AzureExecutionProvider', 'CPUExecutionProvider', 'CUDAExecutionProvider',
+                 'TensorrtExecutionProvider']
+    assert choose_providers('auto', available) == [
+        'TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+    assert choose_providers('cpu', available) == ['CPUExecutionProvider']
+    assert choose_providers('auto', ['CPUExecutionProvider']) == ['CPUExecutionProvider']
+    with pytest.raises(EngineError, match="device 'cuda' asked for, but onnxruntime offers "
+                       "only"):
+        choose_providers('cuda', ['CPUExecutionProvider'])
+
+
+def test_onnxruntime_session_caps_threads_and_disables_spinning(onnx_path):
+    engine = create_engine(onnx_path, backend='onnxruntime', device='cpu', num_threads=1)
+    options = engine.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+    assert engine.session.get_providers() == ['CPUExecutionProvider']
+    assert engine.info['intra_op_threads'] == 1
+
+
+def test_cuda_device_without_gpu_provider_is_a_clear_error(onnx_path):
+    import onnxruntime
+
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has the CUDA provider')
+    with pytest.raises(EngineError, match='onnxruntime offers only'):
+        create_engine(onnx_path, backend='onnxruntime', device='cuda')
+
+
+def test_tensorrt_backend_missing_is_a_clear_error(onnx_path):
+    from monodepth_ros.engines.tensorrt_engine import tensorrt_status
+
+    usable, reason = tensorrt_status()
+    if usable:
+        pytest.skip('TensorRT and CUDA are present')
+    with pytest.raises(EngineError, match='tensorrt backend unavailable: .*(tensorrt|CUDA)'):
+        create_engine(onnx_path, backend='tensorrt')
+
+
+def test_build_engine_command_says_tensorrt_is_missing(onnx_path, capsys):
+    from monodepth_ros.cli import main
+    from monodepth_ros.engines.tensorrt_engine import tensorrt_status
+
+    if tensorrt_status()[0]:
+        pytest.skip('TensorRT and CUDA are present (see test_tensorrt.py)')
+    assert main(['build-engine', str(onnx_path), '--precision', 'fp16']) == 2
+    error = capsys.readouterr().err
+    assert 'monodepth build-engine: error: cannot build a TensorRT engine' in error
+    assert str(onnx_path) in error
+
+
+def test_unknown_backend_and_precision_rejected(onnx_path):
+    with pytest.raises(EngineError, match="unknown backend 'tflite'"):
+        create_engine(onnx_path, backend='tflite')
+    with pytest.raises(EngineError, match="unknown precision 'fp8'"):
+        create_engine(onnx_path, backend='onnxruntime', precision='fp8')
+
+
+def test_torch_backend_needs_a_checkpoint(onnx_path):
+    with pytest.raises(EngineError, match='torch backend needs a .pt checkpoint'):
+        create_engine(onnx_path, backend='torch')
+
+
+# ------------------------------------------------------------------- outputs and parity
+
+def test_outputs_have_the_contract_dtypes_and_shapes(onnx_path, checkpoint):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    for engine in (create_engine(onnx_path, backend='onnxruntime'),
+                   create_engine(checkpoint, backend='torch', device='cpu')):
+        out = engine.infer(preprocess(rgb, engine.metadata))
+        assert isinstance(out, EngineOutput)
+        assert out.depth.shape == out.semantics.shape == out.confidence.shape == (HEIGHT, WIDTH)
+        assert out.depth.dtype == np.float32 and out.confidence.dtype == np.float32
+        assert out.semantics.dtype == np.uint8
+        assert out.semantics.max() < len(engine.metadata.class_names)
+        # The tiny network's depth is bounded by its SID range and confidence is a probability.
+        assert np.all(out.depth > 0) and np.all(out.depth <= engine.metadata.depth_max * 1.5)
+        assert np.all((out.confidence >= 0) & (out.confidence <= 1))
+
+
+def test_onnxruntime_matches_torch_on_a_kitti_frame(onnx_path, checkpoint, kitti_rgb):
+    torch_engine = create_engine(checkpoint, backend='torch', device='cpu')
+    ort_engine = create_engine(onnx_path, backend='onnxruntime')
+    assert ort_engine.metadata == dataclasses.replace(
+        torch_engine.metadata, source_checkpoint_sha256=hashlib.sha256(
+            checkpoint.read_bytes()).hexdigest())
+    batch = preprocess(kitti_rgb, torch_engine.metadata)
+    reference, candidate = torch_engine.infer(batch), ort_engine.infer(batch)
+    # fp32 on both sides: depth within 1e-4 relative, confidence within 1e-5.
+    np.testing.assert_allclose(candidate.depth, reference.depth, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(candidate.confidence, reference.confidence, atol=1e-5)
+    assert np.mean(candidate.semantics == reference.semantics) >= 0.999
+
+
+def test_wrong_batch_shape_is_rejected(onnx_path):
+    engine = create_engine(onnx_path, backend='onnxruntime')
+    with pytest.raises(EngineError, match=r'shape \(1, 3, 32, 160\), expected \(1, 3, 64, 160\)'):
+        engine.infer(np.zeros((1, 3, 32, 160), np.float32))
+
+
+def test_checkpoint_is_exported_once_into_the_cache(checkpoint, tmp_path):
+    first = ensure_onnx(checkpoint, tmp_path)
+    assert first.parent == tmp_path / 'onnx' and first.suffix == '.onnx'
+    stamp = first.stat().st_mtime_ns
+    engine = create_engine(checkpoint, backend='onnxruntime', cache_dir=tmp_path)
+    assert engine.info['model_file'] == str(first)
+    assert first.stat().st_mtime_ns == stamp   # reused, not re-exported
+
+
+# ---------------------------------------------------------------------------- bad model files
+
+def test_missing_model_file_names_the_file(tmp_path):
+    missing = tmp_path / 'nothing.onnx'
+    with pytest.raises(ModelFileError, match=f'model file not found: {missing}.*expected'):
+        create_engine(missing)
+
+
+def test_truncated_onnx_names_the_file(onnx_path, tmp_path):
+    truncated = tmp_path / 'truncated.onnx'
+    truncated.write_bytes(onnx_path.read_bytes()[: onnx_path.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match=f'{truncated}.*(truncated or corrupt|checker)'):
+        create_engine(truncated, backend='onnxruntime')
+
+
+def test_empty_and_unknown_model_files(tmp_path):
+    empty = tmp_path / 'empty.onnx'
+    empty.write_bytes(b'')
+    with pytest.raises(ModelFileError, match='is empty'):
+        create_engine(empty)
+    weights = tmp_path / 'model.tflite'
+    weights.write_bytes(b'x')
+    with pytest.raises(ModelFileError, match="unknown suffix '.tflite'"):
+        create_engine(weights)
+
+
+def test_onnx_without_metadata_is_rejected(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node('Identity', ['image'], ['depth'])
+    graph = helper.make_graph([node], 'bare', [helper.make_tensor_value_info(
+        'image', TensorProto.FLOAT, [1, 3, 2, 2])], [helper.make_tensor_value_info(
+            'depth', TensorProto.FLOAT, [1, 3, 2, 2])])
+    path = tmp_path / 'bare.onnx'
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), str(path))
+    with pytest.raises(ModelFileError, match=f'{path} carries no .*metadata'):
+        create_engine(path, backend='onnxruntime')
+
+
+# ------------------------------------------------------------------------------- engine cache
+# TensorRT cannot be installed on this machine, so these tests drive the cache with a stand-in
+# builder and deserializer; test_tensorrt.py runs the real ones where TensorRT exists.
+
+KEY = EngineKey(onnx_sha256='ab' * 32, tensorrt_version='10.3.0', gpu_name='Orin',
+                compute_capability='8.7', sm_count=16, precision='fp16',
+                input_shape=(1, 3, 64, 160))
+
+
+class FakeTensorRT:
+    """Builds b'ENGINE|<n>' and deserializes only bytes with that prefix."""
+
+    def __init__(self, build_seconds: float = 0.0):
+        self.builds = 0
+        self.fail_deserialize = False
+        self.build_seconds = build_seconds
+        self.lock = threading.Lock()
+
+    def build(self) -> bytes:
+        with self.lock:
+            self.builds += 1
+            count = self.builds
+        time.sleep(self.build_seconds)
+        return f'ENGINE|{count}'.encode()
+
+    def deserialize(self, data: bytes):
+        if self.fail_deserialize:
+            self.fail_deserialize = False
+            raise RuntimeError('Serialization assertion: version tag mismatch')
+        return ('engine', data) if data.startswith(b'ENGINE|') else None
+
+
+def test_cache_builds_once_then_hits_even_after_a_restart(tmp_path):
+    fake = FakeTensorRT()
+    first = EngineCache(tmp_path).get_or_build(KEY, fake.build, fake.deserialize)
+    assert first.built and first.engine == ('engine', b'ENGINE|1')
+    assert first.path == tmp_path / f'{KEY.digest()}.engine'
+    sidecar = json.loads((tmp_path / f'{KEY.digest()}.json').read_text())
+    assert EngineKey.from_dict(sidecar['key']) == KEY
+    assert sidecar['engine_sha256'] == hashlib.sha256(b'ENGINE|1').hexdigest()
+    again = EngineCache(tmp_path).get_or_build(KEY, fake.build, fake.deserialize)
+    assert not again.built and again.engine == ('engine', b'ENGINE|1') and fake.builds == 1
+
+
+@pytest.mark.parametrize('field, value', [
+    ('onnx_sha256', 'cd' * 32), ('tensorrt_version', '10.7.0'), ('gpu_name', 'RTX 4090'),
+    ('compute_capability', '8.9'), ('sm_count', 128), ('precision', 'fp32'),
+    ('input_shape', (1, 3, 96, 320))])
+def test_cache_miss_when_any_key_field_changes(tmp_path, caplog, field, value):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path)
+    cache.get_or_build(KEY, fake.build, fake.deserialize)
+    changed = dataclasses.replace(KEY, **{field: value})
+    with caplog.at_level(logging.WARNING, logger='monodepth_ros.engines.cache'):
+        result = cache.get_or_build(changed, fake.build, fake.deserialize)
+    assert result.built and fake.builds == 2 and result.path != cache.engine_path(KEY)
+    if field in ('tensorrt_version', 'gpu_name', 'compute_capability', 'sm_count'):
+        # The log says the engine for this model exists but for another TensorRT/GPU.
+        assert f'{field} {getattr(KEY, field)} != {value}' in caplog.text
+    assert 'building TensorRT engine' in caplog.text
+
+
+def test_cache_rebuilds_an_engine_that_fails_to_deserialize(tmp_path, caplog):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path)
+    cache.get_or_build(KEY, fake.build, fake.deserialize)
+    fake.fail_deserialize = True   # e.g. the TensorRT runtime was patched underneath
+    with caplog.at_level(logging.WARNING, logger='monodepth_ros.engines.cache'):
+        result = cache.get_or_build(KEY, fake.build, fake.deserialize)
+    assert result.built and result.engine == ('engine', b'ENGINE|2')
+    assert 'failed to deserialize (RuntimeError: Serialization assertion' in caplog.text
+
+
+def test_cache_rebuilds_a_corrupt_engine_file(tmp_path):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path)
+    cache.get_or_build(KEY, fake.build, fake.deserialize)
+    cache.engine_path(KEY).write_bytes(b'ENGINE|garbage after a power cut')
+    result = cache.get_or_build(KEY, fake.build, fake.deserialize)
+    assert result.built and 'does not match its sidecar hash' in result.reason
+    assert cache.engine_path(KEY).read_bytes() == b'ENGINE|2'
+
+
+def test_cache_rebuilds_when_the_sidecar_is_missing_or_different(tmp_path):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path)
+    cache.get_or_build(KEY, fake.build, fake.deserialize)
+    sidecar = json.loads(cache.sidecar_path(KEY).read_text())
+    sidecar['key']['gpu_name'] = 'Xavier'
+    cache.sidecar_path(KEY).write_text(json.dumps(sidecar))
+    result = cache.get_or_build(KEY, fake.build, fake.deserialize)
+    assert result.built and 'gpu_name Xavier != Orin' in result.reason
+    cache.sidecar_path(KEY).unlink()
+    result = cache.get_or_build(KEY, fake.build, fake.deserialize)
+    assert result.built and 'no readable sidecar' in result.reason and fake.builds == 3
+
+
+def test_cache_raises_when_a_fresh_build_does_not_deserialize(tmp_path):
+    with pytest.raises(EngineError, match='just built .* does not deserialize'):
+        EngineCache(tmp_path).get_or_build(KEY, lambda: b'not an engine', FakeTensorRT().
+                                           deserialize)
+
+
+def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / 'model.engine'
+    atomic_write_bytes(target, b'old engine')
+
+    def crash(src, dst):
+        raise OSError('disk full')
+
+    monkeypatch.setattr(os, 'replace', crash)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_write_bytes(target, b'new engine')
+    assert target.read_bytes() == b'old engine'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.engine']   # no temp left
+
+
+def test_lock_makes_a_second_starter_wait_then_reuse(tmp_path):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path)
+    results = []
+    with file_lock(cache.lock_path(KEY)):   # another process is building this engine
+        waiter = threading.Thread(target=lambda: results.append(
+            cache.get_or_build(KEY, fake.build, fake.deserialize)))
+        waiter.start()
+        time.sleep(0.3)
+        assert waiter.is_alive() and fake.builds == 0   # blocked on the lock
+        atomic_write_bytes(cache.engine_path(KEY), b'ENGINE|other')
+        atomic_write_bytes(cache.sidecar_path(KEY), json.dumps(
+            {'key': KEY.to_dict(),
+             'engine_sha256': hashlib.sha256(b'ENGINE|other').hexdigest()}).encode())
+    waiter.join(timeout=10)
+    assert fake.builds == 0 and not results[0].built
+    assert results[0].engine == ('engine', b'ENGINE|other')
+
+
+def test_two_concurrent_starts_build_once(tmp_path):
+    fake = FakeTensorRT(build_seconds=0.2)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(EngineCache(tmp_path).get_or_build(
+        KEY, fake.build, fake.deserialize))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert fake.builds == 1 and sorted(r.built for r in results) == [False, True]
+
+
+def test_timing_cache_is_per_gpu_and_tensorrt_version(tmp_path):
+    cache = EngineCache(tmp_path)
+    assert cache.load_timing_cache(KEY) == b''
+    cache.save_timing_cache(KEY, b'timings')
+    other_model = dataclasses.replace(KEY, onnx_sha256='ef' * 32, precision='fp32')
+    assert cache.load_timing_cache(other_model) == b'timings'   # shared across models
+    assert cache.load_timing_cache(dataclasses.replace(KEY, tensorrt_version='10.7.0')) == b''
+    assert cache.load_timing_cache(dataclasses.replace(KEY, gpu_name='RTX 4090')) == b''
+
+
+# ----------------------------------------------------------- TensorRT build flags by version
+# A stand-in tensorrt module (the real one cannot be installed here) that records what the
+# builder is asked for, shaped like the 8.x, 10.x and 11.x Python APIs.
+
+def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict):
+    import types
+
+    calls = {'network_flags': None, 'builder_flags': [], 'parsed': None, 'workspace': None}
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            calls['workspace'] = size
+
+        def set_flag(self, flag):
+            calls['builder_flags'].append(flag)
+
+        def create_timing_cache(self, data):
+            calls['timing_in'] = data
+            return types.SimpleNamespace(serialize=lambda: b'timing-out')
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            calls['network_flags'] = flags
+            return 'network'
+
+        def create_builder_config(self):
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            return b'serialized-engine'
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            calls['parsed'] = path
+            return True
+
+    module = types.SimpleNamespace(
+        __version__=version, Logger=type('Logger', (), {'WARNING': 2, '__init__':
+                                                        lambda self, level: None}),
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(**creation_flags),
+        BuilderFlag=types.SimpleNamespace(**builder_flags),
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE='workspace'),
+        Builder=Builder, OnnxParser=OnnxParser)
+    return module, calls
+
+
+@pytest.mark.parametrize('version, creation, builder, precision, bits, flags', [
+    # 8.6: explicit batch must be asked for; fp16 through the builder flag.
+    ('8.6.1', {'EXPLICIT_BATCH': 0}, {'FP16': 'FP16', 'INT8': 'INT8'}, 'fp16', 1, ['FP16']),
+    ('8.6.1', {'EXPLICIT_BATCH': 0}, {'FP16': 'FP16', 'INT8': 'INT8'}, 'fp32', 1, []),
+    # 10.x: explicit batch still listed (deprecated), strongly typed for fp32, flag for fp16.
+    ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, {'FP16': 'FP16', 'INT8': 'INT8'},
+     'fp16', 1, ['FP16']),
+    ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, {'FP16': 'FP16', 'INT8': 'INT8'},
+     'fp32', 3, []),
+    # 11.x: no EXPLICIT_BATCH, no precision flags, strongly typed only.
+    ('11.1.0', {'STRONGLY_TYPED': 1}, {}, 'fp32', 2, []),
+])
+def test_tensorrt_build_flags_follow_the_installed_version(monkeypatch, onnx_path, version,
+                                                           creation, builder, precision, bits,
+                                                           flags):
+    import sys
+
+    from monodepth_ros.engines.tensorrt_engine import build_serialized_engine
+
+    module, calls = fake_tensorrt(version, creation, builder)
+    monkeypatch.setitem(sys.modules, 'tensorrt', module)
+    engine, timing = build_serialized_engine(onnx_path, precision, workspace_gb=0.5,
+                                             timing_cache=b'timing-in')
+    assert (engine, timing) == (b'serialized-engine', b'timing-out')
+    assert calls['network_flags'] == bits and calls['builder_flags'] == flags
+    assert calls['parsed'] == str(onnx_path) and calls['timing_in'] == b'timing-in'
+    assert calls['workspace'] == 1 << 29
+
+
+def test_tensorrt_11_fp16_and_int8_need_modelopt(monkeypatch, onnx_path):
+    import sys
+
+    from monodepth_ros.engines.tensorrt_engine import build_serialized_engine
+
+    module, _ = fake_tensorrt('11.1.0', {'STRONGLY_TYPED': 1}, {})
+    monkeypatch.setitem(sys.modules, 'tensorrt', module)
+    monkeypatch.setitem(sys.modules, 'modelopt', None)   # not installed
+    with pytest.raises(EngineError, match='FP16 engines only from a mixed-precision ONNX.*'
+                       'ModelOpt'):
+        build_serialized_engine(onnx_path, 'fp16')
+    with pytest.raises(EngineError, match='INT8 engines .* explicit Q/DQ .* ModelOpt'):
+        build_serialized_engine(onnx_path, 'int8')
+
+
+def test_int8_calibration_batch_from_a_folder_of_frames(kitti_drive_dir, tmp_path):
+    from monodepth_ros.engines.build import load_calibration_batch
+    from monodepth_ros.errors import DatasetError
+
+    metadata = ModelMetadata(input_height=HEIGHT, input_width=WIDTH)
+    frames = kitti_drive_dir / 'image_02' / 'data'
+    count = len(list(frames.glob('*.png')))
+    batch = load_calibration_batch(frames, metadata, limit=3)
+    assert batch.shape == (min(3, count), 3, HEIGHT, WIDTH) and batch.dtype == np.float32
+    # Each sample is exactly what the runtime feeds the network for that frame.
+    import cv2
+
+    first = cv2.cvtColor(cv2.imread(str(sorted(frames.glob('*.png'))[0])), cv2.COLOR_BGR2RGB)
+    first = cv2.resize(first, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(batch[0], preprocess(first, metadata)[0])
+    with pytest.raises(DatasetError, match=f'no calibration images .* in {tmp_path}'):
+        load_calibration_batch(tmp_path, metadata)
