@@ -1,0 +1,77 @@
+"""Augmentation that keeps metric depth consistent (seed 003), numpy + OpenCV.
+
+A sample is a dict of ``rgb`` (H,W,3 uint8), ``depth`` (H,W float32 metres, 0 = unknown) and
+``semantics`` (H,W uint8 trainIds, 255 = ignore). Geometric changes are applied to all three:
+
+- zoom by s in [scale_min, scale_max] about the image centre: objects look s times larger, as
+  if s times closer, so depth is divided by s;
+- rotation by +-rotation_deg about the centre (depth unchanged: a roll of the camera keeps the
+  distance along the optical axis of every point);
+- random crop to the network size (or resize when the image is smaller);
+- horizontal flip; colour jitter on the RGB image only.
+
+Depth and semantics use nearest-neighbour sampling so no invented values appear at edges.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from monodepth_ros.semantics import IGNORE_LABEL
+
+
+def resize_sample(sample: dict, height: int, width: int) -> dict:
+    """Resize to (height, width): bilinear RGB, nearest depth and semantics (depth unchanged)."""
+    if sample['rgb'].shape[:2] == (height, width):
+        return dict(sample)
+    out = dict(sample)
+    out['rgb'] = cv2.resize(sample['rgb'], (width, height), interpolation=cv2.INTER_AREA)
+    out['depth'] = cv2.resize(sample['depth'], (width, height), interpolation=cv2.INTER_NEAREST)
+    out['semantics'] = cv2.resize(sample['semantics'], (width, height),
+                                  interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def augment_sample(sample: dict, height: int, width: int, config, rng: np.random.Generator
+                   ) -> dict:
+    """Random metric-consistent augmentation, ending at (height, width)."""
+    rgb, depth, semantics = sample['rgb'], sample['depth'], sample['semantics']
+    in_h, in_w = rgb.shape[:2]
+    if config.enabled:
+        scale = float(rng.uniform(config.scale_min, config.scale_max))
+        angle = float(rng.uniform(-config.rotation_deg, config.rotation_deg))
+        if abs(scale - 1.0) > 1e-6 or abs(angle) > 1e-6:
+            matrix = cv2.getRotationMatrix2D(((in_w - 1) / 2.0, (in_h - 1) / 2.0), angle, scale)
+            rgb = cv2.warpAffine(rgb, matrix, (in_w, in_h), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT_101)
+            depth = cv2.warpAffine(depth, matrix, (in_w, in_h), flags=cv2.INTER_NEAREST,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) / scale
+            semantics = cv2.warpAffine(semantics, matrix, (in_w, in_h),
+                                       flags=cv2.INTER_NEAREST,
+                                       borderMode=cv2.BORDER_CONSTANT,
+                                       borderValue=IGNORE_LABEL)
+    sample = {'rgb': rgb, 'depth': depth.astype(np.float32), 'semantics': semantics}
+    if in_h >= height and in_w >= width:
+        top = int(rng.integers(0, in_h - height + 1)) if config.enabled else (in_h - height) // 2
+        left = int(rng.integers(0, in_w - width + 1)) if config.enabled else (in_w - width) // 2
+        sample = {k: v[top:top + height, left:left + width] for k, v in sample.items()}
+    else:
+        sample = resize_sample(sample, height, width)
+    if config.enabled and config.flip and rng.random() < 0.5:
+        sample = {k: v[:, ::-1] for k, v in sample.items()}
+    if config.enabled and config.color_jitter > 0:
+        sample['rgb'] = color_jitter(sample['rgb'], config.color_jitter, rng)
+    return {k: np.ascontiguousarray(v) for k, v in sample.items()}
+
+
+def color_jitter(rgb: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Random brightness, contrast and saturation factors in [1 - amount, 1 + amount]."""
+    image = rgb.astype(np.float32)
+    brightness, contrast, saturation = rng.uniform(1 - amount, 1 + amount, size=3)
+    image = image * brightness
+    mean = image.mean()
+    image = (image - mean) * contrast + mean
+    gray = image.mean(axis=2, keepdims=True)
+    image = (image - gray) * saturation + gray
+    return np.clip(image, 0, 255).astype(np.uint8)

@@ -1,0 +1,362 @@
+"""Training data sources: synthetic world, KITTI raw (Eigen split), Cityscapes, rosbags.
+
+Every source yields samples ``{'rgb': HxWx3 uint8, 'depth': HxW float32 metres (0 = unknown),
+'semantics': HxW uint8 trainIds (255 = ignore)}``; a depth-only source fills semantics with
+255, a semantics-only source fills depth with 0. ``SampleDataset`` turns samples into tensors
+(with augmentation) for the trainer.
+
+Expected layouts (split files are given as paths):
+
+- KITTI raw: ``root/<date>/<date>_drive_<nnnn>_sync/image_02/data/<frame>.png`` and
+  ``velodyne_points/data/<frame>.bin``, calibration in ``root/<date>/calib_*.txt``. The split
+  file has one ``<date>/<drive>_sync <frame> l|r`` line per sample, the format of the Eigen
+  split lists (``eigen_train_files.txt`` / ``eigen_test_files.txt``) published with
+  monodepth2 and BTS (Eigen et al. 2014's scenes, 22 600 training / 697 test frames). Ground
+  truth: KITTI's annotated depth maps when ``root/<drive>/proj_depth/groundtruth/image_02``
+  exists (the depth-completion release), otherwise the projected velodyne scan.
+- Cityscapes: ``root/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` and
+  ``root/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png`` (made by the official
+  cityscapesScripts ``createTrainIdLabelImgs``). ``split`` is ``train`` or ``val``.
+- rosbag: a camera topic, its camera_info, a PointCloud2 LiDAR topic and ``/tf_static`` with
+  the camera-LiDAR transform; each image is paired with the nearest LiDAR scan in time.
+
+Unreadable or corrupt samples are skipped and counted (``skipped``); the trainer reports the
+count at the end of each epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from monodepth_ros.errors import DatasetError, MonodepthError
+from monodepth_ros.model.metadata import IMAGENET_MEAN, IMAGENET_STD
+from monodepth_ros.semantics import IGNORE_LABEL
+from monodepth_ros.training.augment import augment_sample, resize_sample
+
+LOG = logging.getLogger(__name__)
+
+
+def make_sample(rgb, depth=None, semantics=None) -> dict:
+    height, width = rgb.shape[:2]
+    if depth is None:
+        depth = np.zeros((height, width), np.float32)
+    depth = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if semantics is None:
+        semantics = np.full((height, width), IGNORE_LABEL, np.uint8)
+    return {'rgb': np.ascontiguousarray(rgb, dtype=np.uint8), 'depth': depth,
+            'semantics': np.asarray(semantics, np.uint8)}
+
+
+def normalize_image(rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (3,H,W) float32 with ImageNet mean/std (the ModelMetadata default)."""
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (image - mean) / std
+
+
+# ------------------------------------------------------------------------------- synthetic
+
+def render_synthetic(source, height: int, width: int, with_depth: bool = True,
+                     with_semantics: bool = True, render_scale: float = 1.0,
+                     desc: str = 'render') -> list[dict]:
+    """Render frames of the synthetic drives ``source.seeds`` into memory.
+
+    Frames ``0, stride, 2 stride, ...`` (``frames_per_seed`` of them) of every seed, rendered
+    directly at ``render_scale`` x the network size (the renderer scales the intrinsics).
+    """
+    from monodepth_ros.synthetic.world import SyntheticDrive
+
+    if not source.seeds:
+        raise DatasetError('synthetic source: no seeds given (data.<source>.seeds: [..])')
+    size = (int(round(width * render_scale)), int(round(height * render_scale)))
+    jobs = [(seed, i * source.frame_stride) for seed in source.seeds
+            for i in range(source.frames_per_seed)]
+    if source.max_samples:
+        jobs = jobs[:source.max_samples]
+    samples, drives = [], {}
+    for seed, index in tqdm(jobs, desc=desc, disable=None, leave=False):
+        drive = drives.setdefault(seed, SyntheticDrive(seed=int(seed)))
+        frame = drive.render(index, lidar=False, size=size)
+        samples.append(make_sample(frame.rgb, frame.depth if with_depth else None,
+                                   frame.semantics if with_semantics else None))
+    return samples
+
+
+# ----------------------------------------------------------------------------------- KITTI
+
+def read_split_file(path, root: Path) -> list[tuple[str, int, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f'split file {path} not found (expected lines "<date>/<drive>_sync '
+                           '<frame> l|r", e.g. the Eigen lists eigen_train_files.txt)')
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise DatasetError(f'{path}:{number}: expected "<date>/<drive>_sync <frame> l|r", '
+                               f'got {line!r}')
+        side = parts[2] if len(parts) > 2 else 'l'
+        entries.append((parts[0], int(parts[1]), side))
+    if not entries:
+        raise DatasetError(f'split file {path} lists no samples')
+    return entries
+
+
+class KittiEigenSource:
+    """KITTI raw frames listed in an Eigen split file; ground truth from the velodyne."""
+
+    def __init__(self, root, split_file):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f'KITTI root {self.root} not found (expected '
+                               'root/<date>/<date>_drive_<nnnn>_sync/image_02/data/*.png, '
+                               'velodyne_points/data/*.bin and root/<date>/calib_*.txt)')
+        self.entries = read_split_file(split_file, self.root)
+        first = self.root / self.entries[0][0]
+        if not first.is_dir():
+            raise DatasetError(f'split entry {self.entries[0][0]} not found under {self.root} '
+                               f'(expected the folder {first})')
+        self._calibrations = {}
+
+    def __len__(self):
+        return len(self.entries)
+
+    def load(self, i: int) -> dict:
+        from monodepth_ros.kitti import read_calibration, read_velodyne
+        from monodepth_ros.projection import kitti_eigen_depth_image
+
+        drive, frame, side = self.entries[i]
+        cam = 2 if side == 'l' else 3
+        drive_dir = self.root / drive
+        image_path = drive_dir / f'image_0{cam}' / 'data' / f'{frame:010d}.png'
+        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DatasetError(f'cannot read image {image_path}')
+        rgb = bgr[:, :, ::-1]
+        annotated = (drive_dir / 'proj_depth' / 'groundtruth' / f'image_0{cam}'
+                     / f'{frame:010d}.png')
+        if annotated.is_file():
+            raw = cv2.imread(str(annotated), cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise DatasetError(f'cannot read depth map {annotated}')
+            depth = raw.astype(np.float32) / 256.0   # KITTI depth PNG: uint16, metres x 256
+        else:
+            date_dir = drive_dir.parent
+            if date_dir not in self._calibrations:
+                self._calibrations[date_dir] = read_calibration(date_dir)
+            calib = self._calibrations[date_dir]
+            points = read_velodyne(drive_dir / 'velodyne_points' / 'data' / f'{frame:010d}.bin')
+            depth = kitti_eigen_depth_image(points, calib.velo_to_image_matrix(cam),
+                                            rgb.shape[1], rgb.shape[0], depth='camera_z')
+        return make_sample(rgb, depth, None)
+
+
+# ------------------------------------------------------------------------------ Cityscapes
+
+class CityscapesSource:
+    """Cityscapes leftImg8bit + gtFine labelTrainIds (semantics only)."""
+
+    def __init__(self, root, split: str = 'train'):
+        self.root = Path(root)
+        images = self.root / 'leftImg8bit' / (split or 'train')
+        labels = self.root / 'gtFine' / (split or 'train')
+        layout = ('root/leftImg8bit/<split>/<city>/*_leftImg8bit.png and '
+                  'root/gtFine/<split>/<city>/*_gtFine_labelTrainIds.png')
+        if not images.is_dir() or not labels.is_dir():
+            missing = images if not images.is_dir() else labels
+            raise DatasetError(f'Cityscapes folder {missing} not found (expected {layout})')
+        self.pairs = []
+        for image in sorted(images.glob('*/*_leftImg8bit.png')):
+            name = image.name.replace('_leftImg8bit.png', '_gtFine_labelTrainIds.png')
+            self.pairs.append((image, labels / image.parent.name / name))
+        if not self.pairs:
+            raise DatasetError(f'no *_leftImg8bit.png images under {images} (expected {layout})')
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def load(self, i: int) -> dict:
+        image_path, label_path = self.pairs[i]
+        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+        if bgr is None or labels is None:
+            raise DatasetError(f'cannot read {image_path if bgr is None else label_path}')
+        return make_sample(bgr[:, :, ::-1], None, labels.astype(np.uint8))
+
+
+# --------------------------------------------------------------------------------- rosbag
+
+def load_rosbag_samples(source, height: int, width: int) -> list[dict]:
+    """Images of a bag paired with the nearest LiDAR scan; sparse depth by projection."""
+    from monodepth_ros import topics
+    from monodepth_ros.bagio import BagReader
+    from monodepth_ros.geometry import TransformBuffer
+    from monodepth_ros.messages import (
+        camera_info_to_model,
+        image_to_rgb,
+        read_pointcloud2,
+        stamp_to_ns,
+    )
+    from monodepth_ros.projection import lidar_depth_image
+
+    path = Path(source.root)
+    if not path.exists():
+        raise DatasetError(f'rosbag {path} not found (expected a rosbag2 folder or file with '
+                           f'{source.image_topic}, {source.camera_info_topic}, '
+                           f'{source.lidar_topic} and /tf_static)')
+    images, scans, camera, tf = [], [], None, TransformBuffer()
+    with BagReader(path) as bag:
+        wanted = [source.image_topic, source.camera_info_topic, source.lidar_topic]
+        missing = [t for t in wanted if t not in bag.topics]
+        if missing:
+            raise DatasetError(f'rosbag {path} lacks topics {missing} (has {sorted(bag.topics)})')
+        for topic, _stamp, msg in bag.messages(wanted + [topics.TF_STATIC_TOPIC]):
+            if topic == topics.TF_STATIC_TOPIC:
+                tf.add_message(msg, static=True)
+            elif topic == source.camera_info_topic and camera is None:
+                camera = camera_info_to_model(msg)
+            elif topic == source.image_topic:
+                images.append((stamp_to_ns(msg.header.stamp), msg))
+            elif topic == source.lidar_topic:
+                scans.append((stamp_to_ns(msg.header.stamp), msg.header.frame_id, msg))
+    if camera is None or not images or not scans:
+        raise DatasetError(f'rosbag {path}: needs camera_info, images and LiDAR scans')
+    scan_stamps = np.array([s[0] for s in scans])
+    samples = []
+    for stamp, msg in images[:source.max_samples or None]:
+        nearest = scans[int(np.argmin(np.abs(scan_stamps - stamp)))]
+        T = tf.lookup(msg.header.frame_id, nearest[1])
+        cloud = read_pointcloud2(nearest[2])
+        points = np.stack([cloud['x'], cloud['y'], cloud['z']], axis=1)
+        depth = lidar_depth_image(points[np.isfinite(points).all(axis=1)], T, camera)
+        samples.append(resize_sample(make_sample(image_to_rgb(msg), depth, None),
+                                     height, width))
+    return samples
+
+
+# ------------------------------------------------------------------------ torch datasets
+
+class SampleDataset(torch.utils.data.Dataset):
+    """Tensors for the trainer from in-memory samples or a lazy source (``.load(i)``).
+
+    Item: ``image`` (3,H,W) normalised, ``depth`` (1,H,W) metres (0 unknown), ``semantics``
+    (H,W) int64 (255 ignore). Lazy samples that fail to load are returned as None (the
+    collate function drops them) and counted in ``skipped``.
+    """
+
+    def __init__(self, samples=None, source=None, height: int = 96, width: int = 320,
+                 augment=None, seed: int = 0, load_size=None):
+        self.samples = samples
+        self.source = source
+        self.height, self.width = height, width
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.skipped = 0
+        # Lazy sources are first resized to load_size (w, h) (then augmented/cropped).
+        self.load_size = load_size
+
+    def __len__(self):
+        return len(self.samples) if self.samples is not None else len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        if self.samples is not None:
+            sample = self.samples[i]
+        else:
+            try:
+                sample = self.source.load(i)
+            except (MonodepthError, OSError, ValueError, cv2.error) as error:
+                self.skipped += 1
+                LOG.debug('skipping sample %d: %s', i, error)
+                return None
+            if self.load_size is not None:
+                sample = resize_sample(sample, self.load_size[1], self.load_size[0])
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            sample = augment_sample(sample, self.height, self.width, self.augment, rng)
+        else:
+            sample = resize_sample(sample, self.height, self.width)
+        return {'image': normalize_image(sample['rgb']),
+                'depth': torch.from_numpy(np.ascontiguousarray(sample['depth']))[None],
+                'semantics': torch.from_numpy(sample['semantics'].astype(np.int64))}
+
+
+def collate_skip_none(items):
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+# ------------------------------------------------------------------------- from a config
+
+def _source_dataset(source, config, role: str, augment):
+    """A SampleDataset for one configured source (``role``: 'depth' or 'semantic')."""
+    data = config.data
+    height, width = data.height, data.width
+    with_depth, with_semantics = role == 'depth', role == 'semantic'
+    if source.kind == 'synthetic':
+        # Rendered a little larger than the network input so augmentation can crop.
+        scale = 1.0 if augment is None or not augment.enabled else 1.1
+        samples = render_synthetic(source, height, width, with_depth, with_semantics,
+                                   render_scale=scale, desc=f'render {role}')
+        return SampleDataset(samples=samples, height=height, width=width, augment=augment,
+                             seed=config.seed)
+    if source.kind == 'rosbag':
+        samples = load_rosbag_samples(source, int(height * 1.1), int(width * 1.1))
+        return SampleDataset(samples=samples, height=height, width=width, augment=augment,
+                             seed=config.seed)
+    if source.kind == 'kitti':
+        lazy = KittiEigenSource(source.root, source.split)
+    elif source.kind == 'cityscapes':
+        lazy = CityscapesSource(source.root, source.split or 'train')
+    else:
+        raise DatasetError(f'unknown data source kind {source.kind!r}')
+    # Full-size images are resized to 1.1 x the network size, then augmented and cropped.
+    load_size = (int(width * 1.1), int(height * 1.1))
+    return SampleDataset(source=lazy, height=height, width=width, augment=augment,
+                         seed=config.seed, load_size=load_size)
+
+
+def load_validation_samples(source, config, limit: int) -> list[dict]:
+    """Validation samples at network size, without augmentation (depth-labelled)."""
+    if not source.kind:
+        return []
+    dataset = _source_dataset(source, config, 'depth', None)
+    count = min(len(dataset), limit) if limit else len(dataset)
+    if dataset.samples is not None:
+        return [resize_sample(s, config.data.height, config.data.width)
+                for s in dataset.samples[:count]]
+    samples = []
+    for i in range(count):
+        try:
+            sample = dataset.source.load(i)
+        except (MonodepthError, OSError, ValueError) as error:
+            LOG.warning('validation sample %d skipped: %s', i, error)
+            continue
+        samples.append(resize_sample(sample, config.data.height, config.data.width))
+    return samples
+
+
+def build_datasets(config) -> dict:
+    """{'depth': SampleDataset, 'semantic': SampleDataset | None, 'val': [samples]}."""
+    data = config.data
+    augment = data.augment
+    result = {'depth': _source_dataset(data.depth, config, 'depth', augment),
+              'semantic': None, 'val': []}
+    if data.semantic.kind:
+        result['semantic'] = _source_dataset(data.semantic, config, 'semantic', augment)
+    result['val'] = load_validation_samples(data.val, config, config.val_frames)
+    return result
