@@ -88,6 +88,8 @@ def main() -> None:
                 print(f'{"":>18} torch / onnxruntime median ratio: '
                       f'{medians["torch"] / medians["onnxruntime"]:.2f}x ({label}, '
                       f'{threads} threads)')
+                for engine in engines.values():   # free the session's thread pool
+                    engine.close()
 
 
 if __name__ == '__main__':

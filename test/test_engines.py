@@ -338,7 +338,7 @@ def test_cache_builds_once_then_hits_even_after_a_restart(tmp_path):
 @pytest.mark.parametrize('field, value', [
     ('onnx_sha256', 'cd' * 32), ('tensorrt_version', '10.7.0'), ('gpu_name', 'RTX 4090'),
     ('compute_capability', '8.9'), ('sm_count', 128), ('precision', 'fp32'),
-    ('input_shape', (1, 3, 96, 320))])
+    ('input_shape', (1, 3, 96, 320)), ('build_recipe', 2)])
 def test_cache_miss_when_any_key_field_changes(tmp_path, caplog, field, value):
     fake = FakeTensorRT()
     cache = EngineCache(tmp_path)
@@ -449,14 +449,92 @@ def test_timing_cache_is_per_gpu_and_tensorrt_version(tmp_path):
     assert cache.load_timing_cache(dataclasses.replace(KEY, gpu_name='RTX 4090')) == b''
 
 
+def _set_age(cache, key, seconds_ago: float) -> None:
+    """Date an engine file back, as if built or last used ``seconds_ago``."""
+    stamp = time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(cache.engine_path(key), ns=(stamp, stamp))
+
+
+def test_cache_keeps_the_newest_engines_of_each_model(tmp_path):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path, keep_per_model=2)
+    versions = [dataclasses.replace(KEY, onnx_sha256=f'{i:02x}' * 32) for i in range(4)]
+    other = dataclasses.replace(KEY, onnx_sha256='ff' * 32)
+    cache.get_or_build(other, fake.build, fake.deserialize, model_name='other')
+    _set_age(cache, other, 900)
+    for age, key in zip((300, 200), versions[:2]):
+        cache.get_or_build(key, fake.build, fake.deserialize, model_name='tiny')
+        _set_age(cache, key, age)
+    # A third 'tiny' engine: the oldest 'tiny' one goes, 'other' is another model.
+    cache.get_or_build(versions[2], fake.build, fake.deserialize, model_name='tiny')
+    assert not cache.engine_path(versions[0]).exists()
+    assert not cache.sidecar_path(versions[0]).exists()
+    assert all(cache.engine_path(key).exists() for key in (versions[1], versions[2], other))
+    assert json.loads(cache.sidecar_path(versions[2]).read_text())['model_name'] == 'tiny'
+    # Loading counts as use: version 1 is hit now, so version 2 is the oldest when 3 arrives.
+    _set_age(cache, versions[2], 100)
+    assert not cache.get_or_build(versions[1], fake.build, fake.deserialize, 'tiny').built
+    cache.get_or_build(versions[3], fake.build, fake.deserialize, model_name='tiny')
+    assert sorted(p.name for p in tmp_path.glob('*.engine')) == sorted(
+        cache.engine_path(key).name for key in (versions[1], versions[3], other))
+    assert fake.builds == 5
+
+
+def test_prune_skips_an_engine_in_use_and_rejects_keep_zero(tmp_path):
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path, keep_per_model=None)   # never prunes by itself
+    old, new = KEY, dataclasses.replace(KEY, onnx_sha256='cd' * 32)
+    for age, key in ((60, old), (0, new)):
+        cache.get_or_build(key, fake.build, fake.deserialize, model_name='tiny')
+        _set_age(cache, key, age)
+    assert cache.engine_path(old).exists()
+    with file_lock(cache.lock_path(old)):   # another process is loading it right now
+        assert cache.prune(keep=1) == []
+    assert cache.prune(keep=1) == [cache.engine_path(old)]
+    assert [p.name for p in tmp_path.glob('*.engine')] == [cache.engine_path(new).name]
+    with pytest.raises(EngineError, match='keeps at least 1 engine per model, got keep=0'):
+        cache.prune(keep=0)
+    with pytest.raises(EngineError, match='keep_per_model must be at least 1'):
+        EngineCache(tmp_path, keep_per_model=0)
+
+
+def test_prune_groups_a_sidecar_without_model_name_by_its_onnx(tmp_path):
+    # An engine cached before names were recorded (and before build recipe 2) is an old
+    # build of the same ONNX: the rebuild replaces it.
+    fake = FakeTensorRT()
+    cache = EngineCache(tmp_path, keep_per_model=1)
+    cache.get_or_build(KEY, fake.build, fake.deserialize, model_name='tiny')
+    sidecar = json.loads(cache.sidecar_path(KEY).read_text())
+    del sidecar['model_name'], sidecar['key']['build_recipe']
+    cache.sidecar_path(KEY).write_text(json.dumps(sidecar))
+    assert EngineKey.from_dict(sidecar['key']).build_recipe == 1
+    _set_age(cache, KEY, 60)
+    rebuilt = dataclasses.replace(KEY, build_recipe=2)
+    cache.get_or_build(rebuilt, fake.build, fake.deserialize, model_name='tiny')
+    assert [p.name for p in tmp_path.glob('*.engine')] == [cache.engine_path(rebuilt).name]
+
+
+def test_engines_close_once_and_work_as_context_managers(onnx_path):
+    batch = np.zeros((1, 3, HEIGHT, WIDTH), dtype=np.float32)
+    with create_engine(onnx_path, backend='onnxruntime', device='cpu') as engine:
+        assert not engine.closed
+        assert engine.infer(batch).depth.shape == (HEIGHT, WIDTH)
+    assert engine.closed and engine.session is None
+    engine.close()   # a second close is harmless
+    with pytest.raises(EngineError, match='onnxruntime engine is closed'):
+        engine.infer(batch)
+
+
 # ----------------------------------------------------------- TensorRT build flags by version
 # A stand-in tensorrt module (the real one cannot be installed here) that records what the
 # builder is asked for, shaped like the 8.x, 10.x and 11.x Python APIs.
 
-def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict):
+def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict,
+                  build_fails: bool = False):
     import types
 
-    calls = {'network_flags': None, 'builder_flags': [], 'parsed': None, 'workspace': None}
+    calls = {'network_flags': None, 'builder_flags': [], 'cleared_flags': [], 'parsed': None,
+             'workspace': None}
 
     class Config:
         def set_memory_pool_limit(self, pool, size):
@@ -464,6 +542,9 @@ def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict):
 
         def set_flag(self, flag):
             calls['builder_flags'].append(flag)
+
+        def clear_flag(self, flag):
+            calls['cleared_flags'].append(flag)
 
         def create_timing_cache(self, data):
             calls['timing_in'] = data
@@ -488,7 +569,7 @@ def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict):
             return Config()
 
         def build_serialized_network(self, network, config):
-            return b'serialized-engine'
+            return None if build_fails else b'serialized-engine'   # None: TensorRT failed
 
     class OnnxParser:
         num_errors = 0
@@ -506,25 +587,31 @@ def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict):
         NetworkDefinitionCreationFlag=types.SimpleNamespace(**creation_flags),
         BuilderFlag=types.SimpleNamespace(**builder_flags),
         MemoryPoolType=types.SimpleNamespace(WORKSPACE='workspace'),
-        Builder=Builder, OnnxParser=OnnxParser)
+        Builder=Builder, OnnxParser=OnnxParser,
+        Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: None))
     return module, calls
 
 
-@pytest.mark.parametrize('version, creation, builder, precision, bits, flags', [
+FLAGS_8 = {'FP16': 'FP16', 'INT8': 'INT8', 'TF32': 'TF32'}
+FLAGS_11 = {'TF32': 'TF32'}   # the precision flags are gone; TF32 stays
+
+
+@pytest.mark.parametrize('version, creation, builder, precision, bits, flags, cleared', [
     # 8.6: explicit batch must be asked for; fp16 through the builder flag.
-    ('8.6.1', {'EXPLICIT_BATCH': 0}, {'FP16': 'FP16', 'INT8': 'INT8'}, 'fp16', 1, ['FP16']),
-    ('8.6.1', {'EXPLICIT_BATCH': 0}, {'FP16': 'FP16', 'INT8': 'INT8'}, 'fp32', 1, []),
+    ('8.6.1', {'EXPLICIT_BATCH': 0}, FLAGS_8, 'fp16', 1, ['FP16'], []),
+    # fp32 clears TF32, which the builder enables by default.
+    ('8.6.1', {'EXPLICIT_BATCH': 0}, FLAGS_8, 'fp32', 1, [], ['TF32']),
     # 10.x: explicit batch still listed (deprecated), strongly typed for fp32, flag for fp16.
-    ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, {'FP16': 'FP16', 'INT8': 'INT8'},
-     'fp16', 1, ['FP16']),
-    ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, {'FP16': 'FP16', 'INT8': 'INT8'},
-     'fp32', 3, []),
+    ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, FLAGS_8, 'fp16', 1, ['FP16'], []),
+    ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, FLAGS_8, 'fp32', 3, [], ['TF32']),
     # 11.x: no EXPLICIT_BATCH, no precision flags, strongly typed only.
-    ('11.1.0', {'STRONGLY_TYPED': 1}, {}, 'fp32', 2, []),
+    ('11.1.0', {'STRONGLY_TYPED': 1}, FLAGS_11, 'fp32', 2, [], ['TF32']),
+    # A TensorRT without the TF32 flag at all: nothing to clear.
+    ('11.1.0', {'STRONGLY_TYPED': 1}, {}, 'fp32', 2, [], []),
 ])
 def test_tensorrt_build_flags_follow_the_installed_version(monkeypatch, onnx_path, version,
                                                            creation, builder, precision, bits,
-                                                           flags):
+                                                           flags, cleared):
     import sys
 
     from monodepth_ros.engines.tensorrt_engine import build_serialized_engine
@@ -535,8 +622,127 @@ def test_tensorrt_build_flags_follow_the_installed_version(monkeypatch, onnx_pat
                                              timing_cache=b'timing-in')
     assert (engine, timing) == (b'serialized-engine', b'timing-out')
     assert calls['network_flags'] == bits and calls['builder_flags'] == flags
+    assert calls['cleared_flags'] == cleared
     assert calls['parsed'] == str(onnx_path) and calls['timing_in'] == b'timing-in'
     assert calls['workspace'] == 1 << 29
+
+
+def fake_modelopt(monkeypatch, converts_to_fp16: bool):
+    """A stand-in ``modelopt.onnx.quantization.quantize``, current or older release.
+
+    Current: takes ``high_precision_dtype`` and writes FP16 weights outside the Q/DQ nodes.
+    Older: has no such option for int8 and keeps FP32 (the input graph is copied).
+    """
+    import shutil
+    import sys
+    import types
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    seen = {}
+
+    def write(onnx_path, output_path, calibration_data):
+        seen['calibration_shape'] = calibration_data['image'].shape
+        if not converts_to_fp16:
+            shutil.copy(onnx_path, output_path)
+            return
+        weight = helper.make_tensor('w', TensorProto.FLOAT16, [1], [1.0])
+        graph = helper.make_graph([helper.make_node('Identity', ['w'], ['y'])], 'q', [],
+                                  [helper.make_tensor_value_info('y', TensorProto.FLOAT16, [1])],
+                                  initializer=[weight])
+        onnx.save(helper.make_model(graph), output_path)
+
+    if converts_to_fp16:
+        def quantize(onnx_path, quantize_mode, calibration_data, output_path,
+                     high_precision_dtype='fp16'):
+            seen['high_precision_dtype'] = high_precision_dtype
+            write(onnx_path, output_path, calibration_data)
+    else:
+        def quantize(onnx_path, quantize_mode, calibration_data, output_path):
+            write(onnx_path, output_path, calibration_data)
+
+    for name in ('modelopt', 'modelopt.onnx'):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, 'modelopt.onnx.quantization',
+                        types.SimpleNamespace(quantize=quantize))
+    return seen
+
+
+TRT_10 = ('10.3.0', {'EXPLICIT_BATCH': 0, 'STRONGLY_TYPED': 1}, FLAGS_8)
+
+
+@pytest.mark.parametrize('trt_api, converts_to_fp16, bits, flags', [
+    # NVIDIA's way: FP16 already in the Q/DQ graph, strongly typed, no precision flags.
+    (TRT_10, True, 3, []),
+    # Older ModelOpt left FP32 outside Q/DQ: weakly typed with FP16 + INT8 so TensorRT may
+    # run those layers in FP16 instead of the FP32 a strongly typed build would give them.
+    (TRT_10, False, 1, ['FP16', 'INT8']),
+    # 8.6 has no strong typing: weakly typed with both flags either way.
+    (('8.6.1', {'EXPLICIT_BATCH': 0}, FLAGS_8), True, 1, ['FP16', 'INT8']),
+    # 11.x has only strong typing.
+    (('11.1.0', {'STRONGLY_TYPED': 1}, FLAGS_11), True, 2, []),
+    (('11.1.0', {'STRONGLY_TYPED': 1}, FLAGS_11), False, 2, []),
+])
+def test_int8_runs_the_unquantized_layers_in_fp16(monkeypatch, onnx_path, trt_api,
+                                                   converts_to_fp16, bits, flags):
+    import sys
+
+    from monodepth_ros.engines.tensorrt_engine import build_serialized_engine
+
+    module, calls = fake_tensorrt(*trt_api)
+    monkeypatch.setitem(sys.modules, 'tensorrt', module)
+    seen = fake_modelopt(monkeypatch, converts_to_fp16)
+    calibration = np.zeros((2, 3, HEIGHT, WIDTH), dtype=np.float32)
+    assert build_serialized_engine(onnx_path, 'int8', calibration_data=calibration)[0] == (
+        b'serialized-engine')
+    assert calls['parsed'].endswith('model_int8.onnx')
+    assert calls['network_flags'] == bits and calls['builder_flags'] == flags
+    assert calls['cleared_flags'] == []   # TF32 is only cleared for fp32
+    assert seen['calibration_shape'] == (2, 3, HEIGHT, WIDTH)
+    if converts_to_fp16:
+        assert seen['high_precision_dtype'] == 'fp16'
+
+
+def test_auto_falls_back_to_onnxruntime_when_the_tensorrt_build_fails(monkeypatch, onnx_path,
+                                                                      tmp_path, caplog):
+    import contextlib
+    import sys
+
+    import torch
+
+    import monodepth_ros.engines.tensorrt_engine as trt_engine
+
+    # TensorRT "present" on a GPU, but the builder fails (returns None) as on an
+    # unsupported layer; no real GPU is touched before the build.
+    module, calls = fake_tensorrt(*TRT_10, build_fails=True)
+    monkeypatch.setitem(sys.modules, 'tensorrt', module)
+    monkeypatch.setattr(trt_engine, 'tensorrt_status', lambda: (True, 'TensorRT 10.3.0 on Orin'))
+    monkeypatch.setattr(trt_engine, 'cuda_device_index', lambda device='auto': 0)
+    monkeypatch.setattr(trt_engine, 'make_engine_key', lambda *args: KEY)
+    monkeypatch.setattr(torch.cuda, 'device', lambda device: contextlib.nullcontext())
+    with caplog.at_level(logging.WARNING, logger='monodepth_ros.engines'):
+        engine = create_engine(onnx_path, backend='auto', cache_dir=tmp_path)
+    assert calls['parsed'] == str(onnx_path)   # the TensorRT build was really tried
+    assert engine.name == 'onnxruntime'
+    assert engine.info['selection'].startswith('tensorrt failed: TensorRT failed to build an '
+                                               f'engine from {onnx_path}')
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f'TensorRT cannot run {onnx_path} (TensorRT failed to build')
+               and m.endswith('falling back to onnxruntime') for m in warnings)
+    assert not list(tmp_path.glob('*.engine'))
+    # Asked for by name, TensorRT's failure is the caller's to see.
+    with pytest.raises(EngineError, match=f'TensorRT failed to build an engine from '
+                       f'{onnx_path} \\(fp16\\)'):
+        create_engine(onnx_path, backend='tensorrt', cache_dir=tmp_path)
+
+
+def test_model_name_drops_the_export_hash():
+    from monodepth_ros.engines.tensorrt_engine import model_name_of
+
+    assert model_name_of('/cache/onnx/tiny-0123456789abcdef.onnx') == 'tiny'
+    assert model_name_of('road-model.onnx') == 'road-model'   # no hash: the stem as is
+    assert model_name_of('tiny-0123456789ABCDEF.onnx') == 'tiny-0123456789ABCDEF'
 
 
 def test_tensorrt_11_fp16_and_int8_need_modelopt(monkeypatch, onnx_path):

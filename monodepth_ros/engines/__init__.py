@@ -57,10 +57,12 @@ def _torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def choose_backend(model_path, device: str = 'auto') -> tuple[str, str]:
+def choose_backend(model_path, device: str = 'auto',
+                   tensorrt_failed: str = '') -> tuple[str, str]:
     """(backend, why) for ``backend='auto'``: the fastest one that can run this file here.
 
     Order: TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU, torch CPU.
+    ``tensorrt_failed`` (why TensorRT could not open the model) rules TensorRT out.
     """
     from monodepth_ros.engines.tensorrt_engine import tensorrt_status
 
@@ -70,6 +72,8 @@ def choose_backend(model_path, device: str = 'auto') -> tuple[str, str]:
     reasons = []
     if cpu_only:
         reasons.append('device is cpu')
+    elif tensorrt_failed:
+        reasons.append(f'tensorrt failed: {tensorrt_failed}')
     else:
         trt_ok, trt_reason = tensorrt_status()
         if trt_ok and onnx_ready:
@@ -126,15 +130,43 @@ def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', ca
     ``precision`` is what is asked for; ``engine.precision`` is what runs (CPU backends run
     fp32). ``num_threads`` caps ONNX Runtime's intra-op threads; ``workspace_gb`` and
     ``calibration_data`` ((N,3,H,W) float32 from ``preprocess``, INT8 only) are TensorRT's.
+    With ``backend='auto'``, a TensorRT build or load that fails (EngineError) falls back to
+    the next backend in the auto order with a warning; ``backend='tensorrt'`` raises it.
     """
     path = check_model_path(model_path)
     check_precision(precision)
     if backend not in BACKENDS:
         raise EngineError(f'unknown backend {backend!r}, expected one of {BACKENDS}')
+    options = dict(precision=precision, cache_dir=cache_dir, device=device,
+                   num_threads=num_threads, workspace_gb=workspace_gb,
+                   calibration_data=calibration_data)
     reason = f'backend {backend!r} asked for'
-    if backend == 'auto':
+    if backend != 'auto':
+        engine = _open_backend(backend, path, **options)
+    else:
         backend, reason = choose_backend(path, device)
         LOGGER.info('backend auto -> %s: %s', backend, reason)
+        try:
+            engine = _open_backend(backend, path, **options)
+        except EngineError as error:
+            if backend != 'tensorrt':
+                raise
+            # A robot should still start (slower) when its engine cannot be built: an
+            # unsupported layer, too little GPU memory, no ModelOpt for int8...
+            backend, reason = choose_backend(path, device, tensorrt_failed=str(error))
+            LOGGER.warning('TensorRT cannot run %s (%s); falling back to %s', path, error,
+                           backend)
+            engine = _open_backend(backend, path, **options)
+    engine.info['selection'] = reason
+    if str(engine.info.get('model_file')) != str(path):
+        engine.info['source_model'] = str(path)   # the checkpoint the ONNX was exported from
+    LOGGER.info('inference engine: %s %s on %s', engine.name, engine.precision,
+                engine.info.get('device'))
+    return engine
+
+
+def _open_backend(backend: str, path: Path, precision: str, cache_dir, device: str,
+                  num_threads: int, workspace_gb: float, calibration_data) -> DepthEngine:
     if backend == 'torch':
         if is_onnx(path):
             raise EngineError(f'the torch backend needs a .pt checkpoint, {path} is ONNX; use '
@@ -155,9 +187,4 @@ def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', ca
             engine = TensorRTEngine(onnx_path, precision=precision, cache_dir=cache_dir,
                                     device=device, workspace_gb=workspace_gb,
                                     calibration_data=calibration_data)
-    engine.info['selection'] = reason
-    if str(engine.info.get('model_file')) != str(path):
-        engine.info['source_model'] = str(path)   # the checkpoint the ONNX was exported from
-    LOGGER.info('inference engine: %s %s on %s', engine.name, engine.precision,
-                engine.info.get('device'))
     return engine

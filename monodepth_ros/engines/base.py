@@ -55,11 +55,30 @@ class DepthEngine:
     def infer(self, batch: np.ndarray) -> EngineOutput:
         raise NotImplementedError
 
+    @property
+    def closed(self) -> bool:
+        return getattr(self, '_closed', False)
+
     def close(self) -> None:
-        """Release the backend's resources (sessions, GPU buffers)."""
+        """Release the backend's resources (sessions, GPU buffers); later calls do nothing."""
+        if self.closed:
+            return
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """What ``close`` frees; backends with resources override it."""
+
+    def __enter__(self) -> DepthEngine:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def check_batch(self, batch) -> None:
-        """Reject a batch of the wrong shape with a message naming both shapes."""
+        """Reject a batch of the wrong shape (or a closed engine) with a clear message."""
+        if self.closed:
+            raise EngineError(f'{self.name} engine is closed; create a new one to infer')
         expected = (1, 3, self.metadata.input_height, self.metadata.input_width)
         if tuple(batch.shape) != expected:
             raise EngineError(

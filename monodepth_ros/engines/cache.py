@@ -9,6 +9,10 @@ miss: it is rebuilt and the log says why. Writes are atomic (temporary file + ``
 and happen under an exclusive ``fcntl.flock`` on ``<key>.lock`` so that two processes starting
 together build once. The TensorRT timing cache is kept per GPU and TensorRT version.
 
+Engines pile up as a model is retrained or TensorRT is upgraded (JetPack), each tens to
+hundreds of MB, so after every build the cache keeps only the ``keep_per_model`` most recently
+built or used engines of that model name (sidecar ``model_name``) and deletes the rest.
+
 This module does not import TensorRT: the builder and deserializer are passed in.
 """
 
@@ -33,6 +37,7 @@ LOGGER = logging.getLogger(__name__)
 
 CACHE_ENV = 'MONODEPTH_ENGINE_CACHE'
 SIDECAR_FORMAT = 1
+DEFAULT_KEEP_PER_MODEL = 3
 
 
 def default_cache_dir() -> Path:
@@ -54,6 +59,7 @@ class EngineKey:
     sm_count: int
     precision: str
     input_shape: tuple
+    build_recipe: int = 1   # version of the builder settings (sidecars without it: 1)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -65,6 +71,7 @@ class EngineKey:
         data = dict(data)
         data['input_shape'] = tuple(int(v) for v in data['input_shape'])
         data['sm_count'] = int(data['sm_count'])
+        data['build_recipe'] = int(data.get('build_recipe', 1))
         return cls(**data)
 
     def digest(self) -> str:
@@ -107,14 +114,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(lock_path: Path):
-    """Exclusive advisory lock on ``lock_path`` (created if needed), held for the block."""
+def file_lock(lock_path: Path, wait: bool = True):
+    """Exclusive advisory lock on ``lock_path`` (created if needed), held for the block.
+
+    With ``wait=False`` it yields False at once when another holder has it, else True.
+    """
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, 'a+b') as stream:
-        fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
 
@@ -122,8 +136,13 @@ def file_lock(lock_path: Path):
 class EngineCache:
     """Engines on disk, keyed by ``EngineKey``; see the module docstring."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None):
+    def __init__(self, cache_dir: str | os.PathLike | None = None,
+                 keep_per_model: int | None = DEFAULT_KEEP_PER_MODEL):
+        if keep_per_model is not None and keep_per_model < 1:
+            raise EngineError(f'keep_per_model must be at least 1 (or None to keep every '
+                              f'engine), got {keep_per_model}')
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.keep_per_model = keep_per_model
 
     def engine_path(self, key: EngineKey) -> Path:
         return self.cache_dir / f'{key.digest()}.engine'
@@ -152,17 +171,30 @@ class EngineCache:
             atomic_write_bytes(path, bytes(data))
 
     def get_or_build(self, key: EngineKey, build: Callable[[], bytes],
-                     deserialize: Callable[[bytes], object]) -> CacheResult:
+                     deserialize: Callable[[bytes], object],
+                     model_name: str = '') -> CacheResult:
         """Deserialize the cached engine for ``key``, or build, store and deserialize a new one.
 
         ``build()`` returns the serialized engine bytes; ``deserialize(data)`` returns an engine
-        object, or None / raises when the bytes are unusable.
+        object, or None / raises when the bytes are unusable. ``model_name`` groups the engines
+        of one model for ``prune`` (default: the ONNX hash, i.e. no grouping across versions).
+        After a build the older engines of that model beyond ``keep_per_model`` are deleted.
         """
+        model_name = model_name or _hash_group(key)
+        result = self._get_locked(key, build, deserialize, model_name)
+        if result.built and self.keep_per_model is not None:
+            # After our lock is released: prune takes the other engines' locks.
+            self.prune(self.keep_per_model, model_name=model_name)
+        return result
+
+    def _get_locked(self, key: EngineKey, build, deserialize, model_name: str) -> CacheResult:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with file_lock(self.lock_path(key)):
             engine, reason = self._load(key, deserialize)
             if engine is not None:
                 LOGGER.info('TensorRT engine cache hit: %s', self.engine_path(key))
+                with contextlib.suppress(OSError):   # "used" counts as new for prune
+                    os.utime(self.engine_path(key))
                 return CacheResult(engine, self.engine_path(key), built=False, reason=reason)
             LOGGER.warning('building TensorRT engine %s: %s (this can take minutes; it is '
                            'cached for the next start)', self.engine_path(key).name, reason)
@@ -172,7 +204,7 @@ class EngineCache:
                 raise EngineError(f'TensorRT produced no engine for {key.digest()}')
             data = bytes(data)
             atomic_write_bytes(self.engine_path(key), data)
-            sidecar = {'format': SIDECAR_FORMAT, 'key': key.to_dict(),
+            sidecar = {'format': SIDECAR_FORMAT, 'key': key.to_dict(), 'model_name': model_name,
                        'engine_sha256': hashlib.sha256(data).hexdigest(),
                        'engine_bytes': len(data),
                        'built_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
@@ -187,6 +219,49 @@ class EngineCache:
             LOGGER.info('TensorRT engine written to %s (%.1f s)', self.engine_path(key),
                         time.monotonic() - started)
             return CacheResult(engine, self.engine_path(key), built=True, reason=reason)
+
+    def prune(self, keep: int = DEFAULT_KEEP_PER_MODEL, model_name: str | None = None
+              ) -> list[Path]:
+        """Delete all but the ``keep`` newest engines of each model name; returns the deleted.
+
+        Newest means most recently built or loaded (engine file mtime). Only engines with a
+        readable sidecar are considered; one whose lock is held (being built or loaded by
+        another process right now) is left alone. ``model_name`` limits it to one model.
+        """
+        if keep < 1:
+            raise EngineError(f'prune keeps at least 1 engine per model, got keep={keep}')
+        found = []
+        for sidecar_path in self.cache_dir.glob('*.json'):
+            try:
+                sidecar = json.loads(sidecar_path.read_text())
+                key = EngineKey.from_dict(sidecar['key'])
+                mtime = self.engine_path(key).stat().st_mtime_ns
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            found.append((sidecar.get('model_name'), mtime, key))
+        # Sidecars written before names were recorded join the name of the same ONNX.
+        name_of_onnx = {key.onnx_sha256: name for name, _, key in found if name}
+        groups: dict[str, list[tuple[int, EngineKey]]] = {}
+        for name, mtime, key in found:
+            name = name or name_of_onnx.get(key.onnx_sha256) or _hash_group(key)
+            if model_name is None or name == model_name:
+                groups.setdefault(name, []).append((mtime, key))
+        removed = []
+        for name, entries in groups.items():
+            entries.sort(key=lambda entry: entry[0], reverse=True)
+            for _, key in entries[keep:]:
+                with file_lock(self.lock_path(key), wait=False) as locked:
+                    if not locked:
+                        continue
+                    for path in (self.engine_path(key), self.sidecar_path(key)):
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+                    # The empty .lock file stays: deleting it could let two builders lock
+                    # different files for the same key.
+                removed.append(self.engine_path(key))
+                LOGGER.info('engine cache: removed %s (model %s keeps its %d newest engines)',
+                            self.engine_path(key).name, name, keep)
+        return removed
 
     def _load(self, key: EngineKey, deserialize) -> tuple[object | None, str]:
         """(engine, '') on a hit, else (None, why it is a miss)."""
@@ -221,6 +296,10 @@ class EngineCache:
                 return (f'the cached engine {sidecar_path.stem}.engine for this model was '
                         f'built for another setup ({", ".join(key.differences(stored))})')
         return 'no cached engine for this model, precision, shape, GPU and TensorRT version'
+
+
+def _hash_group(key: EngineKey) -> str:
+    return f'onnx-{key.onnx_sha256[:12]}'
 
 
 def _try_deserialize(deserialize, data: bytes) -> tuple[object | None, str]:

@@ -110,5 +110,5 @@ class OnnxRuntimeEngine(DepthEngine):
         depth, logits, confidence = self.session.run(self._output_names, {INPUT_NAME: batch})
         return outputs_from_arrays(depth, logits, confidence)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.session = None

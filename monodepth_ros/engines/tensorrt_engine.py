@@ -11,7 +11,9 @@ post-processing on the GPU. INT8 only through explicit Q/DQ quantization (NVIDIA
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,9 @@ from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
 LOGGER = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE_GB = 4.0
+# Part of every cache key: bump it when the build recipe (flags, ONNX preparation) changes so
+# that engines built the old way are rebuilt. 2: fp32 without TF32, int8 with FP16 outside Q/DQ.
+BUILD_RECIPE = 2
 
 
 def tensorrt_status() -> tuple[bool, str]:
@@ -74,7 +79,15 @@ def make_engine_key(onnx_bytes: bytes, precision: str, input_shape, device_index
                      compute_capability=f'{props.major}.{props.minor}',
                      sm_count=int(props.multi_processor_count),
                      precision=precision + (f'-{extra}' if extra else ''),
-                     input_shape=tuple(int(v) for v in input_shape))
+                     input_shape=tuple(int(v) for v in input_shape), build_recipe=BUILD_RECIPE)
+
+
+def model_name_of(onnx_path) -> str:
+    """Name the cache groups engines by: the ONNX stem less the hash ``ensure_onnx`` appends.
+
+    ``tiny-0123456789abcdef.onnx`` -> ``tiny``, so the exports of retrained versions share it.
+    """
+    return re.sub(r'-[0-9a-f]{16}$', '', Path(onnx_path).stem)
 
 
 def _torch_dtype(trt_dtype):
@@ -100,7 +113,8 @@ def _prepare_onnx(onnx_path: Path, precision: str, work_dir: Path, calibration_d
 
     fp32: the file as exported. fp16: the FP16 builder flag where it exists (TensorRT <= 10),
     else (TensorRT 11, strongly typed only) a mixed-precision copy made by ModelOpt AutoCast.
-    int8: explicit Q/DQ nodes inserted by ModelOpt, calibrated on ``calibration_data``.
+    int8: explicit Q/DQ nodes inserted by ModelOpt, calibrated on ``calibration_data``; see
+    ``_int8_typing`` for how the layers outside the Q/DQ pairs get FP16.
     """
     import tensorrt as trt
 
@@ -135,10 +149,44 @@ def _prepare_onnx(onnx_path: Path, precision: str, work_dir: Path, calibration_d
         raise EngineError('INT8 needs calibration images (build-engine --calibration-images '
                           'DIR): a few hundred frames like the ones the robot will see')
     int8_path = work_dir / 'model_int8.onnx'
+    options = {}
+    if 'high_precision_dtype' in inspect.signature(quantize).parameters:
+        # ModelOpt's documented option: the layers it does not quantize become FP16 in the ONNX
+        # itself, so a strongly typed build runs them in FP16 rather than FP32.
+        options['high_precision_dtype'] = 'fp16'
     quantize(onnx_path=str(onnx_path), quantize_mode='int8',
              calibration_data={INPUT_NAME: np.asarray(calibration_data, dtype=np.float32)},
-             output_path=str(int8_path))
-    return int8_path, hasattr(trt.NetworkDefinitionCreationFlag, 'STRONGLY_TYPED')
+             output_path=str(int8_path), **options)
+    return int8_path, _int8_typing(int8_path)
+
+
+def _int8_typing(qdq_path: Path) -> bool:
+    """Whether to build the Q/DQ ONNX at ``qdq_path`` strongly typed.
+
+    NVIDIA's guidance is explicit quantization with strong typing and no precision flags; the
+    network's own types then decide the precision outside the Q/DQ pairs. That is FP16 when
+    ModelOpt converted the rest of the graph (``high_precision_dtype='fp16'``). Older ModelOpt
+    releases apply that option to FP8 only and leave the rest FP32, which a strongly typed build
+    would run in FP32; TensorRT <= 10 then builds weakly typed with the FP16 and INT8 flags, so
+    those layers may use FP16 kernels (TensorRT 11 has no flags: strongly typed, FP32 there).
+    """
+    import onnx
+    import tensorrt as trt
+
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, 'STRONGLY_TYPED')
+    model = onnx.load(str(qdq_path), load_external_data=False)
+    has_fp16 = any(tensor.data_type == onnx.TensorProto.FLOAT16
+                   for tensor in model.graph.initializer)
+    if has_fp16 or not strongly_typed:
+        return strongly_typed
+    if hasattr(trt.BuilderFlag, 'FP16'):
+        LOGGER.info('the INT8 ONNX keeps FP32 outside its Q/DQ nodes (older ModelOpt): '
+                    'building weakly typed with the FP16 and INT8 flags')
+        return False
+    LOGGER.warning('the INT8 ONNX keeps FP32 outside its Q/DQ nodes and TensorRT %s builds '
+                   'strongly typed only: those layers run in FP32; update NVIDIA ModelOpt',
+                   trt.__version__)
+    return True
 
 
 def build_serialized_engine(onnx_path, precision: str, workspace_gb: float = DEFAULT_WORKSPACE_GB,
@@ -172,6 +220,11 @@ def build_serialized_engine(onnx_path, precision: str, workspace_gb: float = DEF
                 config.set_flag(trt.BuilderFlag.FP16)
             if precision == 'int8' and hasattr(trt.BuilderFlag, 'INT8'):
                 config.set_flag(trt.BuilderFlag.INT8)   # Q/DQ networks on 8.x need it
+        if precision == 'fp32' and hasattr(trt.BuilderFlag, 'TF32'):
+            # The builder allows TF32 by default (10-bit mantissa inputs on Ampere and newer);
+            # fp32 is asked for to get IEEE FP32, the reference the other precisions are
+            # checked against.
+            config.clear_flag(trt.BuilderFlag.TF32)
         timing = config.create_timing_cache(bytes(timing_cache or b''))
         if not config.set_timing_cache(timing, ignore_mismatch=False) and timing_cache:
             # A cache from another device/driver: start afresh rather than mix timings.
@@ -222,19 +275,26 @@ class TensorRTEngine(DepthEngine):
             cache.save_timing_cache(key, timing_bytes)
             return engine_bytes
 
-        with torch.cuda.device(self.device):
-            self.logger = trt.Logger(trt.Logger.WARNING)
-            self.runtime = trt.Runtime(self.logger)
-            result = cache.get_or_build(key, build, self.runtime.deserialize_cuda_engine)
-            self.engine = result.engine
-            self.context = self.engine.create_execution_context()
-            if self.context is None:
-                raise EngineError(f'TensorRT could not create an execution context for '
-                                  f'{result.path} (out of GPU memory?)')
-            # A dedicated stream: TensorRT must not run on torch's legacy default stream.
-            self.stream = torch.cuda.Stream(device=self.device)
-            self.buffers = self._allocate(input_shape)
-            self.host_input = torch.empty(input_shape, dtype=torch.float32, pin_memory=True)
+        try:
+            with torch.cuda.device(self.device):
+                self.logger = trt.Logger(trt.Logger.WARNING)
+                self.runtime = trt.Runtime(self.logger)
+                result = cache.get_or_build(key, build, self.runtime.deserialize_cuda_engine,
+                                            model_name=model_name_of(onnx_path))
+                self.engine = result.engine
+                self.context = self.engine.create_execution_context()
+                if self.context is None:
+                    raise EngineError(f'TensorRT could not create an execution context for '
+                                      f'{result.path} (out of GPU memory?)')
+                # A dedicated stream: TensorRT must not run on torch's legacy default stream.
+                self.stream = torch.cuda.Stream(device=self.device)
+                self.buffers = self._allocate(input_shape)
+                self.host_input = torch.empty(input_shape, dtype=torch.float32, pin_memory=True)
+        except RuntimeError as error:
+            # CUDA out of memory and TensorRT's own exceptions: typed, so that backend 'auto'
+            # can fall back to another backend.
+            raise EngineError(f'TensorRT engine setup for {onnx_path} on {self.device} failed: '
+                              f'{error}') from error
         info = {'device': str(self.device), 'gpu': key.gpu_name,
                 'compute_capability': key.compute_capability, 'sm_count': key.sm_count,
                 'tensorrt_version': key.tensorrt_version, 'engine_file': str(result.path),
@@ -284,7 +344,10 @@ class TensorRTEngine(DepthEngine):
                                           self.buffers['confidence'])
         return output
 
-    def close(self) -> None:
+    def _release(self) -> None:
+        # The execution context must go before the engine it came from.
         self.context = None
         self.engine = None
         self.buffers = {}
+        self.host_input = None
+        self.stream = None

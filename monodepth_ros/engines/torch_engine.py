@@ -74,3 +74,6 @@ class TorchEngine(DepthEngine):
             outputs = self.model(batch)
         return outputs_from_tensors(outputs['depth'], outputs['semantic_logits'],
                                     outputs['confidence'])
+
+    def _release(self) -> None:
+        self.model = None
