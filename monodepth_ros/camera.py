@@ -6,7 +6,9 @@ Conventions
   (OpenCV / ROS). The optical frame is REP 103: z forward, x right, y down.
 * Intrinsics come from the rectified projection ``P`` (``fx = P[0,0]``, ``cx = P[0,2]``, ...);
   when ``P`` is all zeros, ``K`` is used. Our images are rectified, so ``D`` is carried along
-  but never applied.
+  but never applied. Only P's 3x3 block is used: points are in this camera's own optical
+  frame, so a right stereo camera's baseline term (``P[0,3] = -fx * B``) is not applied here
+  (``projection.lidar_depth_image`` applies the full P).
 * ``scaled(w, h)`` matches ``cv2.resize`` (which aligns pixel *corners*):
   ``fx' = fx * sx`` and ``cx' = (cx + 0.5) * sx - 0.5`` with ``sx = w / width`` (same for y).
   A point keeps its physical ray through the resize, so back-projection stays exact.

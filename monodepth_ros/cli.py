@@ -2,7 +2,8 @@
 
 Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
 imported only when their subcommand runs, so ``monodepth --help`` stays fast (no torch import).
-Any ``MonodepthError`` is printed as one line and exits with status 2.
+Any ``MonodepthError``, and any ``OSError`` (an unwritable output path, a full disk, a missing
+file), is printed as one line and exits with status 2; ``--verbose`` logs the traceback too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from monodepth_ros import __version__
@@ -48,11 +50,17 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_text(docstring: str) -> str:
+    """Drop reStructuredText markup (``code``, :func:`name`) so --help reads as plain text."""
+    text = re.sub(r':[a-z]+:`([^`]*)`', r'\1', docstring)
+    return re.sub(r'``([^`]*)``', r'\1', text)
+
+
 def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, help_text = SUBCOMMANDS[command]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(
-        prog=f'monodepth {command}', description=(module.__doc__ or help_text).strip(),
+        prog=f'monodepth {command}', description=_plain_text(module.__doc__ or help_text).strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     module.add_arguments(parser)
@@ -71,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                         format='[%(levelname)s] %(name)s: %(message)s')
     try:
         return int(module.run(args) or 0)
-    except MonodepthError as error:
+    except (MonodepthError, OSError) as error:
+        logging.getLogger('monodepth').debug('%s failed', command, exc_info=True)
         print(f'monodepth {command}: error: {error}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:

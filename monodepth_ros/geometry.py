@@ -45,14 +45,28 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     return -q if q[3] < 0 else q
 
 
+# Quaternions shorter than this carry no usable direction (a zeroed or unset message).
+MIN_QUATERNION_NORM = 1e-9
+
+
 def quaternion_to_matrix(q) -> np.ndarray:
-    """3x3 rotation matrix of a quaternion (x, y, z, w); it is normalized first."""
-    x, y, z, w = np.asarray(q, dtype=np.float64)
-    norm = np.sqrt(x * x + y * y + z * z + w * w)
-    if not np.isfinite(norm) or norm < 1e-9:
-        raise MessageError(f'quaternion ({x}, {y}, {z}, {w}) is not a rotation, expected a '
-                           'finite non-zero quaternion')
-    x, y, z, w = x / norm, y / norm, z / norm, w / norm
+    """3x3 rotation matrix of a quaternion (x, y, z, w); it is normalized first.
+
+    MessageError for a non-finite quaternion or one of norm below ``MIN_QUATERNION_NORM``
+    (the all-zero quaternion of an unset message is not a rotation).
+    """
+    x, y, z, w = q = np.asarray(q, dtype=np.float64).reshape(4)
+    if not np.all(np.isfinite(q)):
+        raise MessageError(f'quaternion ({x}, {y}, {z}, {w}) has a NaN or Inf component, '
+                           'expected a finite unit quaternion')
+    # Scale by the largest component first so that huge components do not overflow.
+    scale = float(np.max(np.abs(q)))
+    scaled_norm = float(np.linalg.norm(q / scale)) if scale > 0 else 0.0     # in [1, 2]
+    norm = scale * scaled_norm      # Python floats: inf past 1.8e308, no warning
+    if norm < MIN_QUATERNION_NORM:
+        raise MessageError(f'quaternion ({x}, {y}, {z}, {w}) has norm {norm:.3g}, which is no '
+                           'rotation; expected a unit quaternion (w=1 for identity)')
+    x, y, z, w = q / scale / scaled_norm
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -92,13 +106,31 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def transform_stamped_to_matrix(transform_stamped) -> np.ndarray:
-    """4x4 ``T_parent_child`` of a geometry_msgs/TransformStamped (or Transform)."""
+    """4x4 ``T_parent_child`` of a geometry_msgs/TransformStamped (or Transform).
+
+    MessageError, naming the frames, for a missing or non-numeric field, a NaN/Inf
+    translation or a quaternion that is no rotation (see :func:`quaternion_to_matrix`).
+    """
+    header = getattr(transform_stamped, 'header', None)
+    where = 'transform'
+    if header is not None:
+        where = (f'transform {getattr(header, "frame_id", "?")!r} <- '
+                 f'{getattr(transform_stamped, "child_frame_id", "?")!r}')
     transform = getattr(transform_stamped, 'transform', transform_stamped)
-    t, q = transform.translation, transform.rotation
-    T = make_transform(quaternion_to_matrix([q.x, q.y, q.z, q.w]), [t.x, t.y, t.z])
-    if not np.all(np.isfinite(T)):
-        raise MessageError('transform has a NaN or Inf translation, expected finite values')
-    return T
+    try:
+        t, q = transform.translation, transform.rotation
+        translation = [float(t.x), float(t.y), float(t.z)]
+        rotation = [float(q.x), float(q.y), float(q.z), float(q.w)]
+    except (AttributeError, TypeError, ValueError, OverflowError) as err:
+        raise MessageError(f'{where} is malformed ({err}); expected a geometry_msgs/Transform '
+                           'with numeric translation x, y, z and rotation x, y, z, w') from err
+    if not np.all(np.isfinite(translation)):
+        raise MessageError(f'{where} has translation {translation}, expected finite values')
+    try:
+        R = quaternion_to_matrix(rotation)
+    except MessageError as err:
+        raise MessageError(f'{where}: {err}') from None
+    return make_transform(R, translation)
 
 
 # -- back-projection ----------------------------------------------------------------------
@@ -112,6 +144,11 @@ def backproject_depth(depth: np.ndarray, camera: CameraModel, stride: int = 1,
     <= 0, below ``min_range`` or above ``max_range`` is invalid. ``organized`` returns
     ``ceil(H/stride) x ceil(W/stride) x 3`` float32 with NaN for invalid pixels, otherwise the
     valid points only, Nx3 float32 row by row.
+
+    Points come out in the camera's own optical frame: only the 3x3 block of ``P`` is used
+    (see ``CameraModel.projection``), so a stereo baseline term ``Tx = P[0, 3]`` (non-zero for
+    the second camera of a rectified pair) is not applied, whereas
+    ``projection.lidar_depth_image`` applies the full ``P``.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2:
@@ -201,13 +238,28 @@ class TransformBuffer:
             edge.transforms.insert(index, T)
 
     def add_message(self, tf_msg, static: bool) -> None:
-        """Add every transform of a tf2_msgs/TFMessage (from /tf_static or /tf)."""
+        """Add every transform of a tf2_msgs/TFMessage (from /tf_static or /tf).
+
+        All transforms are decoded before any is added, so a malformed message (MessageError)
+        or an invalid frame pair (TransformError) leaves the buffer unchanged.
+        """
         from monodepth_ros.messages import stamp_to_ns
 
+        decoded = []
         for transform in tf_msg.transforms:
-            self.add(transform.header.frame_id, transform.child_frame_id,
-                     transform_stamped_to_matrix(transform),
-                     stamp_ns=stamp_to_ns(transform.header.stamp), static=static)
+            try:
+                parent, child = str(transform.header.frame_id), str(transform.child_frame_id)
+                stamp_ns = stamp_to_ns(transform.header.stamp)
+            except (AttributeError, TypeError, ValueError, OverflowError) as err:
+                raise MessageError(f'TFMessage entry has no usable header/child_frame_id '
+                                   f'({err}); expected a geometry_msgs/TransformStamped') \
+                    from err
+            if not parent or not child or parent == child:
+                raise TransformError(
+                    f'transform {parent!r} <- {child!r} needs two distinct, non-empty frame ids')
+            decoded.append((parent, child, transform_stamped_to_matrix(transform), stamp_ns))
+        for parent, child, T, stamp_ns in decoded:
+            self.add(parent, child, T, stamp_ns=stamp_ns, static=static)
 
     def _edge_transform(self, child: str, stamp_ns: int | None) -> np.ndarray:
         edge = self._edges[child]

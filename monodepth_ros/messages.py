@@ -190,18 +190,32 @@ def make_header(types: MessageTypes, stamp_ns: int, frame_id: str):
 
 
 def _as_uint8_buffer(data, what: str) -> np.ndarray:
-    """Flat uint8 view of a message's data field (ndarray, array.array, bytes or list)."""
+    """Flat uint8 view of a message's data field (ndarray, array.array, bytes or list).
+
+    The field is ``uint8[]``: an array of another dtype is refused rather than cast, since
+    casting (say float32 pixels) would silently produce unrelated bytes.
+    """
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
-            data = data.astype(np.uint8)
+            raise MessageError(f'{what} data is an array of {data.dtype}, expected uint8 '
+                               'bytes')
         return data.reshape(-1)
+    if isinstance(data, pyarray.array) and data.typecode != 'B':
+        raise MessageError(f'{what} data is an array.array of typecode {data.typecode!r}, '
+                           "expected uint8 bytes (typecode 'B')")
     if isinstance(data, (bytes, bytearray, memoryview, pyarray.array)):
         return np.frombuffer(data, dtype=np.uint8)
     try:
-        return np.asarray(data, dtype=np.uint8).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as err:
+        values = np.asarray(data)
+    except (TypeError, ValueError) as err:
         raise MessageError(f'{what} data of type {type(data).__name__} is not a byte buffer') \
             from err
+    if values.size == 0:
+        return np.empty(0, dtype=np.uint8)
+    if values.dtype.kind not in 'iu' or values.min() < 0 or values.max() > 255:
+        raise MessageError(f'{what} data of type {type(data).__name__} holds {values.dtype} '
+                           'values, expected uint8 bytes (integers 0..255)')
+    return values.astype(np.uint8).reshape(-1)
 
 
 # -- images -------------------------------------------------------------------------------

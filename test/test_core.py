@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from monodepth_ros.cli import SUBCOMMANDS, main
+from monodepth_ros.cli import SUBCOMMANDS, build_parser, main
 from monodepth_ros.errors import ConfigError, ModelFileError
 from monodepth_ros.model.bins import sid_bin_centers, sid_bin_edges
 from monodepth_ros.model.metadata import ModelMetadata
@@ -84,3 +84,31 @@ def test_every_command_has_its_own_help(command):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f'usage: monodepth {command}' in result.stdout
+
+
+def test_cli_prints_os_errors_in_one_line(tmp_path, capsys):
+    # An output folder below a regular file cannot be created (NotADirectoryError).
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    out = blocker / 'data'
+    assert main(['synth-bag', str(out), '--dataset', '--frames', '1', '--size', '32x16']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('monodepth synth-bag: error: ') and err.count('\n') == 1
+    assert 'Not a directory' in err and str(blocker) in err
+
+
+def test_synth_bag_dataset_refuses_bag_storage_and_help_is_plain_text(tmp_path, capsys,
+                                                                     monkeypatch):
+    out = tmp_path / 'data'
+    assert main(['synth-bag', str(out), '--dataset', '--storage', 'mcap', '--frames', '1']) == 2
+    err = capsys.readouterr().err
+    assert err == ('monodepth synth-bag: error: --storage mcap applies to bags only; drop it '
+                   'with --dataset (which writes a folder of PNGs)\n')
+    assert not out.exists()
+    monkeypatch.setenv('COLUMNS', '1000')
+    parser, _ = build_parser('synth-bag')
+    help_text = parser.format_help()
+    for markup in ('``', ':func:', ':class:', ':meth:'):
+        assert markup not in help_text
+    assert 'Dataset mode (--dataset)' in help_text and 'read_dataset_frame()' in help_text
+    assert '(--storage and --distro do not apply)' in help_text

@@ -1,11 +1,17 @@
 """Back-projection, rotations and the transform buffer: hand-computed exact values."""
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monodepth_ros.camera import CameraModel
-from monodepth_ros.errors import CalibrationError, TransformError
+from monodepth_ros.errors import CalibrationError, MessageError, TransformError
 from monodepth_ros.geometry import (
+    MIN_QUATERNION_NORM,
     TransformBuffer,
     backproject_depth,
     invert_transform,
@@ -13,8 +19,9 @@ from monodepth_ros.geometry import (
     matrix_to_quaternion,
     quaternion_to_matrix,
     transform_points,
+    transform_stamped_to_matrix,
 )
-from monodepth_ros.messages import MessageTypes, make_tf_message
+from monodepth_ros.messages import MessageTypes, make_header, make_tf_message
 
 # 4x3 image, principal point well off the centre (1.5, 1.0 would be the centre).
 CAMERA = CameraModel.from_intrinsics(fx=100.0, fy=200.0, cx=0.5, cy=2.0, width=4, height=3)
@@ -173,3 +180,125 @@ def test_dynamic_transforms_interpolate_and_clamp():
         buffer.add('world', 'base_link', np.eye(4), static=False)
     with pytest.raises(TransformError, match='finite 4x4'):
         buffer.add('world', 'x', np.full((4, 4), np.nan))
+
+
+# -- TF decoding: random, malformed and degenerate transforms --------------------------------
+TYPES = MessageTypes.rosbags('humble')
+# Mostly plausible components, plus zero, tiny, huge, NaN and Inf.
+COMPONENT = st.one_of(st.floats(-2.0, 2.0), st.just(0.0), st.floats())
+QUATERNION = st.tuples(COMPONENT, COMPONENT, COMPONENT, COMPONENT)
+TRANSLATION = st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3), st.floats())
+
+
+def transform_msg(parent, child, q, t, stamp_ns=0):
+    """A TransformStamped with raw quaternion/translation fields, as a driver may send."""
+    return TYPES.TransformStamped(
+        header=make_header(TYPES, stamp_ns, parent), child_frame_id=child,
+        transform=TYPES.Transform(
+            translation=TYPES.Vector3(x=t[0], y=t[1], z=t[2]),
+            rotation=TYPES.Quaternion(x=q[0], y=q[1], z=q[2], w=q[3])))
+
+
+def is_valid(q, t):
+    finite = all(math.isfinite(value) for value in (*q, *t))
+    return finite and math.hypot(*q) >= MIN_QUATERNION_NORM   # hypot: inf when huge, fine
+
+
+def assert_rotates_like(R, q):
+    """R turns each axis as the unit quaternion q does: v' = v + 2w (u x v) + 2u x (u x v)."""
+    largest = max(abs(value) for value in q)       # divide first: no overflow near 1e308
+    scaled = [value / largest for value in q]
+    x, y, z, w = (value / math.hypot(*scaled) for value in scaled)
+    u = np.array([x, y, z])
+    for axis in np.eye(3):
+        rotated = axis + 2 * w * np.cross(u, axis) + 2 * np.cross(u, np.cross(u, axis))
+        np.testing.assert_allclose(R @ axis, rotated, atol=1e-9)
+
+
+@settings(max_examples=400, deadline=None)
+@given(q=QUATERNION, t=TRANSLATION)
+def test_random_transform_stamped_is_a_rigid_transform_or_a_message_error(q, t):
+    msg = transform_msg('base_link', 'velo_link', q, t)
+    try:
+        T = transform_stamped_to_matrix(msg)
+    except MessageError as err:
+        assert not is_valid(q, t), f'valid transform refused: {err}'
+        assert str(err).startswith("transform 'base_link' <- 'velo_link'")
+        return
+    assert is_valid(q, t)
+    R = T[:3, :3]
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
+    assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-9)
+    assert T[:3, 3].tolist() == list(t) and T[3].tolist() == [0, 0, 0, 1]
+    assert_rotates_like(R, q)
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.tuples(QUATERNION, TRANSLATION, st.integers(0, 2**62)),
+                        min_size=1, max_size=4),
+       static=st.booleans(), data=st.data())
+def test_random_tf_messages_are_added_whole_or_not_at_all(entries, static, data):
+    # Frame f<i> hangs below 'world' or an earlier f<j>: always a tree.
+    parents = [data.draw(st.sampled_from(['world'] + [f'f{j}' for j in range(i)]))
+               for i in range(len(entries))]
+    msg = TYPES.TFMessage(transforms=[
+        transform_msg(parent, f'f{i}', q, t, stamp)
+        for i, (parent, (q, t, stamp)) in enumerate(zip(parents, entries))])
+    buffer = TransformBuffer()
+    buffer.add('world', 'base_link', WORLD_FROM_BASE)
+    try:
+        buffer.add_message(msg, static=static)
+    except MessageError:
+        assert not all(is_valid(q, t) for q, t, _ in entries)
+        assert buffer.frames == ['base_link', 'world'], 'a refused message left transforms'
+        return
+    assert all(is_valid(q, t) for q, t, _ in entries)
+    for i, (parent, (q, t, stamp)) in enumerate(zip(parents, entries)):
+        T = buffer.lookup(parent, f'f{i}', None if static else stamp)
+        assert T[:3, 3].tolist() == list(t)
+        assert_rotates_like(T[:3, :3], q)
+
+
+def test_zero_norm_quaternion_is_refused_with_the_frames_named():
+    ok = transform_msg('base_link', 'camera', (0.0, 0.0, 0.0, 1.0), (1.0, 0.0, 0.0))
+    zero = transform_msg('base_link', 'velo_link', (0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 2.0))
+    message = (r"transform 'base_link' <- 'velo_link': quaternion \(0.0, 0.0, 0.0, 0.0\) has "
+               r'norm 0, which is no rotation; expected a unit quaternion')
+    with pytest.raises(MessageError, match=message):
+        transform_stamped_to_matrix(zero)
+    buffer = TransformBuffer()
+    with pytest.raises(MessageError, match=message):
+        buffer.add_message(TYPES.TFMessage(transforms=[ok, zero]), static=True)
+    assert buffer.frames == []       # the valid first transform was not kept either
+    with pytest.raises(MessageError, match='NaN or Inf component'):
+        quaternion_to_matrix([0.0, float('nan'), 0.0, 1.0])
+    # Huge but finite components still give a direction: no overflow to Inf.
+    for huge in (1e300, 1.5e308):
+        np.testing.assert_allclose(quaternion_to_matrix([0.0, 0.0, huge, huge]), rot_z(90),
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize('rotation, translation, message', [
+    (SimpleNamespace(x=0.0, y=0.0, z=0.0, w=None), SimpleNamespace(x=0, y=0, z=0),
+     'is malformed'),
+    (SimpleNamespace(x=0.0, y=0.0, z='abc', w=1.0), SimpleNamespace(x=0, y=0, z=0),
+     'is malformed'),
+    (SimpleNamespace(x=0.0, y=0.0, z=0.0), SimpleNamespace(x=0, y=0, z=0), 'is malformed'),
+    (SimpleNamespace(x=0.0, y=0.0, z=0.0, w=1.0), SimpleNamespace(x=0, y=float('inf'), z=0),
+     r'has translation \[0.0, inf, 0.0\], expected finite values'),
+])
+def test_malformed_transform_fields_raise_message_error(rotation, translation, message):
+    msg = SimpleNamespace(
+        header=SimpleNamespace(frame_id='map', stamp=SimpleNamespace(sec=1, nanosec=0)),
+        child_frame_id='odom',
+        transform=SimpleNamespace(rotation=rotation, translation=translation))
+    with pytest.raises(MessageError, match=f"transform 'map' <- 'odom' {message}"):
+        TransformBuffer().add_message(SimpleNamespace(transforms=[msg]), static=False)
+
+
+@pytest.mark.parametrize('parent, child', [('', 'velo_link'), ('base_link', ''),
+                                           ('base_link', 'base_link')])
+def test_tf_messages_need_two_distinct_frame_ids(parent, child):
+    msg = make_tf_message(TYPES, [(parent, child, np.eye(4), 0)])
+    with pytest.raises(TransformError, match='two distinct, non-empty frame ids'):
+        TransformBuffer().add_message(msg, static=True)

@@ -584,3 +584,72 @@ def test_random_camera_infos_only_raise_typed_errors(width, height, k, p, binnin
     except (CalibrationError, MessageError):
         return
     assert model.width > 0 and model.height > 0 and model.fx > 0 and model.fy > 0
+
+
+# -- data buffers, driver layouts, rgb packing over whole images -----------------------------
+@pytest.mark.parametrize('data, message', [
+    (np.zeros(18, np.float32), 'image data is an array of float32, expected uint8'),
+    (np.zeros(18, np.int16), 'image data is an array of int16, expected uint8'),
+    (array.array('f', [0.0] * 18), "image data is an array.array of typecode 'f'"),
+    ([0] * 17 + [256], r'holds int\d+ values, expected uint8 bytes \(integers 0..255\)'),
+    ([0.5] * 18, 'holds float64 values, expected uint8'),
+])
+def test_non_uint8_data_is_refused_not_cast(data, message):
+    with pytest.raises(MessageError, match=message):
+        image_to_array(image(data=data))
+
+
+def test_non_uint8_cloud_data_is_refused_and_byte_lists_are_read():
+    # 6 float32 zeros are 24 bytes; a cast to uint8 would make 6 bytes of something else.
+    with pytest.raises(MessageError, match='PointCloud2 data is an array of float32'):
+        read_pointcloud2(cloud(data=np.zeros(6, np.float32)))
+    # A plain list of byte values (as some message libraries give) is read as bytes.
+    data = list(struct.pack('<6f', 1, 2, 3, 4, 5, 6))
+    np.testing.assert_array_equal(read_pointcloud2(cloud(data=data))['z'], [3, 6])
+
+
+def test_read_hesai_layout_with_unaligned_float64_timestamp(types):
+    # Hesai driver: x, y, z, intensity float32 at 0..12, ring uint16 at 16, timestamp
+    # float64 at 18 (not 8-byte aligned), point_step 26 with no padding.
+    layout = np.dtype({'names': ['x', 'y', 'z', 'intensity', 'ring', 'timestamp'],
+                       'formats': ['<f4'] * 4 + ['<u2', '<f8'],
+                       'offsets': [0, 4, 8, 12, 16, 18], 'itemsize': 26})
+    points = np.zeros(4, dtype=layout)
+    points['x'] = [1.25, -3.5, 0.0, 200.0]
+    points['y'] = [0.5, 2.0, -7.75, 1.0]
+    points['z'] = [-1.5, 0.25, 3.0, np.nan]
+    points['intensity'] = [0.0, 17.0, 255.0, 3.5]
+    points['ring'] = [0, 31, 127, 65535]
+    # Seconds since the epoch with microsecond parts: float64 precision is needed.
+    points['timestamp'] = [1_700_000_000.000001, 1_700_000_000.000002, 1_700_000_000.099999,
+                           1_700_000_000.1]
+    msg = cdr_round_trip(types, cloud_from_structured(types, points))
+    assert (msg.point_step, [f.offset for f in msg.fields]) == (26, [0, 4, 8, 12, 16, 18])
+    arrays = read_pointcloud2(msg, layout.names)
+    assert arrays['timestamp'].dtype == np.float64 and arrays['ring'].dtype == np.uint16
+    for name in layout.names:
+        np.testing.assert_array_equal(arrays[name], points[name])
+    # float64 resolves 2.4e-7 s at 1.7e9 s (float32 only 128 s): the 1 us step survives.
+    assert arrays['timestamp'][1] - arrays['timestamp'][0] == pytest.approx(1e-6, abs=2.5e-7)
+    np.testing.assert_array_equal(pointcloud2_to_xyz(msg),
+                                  np.stack([points['x'], points['y'], points['z']], 1)[:3])
+
+
+@pytest.mark.parametrize('organized', [True, False])
+def test_rgb_packing_of_every_pixel_of_a_random_image(types, organized):
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, size=(13, 17, 3), dtype=np.uint8)
+    xyz = rng.normal(size=(13, 17, 3)).astype(np.float32)
+    if not organized:
+        rgb, xyz = rgb.reshape(-1, 3), xyz.reshape(-1, 3)
+    # 0x00RRGGBB computed with Python integers, independently of both packers.
+    expected = [(int(r) << 16) | (int(g) << 8) | int(b) for r, g, b in rgb.reshape(-1, 3)]
+    assert pack_rgb(rgb).view(np.uint32).reshape(-1).tolist() == expected
+    msg = cdr_round_trip(types, make_pointcloud2(types, make_header(types, 0, 'c'), xyz,
+                                                 rgb=rgb))
+    words = np.frombuffer(bytes(msg.data), dtype='<u4').reshape(-1, 4)
+    assert words[:, 3].tolist() == expected        # rgb is the 4th float32 of each point
+    packed = read_pointcloud2(msg, ('rgb',))['rgb']
+    np.testing.assert_array_equal(packed.view(np.uint32), pack_rgb(rgb).reshape(-1).view(
+        np.uint32))
+    np.testing.assert_array_equal(unpack_rgb(packed), rgb.reshape(-1, 3))

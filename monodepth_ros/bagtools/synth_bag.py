@@ -13,19 +13,20 @@ Bag mode (default) writes, all stamped with the frame's time (10 Hz):
   /tf_static  base_link -> velo_link -> camera_color_left (once, at the first stamp)
   /tf         world -> base_link (the ego pose, every frame)
 
-Dataset mode (``--dataset``) writes a folder:
+Dataset mode (--dataset) writes a folder instead; --storage and --distro choose the bag
+format, so they do not apply (--storage is refused there):
 
   OUT/intrinsics.json       width, height, fx, fy, cx, cy, K (3x3), T_camera_from_lidar (4x4),
                             seed, frame_rate_hz, depth_format, depth_scale, class_names, frames
   OUT/rgb/NNNNNN.png        8-bit RGB
   OUT/depth/NNNNNN.png      16-bit, metres * 256 (KITTI depth convention), 0 = no depth (sky or
-                            farther than 255.99 m); with ``--depth-format npy``: depth/NNNNNN.npy
+                            farther than 255.99 m); with --depth-format npy: depth/NNNNNN.npy
                             float32 metres, NaN = no depth
   OUT/semantics/NNNNNN.png  8-bit Cityscapes trainIds (255 = ignore)
   OUT/lidar/NNNNNN.npz      x, y, z, intensity (float32), ring (uint16), LiDAR frame
-                            (only with ``--lidar``)
+                            (only with --lidar)
 
-NNNNNN is the frame index. :func:`read_dataset_frame` reads one frame back.
+NNNNNN is the frame index; read_dataset_frame() in this module reads one frame back.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def add_arguments(parser) -> None:
     parser.add_argument('--size', default=None, metavar='WxH',
                         help='render size (intrinsics scaled); default 1242x375')
     parser.add_argument('--dataset', action='store_true',
-                        help='write a dataset folder of PNGs + intrinsics.json instead of a bag')
+                        help='write a dataset folder of PNGs + intrinsics.json instead of a '
+                        'bag (--storage and --distro do not apply)')
     parser.add_argument('--depth-format', choices=('png', 'npy'), default='png',
                         help='dataset depth files: 16-bit PNG (metres*256) or float32 .npy')
     parser.add_argument('--lidar', action='store_true',
@@ -62,6 +64,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     size = None if args.size is None else _parse_size(args.size)
     if args.dataset:
+        if args.storage is not None:
+            raise ConfigError(f'--storage {args.storage} applies to bags only; drop it with '
+                              '--dataset (which writes a folder of PNGs)')
         path = write_synthetic_dataset(args.out, args.frames, seed=args.seed, start=args.start,
                                        size=size, depth_format=args.depth_format,
                                        lidar=args.lidar)
