@@ -1,7 +1,9 @@
 """Start the depth node on the KITTI colour camera topics (as written by monodepth kitti2bag).
 
-Arguments: model, backend, precision, bag (played alongside with ``ros2 bag play``), rviz,
-use_sim_time. Example::
+Arguments: model, backend, precision, bag (played alongside with ``ros2 bag play --clock``),
+rviz, use_sim_time. With a bag, ``use_sim_time`` defaults to true: the node's clock then
+follows the bag's /clock, so the ``input_to_output`` latency compares recording stamps with
+recording time (with wall time it would be the age of the recording). Example::
 
     ros2 launch monodepth_ros kitti.launch.py bag:=drive rviz:=true
 """
@@ -34,7 +36,8 @@ def generate_launch_description():
 
     arguments = [
         DeclareLaunchArgument('model', default_value='',
-                              description='model file (.onnx, .engine, .pt); empty = default'),
+                              description='model file (.onnx, or a .pt checkpoint exported once '
+                              'and cached); empty = the packaged default model'),
         DeclareLaunchArgument('backend', default_value='auto',
                               description='auto | tensorrt | onnxruntime | torch'),
         DeclareLaunchArgument('precision', default_value='fp16',
@@ -43,8 +46,10 @@ def generate_launch_description():
                               description='rosbag2 to play alongside (ros2 bag play --clock)'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='start RViz with config/kitti.rviz'),
-        DeclareLaunchArgument('use_sim_time', default_value='false',
-                              description='use /clock (set true with bag:=...)'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value=PythonExpression(["'true' if '", bag,
+                                                            "' else 'false'"]),
+            description='follow /clock (default: true when bag:=... is given, else false)'),
     ]
     # Private topics of the node, remapped to the kitti2bag names and a /monodepth prefix.
     remappings = [('~/input/image', topics.CAMERA_IMAGE_TOPIC),

@@ -28,14 +28,16 @@ def add_model_arguments(parser) -> None:
     parser.add_argument('--model', '-m', default=None,
                         help='model file (.onnx or .pt checkpoint); default: the packaged '
                         'default model')
-    parser.add_argument('--backend', default='auto',
-                        choices=('auto', 'tensorrt', 'onnxruntime', 'torch'),
+    from monodepth_ros.engines import BACKENDS, PRECISIONS
+
+    parser.add_argument('--backend', default='auto', choices=BACKENDS,
                         help='inference backend (default: auto, the fastest available)')
-    parser.add_argument('--precision', default='fp16', choices=('fp16', 'fp32', 'int8'),
+    parser.add_argument('--precision', default='fp16', choices=PRECISIONS,
                         help='TensorRT precision (CPU backends run fp32)')
     parser.add_argument('--engine-cache-dir', default=None,
-                        help='cache of ONNX exports and TensorRT engines '
-                        '(default: ~/.cache/monodepth_ros)')
+                        help='folder of cached TensorRT engines; ONNX exports of .pt '
+                        'checkpoints go to <folder>/onnx (default: $MONODEPTH_ENGINE_CACHE, '
+                        'else ~/.cache/monodepth_ros/engines)')
 
 
 def load_engine(model, backend='auto', precision='fp16', cache_dir=None):

@@ -4,6 +4,10 @@ Everything this node decides (parameters, which frame to process, camera_info ma
 diagnostics content) lives in :mod:`monodepth_ros.node_core`, which is tested without ROS.
 This module only declares parameters, makes subscriptions/publishers, runs the worker thread
 and publishes. rclpy is imported inside ``main`` so the package imports without ROS.
+
+Shutdown (Ctrl-C): the worker is told to stop and finishes its current frame without
+publishing it; the node is destroyed only after that (or after ``STOP_TIMEOUT_S`` when a frame
+hangs, in which case a late publish on the destroyed node is ignored).
 """
 
 from __future__ import annotations
@@ -11,9 +15,27 @@ from __future__ import annotations
 import sys
 import threading
 
+# Longest wait for the worker to finish its frame at shutdown (a frame takes milliseconds; a
+# first TensorRT engine build takes minutes and is abandoned: the thread is a daemon).
+STOP_TIMEOUT_S = 10.0
+
+
+def _parameter_error_classes() -> tuple[type[BaseException], ...]:
+    """Parameter exception classes of rclpy (their base class is not in every distro)."""
+    from rclpy import exceptions
+
+    names = ('ParameterException', 'InvalidParameterTypeException',
+             'InvalidParameterValueException', 'ParameterImmutableException')
+    return tuple(getattr(exceptions, name) for name in names if hasattr(exceptions, name))
+
 
 def _make_node_class():
-    from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+    from rcl_interfaces.msg import (
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+        SetParametersResult,
+    )
     from rclpy.node import Node
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -29,17 +51,18 @@ def _make_node_class():
         NodeConfig,
         NodeCore,
         diagnostics_message,
+        parameter_descriptor,
     )
+
+    parameter_errors = _parameter_error_classes()
 
     class DepthNode(Node):
         def __init__(self):
             super().__init__('depth_node')
-            for spec in PARAMETERS:
-                self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                    description=spec.description, read_only=spec.read_only))
-            values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+            self._running = False
+            self._worker = None
             try:
-                config = NodeConfig.from_parameters(values)
+                config = self._declare_parameters()
             except ConfigError as error:
                 self.get_logger().fatal(f'invalid parameters: {error}')
                 raise
@@ -72,6 +95,18 @@ def _make_node_class():
                                             daemon=True)
             self._worker.start()
 
+        def _declare_parameters(self) -> NodeConfig:
+            """Declare every parameter; a value rclpy or the core refuses is a ConfigError."""
+            for spec in PARAMETERS:
+                descriptor = parameter_descriptor(spec, ParameterDescriptor, IntegerRange,
+                                                  FloatingPointRange)
+                try:
+                    self.declare_parameter(spec.name, spec.default, descriptor)
+                except parameter_errors as error:
+                    raise ConfigError(f'parameter {spec.name}: {error}') from None
+            values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+            return NodeConfig.from_parameters(values)
+
         def _now_ns(self) -> int:
             return self.get_clock().now().nanoseconds
 
@@ -84,27 +119,48 @@ def _make_node_class():
             ok, reason = self.core.set_parameters(ours) if ours else (True, '')
             return SetParametersResult(successful=ok, reason=reason)
 
+        def _can_publish(self) -> bool:
+            return self._running and self.context.ok()
+
         def _work(self) -> None:
             while self._running:
-                outputs = self.core.process_next(self._subscriber_counts, self._now_ns,
-                                                 timeout=0.1)
-                for key, msg in (outputs or {}).items():
-                    self.output_publishers[key].publish(msg)
+                try:
+                    outputs = self.core.process_next(self._subscriber_counts, self._now_ns,
+                                                     timeout=0.1)
+                    for key, msg in (outputs or {}).items():
+                        if not self._can_publish():
+                            return      # shutting down: the frame is not published
+                        self.output_publishers[key].publish(msg)
+                except Exception as error:     # noqa: BLE001 - the worker must keep running
+                    if not self._can_publish():
+                        return          # the node or the context went away meanwhile
+                    self.core.record_error(error, 'worker')
 
         def _subscriber_counts(self) -> dict[str, int]:
             return {key: publisher.get_subscription_count()
                     for key, publisher in self.output_publishers.items()}
 
         def _publish_diagnostics(self) -> None:
-            report = self.core.diagnostics()
+            if not self._can_publish():
+                return
+            report = self.core.diagnostics(worker_alive=self._worker.is_alive())
             self.diagnostics_publisher.publish(
                 diagnostics_message(self.types, report, self._now_ns(),
                                     name=f'{self.get_name()}: depth'))
 
-        def stop(self) -> None:
+        def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+            """Stop the worker (it finishes its current frame); True when it ended in time."""
             self._running = False
+            if self._worker is None:
+                return True
             self.core.close()
-            self._worker.join(timeout=2.0)
+            self._worker.join(timeout=timeout)
+            if self._worker.is_alive():
+                self.get_logger().warning(
+                    f'the worker did not stop within {timeout:.0f} s; shutting down anyway')
+                return False
+            self.core.release_model()
+            return True
 
     return DepthNode
 
@@ -130,7 +186,10 @@ def main(args=None) -> int:
     finally:
         if node is not None:
             node.stop()
-            node.destroy_node()
+            try:
+                node.destroy_node()
+            except Exception:   # noqa: BLE001 - handles already gone with the context: fine
+                pass
         rclpy.try_shutdown()
     return 0
 

@@ -9,29 +9,28 @@ is tested with ``rosbags`` messages and runs unchanged with rclpy's.
 Threading: callbacks (executor thread) and the worker thread share only the frame slot, the
 camera_info cache and the counters, each behind a lock. The newest image always wins; an image
 replaced before the worker took it is counted as dropped (never an unbounded queue).
+
+Every received frame ends in exactly one counter: ``received = processed + dropped + errors +
+skipped_no_model + skipped_no_subscribers`` (plus the frames waiting in the slot).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
+import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from monodepth_ros.errors import (
-    CalibrationError,
-    ConfigError,
-    EngineError,
-    MessageError,
-    ModelFileError,
-    MonodepthError,
-)
+from monodepth_ros.engines import BACKENDS, PRECISIONS
+from monodepth_ros.errors import ConfigError, MonodepthError
 
 LOGGER = logging.getLogger('monodepth_ros.node')
 
@@ -47,8 +46,7 @@ OUTPUT_TOPICS = {
 INPUT_IMAGE_TOPIC = '~/input/image'
 INPUT_CAMERA_INFO_TOPIC = '~/input/camera_info'
 DIAGNOSTICS_TOPIC = '/diagnostics'
-BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
-PRECISIONS = ('fp16', 'fp32', 'int8')
+DOUBLE_MAX = sys.float_info.max
 
 
 # -- parameters -------------------------------------------------------------------------------
@@ -73,7 +71,8 @@ PARAMETERS = (
                   '(tensorrt > onnxruntime > torch).', choices=BACKENDS, reloads_model=True),
     ParameterSpec('precision', 'fp16', 'Engine precision (TensorRT; other backends run fp32 '
                   'on CPU).', choices=PRECISIONS, reloads_model=True),
-    ParameterSpec('engine_cache_dir', '', 'Folder for cached TensorRT engines. Empty: '
+    ParameterSpec('engine_cache_dir', '', 'Folder for cached TensorRT engines (ONNX exports of '
+                  '.pt checkpoints go to <folder>/onnx). Empty: $MONODEPTH_ENGINE_CACHE, else '
                   '~/.cache/monodepth_ros/engines.', reloads_model=True),
     ParameterSpec('output_resolution', 'network', "Resolution of every output: 'network' "
                   "(model input size, intrinsics scaled) or 'camera' (input image size).",
@@ -99,8 +98,9 @@ PARAMETERS = (
                   maximum=100, read_only=True),
     ParameterSpec('use_compressed_input', False, 'Subscribe to sensor_msgs/CompressedImage '
                   'instead of Image on ~/input/image.', read_only=True),
-    ParameterSpec('camera_info_cache', True, 'When no CameraInfo has the image stamp, use the '
-                  'latest one received (drivers that publish it rarely).'),
+    ParameterSpec('camera_info_cache', True, 'When no CameraInfo stamp is within '
+                  'camera_info_stamp_tolerance of the image stamp, use the newest one stamped '
+                  'at or before the image (drivers that publish it rarely).'),
     ParameterSpec('camera_info_stamp_tolerance', 0.001, 'Largest |image - camera_info| stamp '
                   'difference (seconds) counted as a match.', minimum=0.0),
     ParameterSpec('queue_size', 1, 'Images waiting for the worker; when full the oldest is '
@@ -213,6 +213,46 @@ def check_parameter(name: str, value: Any) -> Any:
     return value
 
 
+def parameter_constraints(spec: ParameterSpec) -> str:
+    """The limits of a parameter in words (``ros2 param describe`` shows them)."""
+    parts = []
+    if spec.choices:
+        parts.append('one of: ' + ', '.join(str(choice) for choice in spec.choices))
+    if spec.minimum is not None:
+        parts.append(f'>= {spec.minimum}')
+    if spec.maximum is not None:
+        parts.append(f'<= {spec.maximum}')
+    if type(spec.default) is float:
+        parts.append('an integer is accepted')
+    return '; '.join(parts)
+
+
+def parameter_descriptor(spec: ParameterSpec, descriptor_class, integer_range_class,
+                         floating_point_range_class):
+    """rcl_interfaces ParameterDescriptor of ``spec`` (message classes passed in).
+
+    ``dynamic_typing`` is on so that rclpy accepts any type at start (``cloud_max_range:=50``
+    is an integer) and :func:`check_parameter` converts it or refuses it with a reason; the
+    ranges and choices are filled in so that ``ros2 param describe`` shows them.
+    """
+    descriptor = descriptor_class(
+        name=spec.name, description=spec.description, read_only=spec.read_only,
+        additional_constraints=parameter_constraints(spec), dynamic_typing=True)
+    if spec.minimum is not None or spec.maximum is not None:
+        if type(spec.default) is int:
+            descriptor.integer_range = [integer_range_class(
+                from_value=int(spec.minimum if spec.minimum is not None else -2**63),
+                to_value=int(spec.maximum if spec.maximum is not None else 2**63 - 1),
+                step=0)]
+        elif type(spec.default) is float:
+            # Open ends as the largest double: older message code refuses inf.
+            descriptor.floating_point_range = [floating_point_range_class(
+                from_value=float(spec.minimum if spec.minimum is not None else -DOUBLE_MAX),
+                to_value=float(spec.maximum if spec.maximum is not None else DOUBLE_MAX),
+                step=0.0)]
+    return descriptor
+
+
 def outputs_to_compute(subscriber_counts: dict[str, int]) -> set[str]:
     """Outputs someone listens to (``camera_info`` alone still needs the depth path)."""
     return {key for key, count in subscriber_counts.items() if count > 0 and key in OUTPUT_TOPICS}
@@ -278,27 +318,56 @@ class LatestFrameSlot:
             return len(self._frames)
 
 
-class CameraInfoCache:
-    """Recent CameraInfo messages by stamp: exact match first, else (optionally) the latest."""
+def match_stamp(stamps, stamp_ns: int, tolerance_ns: int, use_latest: bool) -> int | None:
+    """Index in sorted ``stamps`` of the CameraInfo to use for an image stamped ``stamp_ns``.
 
-    def __init__(self, size: int = 30):
-        self._messages: deque[tuple[int, Any]] = deque(maxlen=size)
+    The one matching rule of the node and ``monodepth infer-bag``:
+
+    1. the CameraInfo with the stamp closest to the image's, when within ``tolerance_ns``
+       (between two equally close ones, the earlier);
+    2. otherwise, with ``use_latest``, the newest CameraInfo stamped at or before the image
+       (a driver that publishes it rarely), or the oldest one when all are newer;
+    3. otherwise None (no calibration for this frame).
+    """
+    if not len(stamps):
+        return None
+    after = bisect.bisect_right(stamps, stamp_ns)       # stamps[:after] <= stamp_ns
+    candidates = [index for index in (after - 1, after) if 0 <= index < len(stamps)]
+    nearest = min(candidates, key=lambda index: abs(stamps[index] - stamp_ns))
+    if abs(stamps[nearest] - stamp_ns) <= tolerance_ns:
+        return nearest
+    if not use_latest:
+        return None
+    return max(after - 1, 0)
+
+
+class CameraInfoCache:
+    """CameraInfo messages by stamp, matched to images with :func:`match_stamp`.
+
+    ``size`` bounds the number kept (the oldest received goes first; None keeps all, as
+    infer-bag does for a whole bag). A CameraInfo re-sent with the same stamp replaces the old.
+    """
+
+    def __init__(self, size: int | None = 30):
+        self._size = size
+        self._messages: OrderedDict[int, Any] = OrderedDict()    # stamp -> msg, receive order
+        self._sorted: list[int] | None = None
         self._lock = threading.Lock()
 
     def add(self, msg, stamp_ns: int) -> None:
         with self._lock:
-            self._messages.append((stamp_ns, msg))
+            self._messages.pop(stamp_ns, None)
+            self._messages[stamp_ns] = msg
+            if self._size is not None and len(self._messages) > self._size:
+                self._messages.popitem(last=False)
+            self._sorted = None
 
     def match(self, stamp_ns: int, tolerance_ns: int, use_latest: bool):
         with self._lock:
-            if not self._messages:
-                return None
-            # Newest first so that a re-sent CameraInfo with the same stamp replaces the old.
-            best_stamp, best = min(reversed(self._messages),
-                                   key=lambda item: abs(item[0] - stamp_ns))
-            if abs(best_stamp - stamp_ns) <= tolerance_ns:
-                return best
-            return self._messages[-1][1] if use_latest else None
+            if self._sorted is None:
+                self._sorted = sorted(self._messages)
+            index = match_stamp(self._sorted, stamp_ns, tolerance_ns, use_latest)
+            return None if index is None else self._messages[self._sorted[index]]
 
     def __len__(self) -> int:
         with self._lock:
@@ -377,6 +446,24 @@ def create_engine_from_config(config: NodeConfig):
                          cache_dir=config.engine_cache_dir or None)
 
 
+def describe_error(error: BaseException) -> str:
+    """One line for a log or diagnostics: typed errors speak for themselves, others get a type."""
+    if isinstance(error, MonodepthError):
+        return str(error)
+    return f'{type(error).__name__}: {error}'
+
+
+def close_engine(engine, logger=LOGGER) -> None:
+    """Release an engine (GPU memory, TensorRT context); a failure only warns."""
+    close = getattr(engine, 'close', None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as error:      # noqa: BLE001 - a failed release must not stop the node
+        logger.warning(f'closing the previous engine failed: {describe_error(error)}')
+
+
 # -- the core ---------------------------------------------------------------------------------
 class NodeCore:
     """State and behaviour of the depth node, independent of the ROS client library.
@@ -384,6 +471,10 @@ class NodeCore:
     ``engine_factory(config) -> engine`` loads a model (default: :func:`create_engine_from_
     config`); ``logger`` is any object with ``info``/``warning``/``error`` methods (the rclpy
     node logger or a ``logging.Logger``).
+
+    No exception escapes :meth:`process_next`: whatever a model load or a frame raises is
+    counted, logged (throttled, with its type) and shown in the diagnostics, and the next
+    frame is processed.
     """
 
     def __init__(self, types, config: NodeConfig | None = None,
@@ -407,15 +498,22 @@ class NodeCore:
         self.processed = 0
         self.last_frame_ms = 0.0
         self.skipped_no_subscribers = 0
+        self.skipped_no_model = 0
         self.errors = 0
         self.frames_without_camera_info = 0
+        self.camera_info_rejected = 0
         self.last_error: str | None = None
+        self.last_camera_info_problem: str | None = None
         self._last_error_time: float | None = None
         self._last_missing_info_time: float | None = None
+        self._last_rejected_info_time: float | None = None
 
     # -- model ----------------------------------------------------------------------------
     def load_model_if_needed(self) -> bool:
-        """Load (or reload) the engine when asked to or when a retry is due; True when ready."""
+        """Load (or reload) the engine when asked to or when a retry is due; True when ready.
+
+        The previous engine is closed before the new one loads (GPU memory is not held twice).
+        """
         with self._lock:
             config = self.config
             retry_due = (self.model_error is not None and config.model_retry_period > 0
@@ -426,35 +524,53 @@ class NodeCore:
                 return self.pipeline is not None
             self._model_wanted = False
             self._last_load_attempt = self._clock()
+            old_pipeline, self.pipeline = self.pipeline, None
+        if old_pipeline is not None:
+            close_engine(old_pipeline.engine, self.logger)
         from monodepth_ros.pipeline import DepthPipeline
+        engine = None
         try:
             engine = self.engine_factory(config)
             pipeline = DepthPipeline(engine, config.pipeline_config())
-        except (MonodepthError, OSError, RuntimeError, ImportError) as error:
-            message = f'cannot load model {config.model_path or "(default)"}: {error}'
+            engine_info = self._describe_engine(engine, config)
+        except Exception as error:     # noqa: BLE001 - any failure: ERROR diagnostics, retry
+            if engine is not None:
+                close_engine(engine, self.logger)
+            message = (f'cannot load model {config.model_path or "(default)"}: '
+                       f'{describe_error(error)}')
             with self._lock:
-                self.pipeline = None
                 self.model_error = message
             self.logger.error(message)
             return False
-        info = dict(getattr(engine, 'info', {}) or {})
-        meta = engine.metadata
         with self._lock:
             self.pipeline = pipeline
             self.model_error = None
-            self.engine_info = {
-                'backend': str(getattr(engine, 'name', config.backend)),
-                'precision': str(getattr(engine, 'precision', config.precision)),
-                'tensorrt_version': str(info.get('tensorrt_version', 'n/a')),
-                'model_input': f'{meta.input_width}x{meta.input_height}',
-                **{f'engine_{key}': str(value) for key, value in info.items()
-                   if key not in ('tensorrt_version', 'backend', 'precision')},
-            }
+            self.engine_info = engine_info
         self.logger.info(
             f'model {config.model_path or "(default)"} loaded: backend '
-            f'{self.engine_info["backend"]}, precision {self.engine_info["precision"]}, input '
-            f'{self.engine_info["model_input"]}, output resolution {config.output_resolution}')
+            f'{engine_info["backend"]}, precision {engine_info["precision"]}, input '
+            f'{engine_info["model_input"]}, output resolution {config.output_resolution}')
         return True
+
+    @staticmethod
+    def _describe_engine(engine, config: NodeConfig) -> dict[str, str]:
+        info = dict(getattr(engine, 'info', {}) or {})
+        meta = engine.metadata
+        return {
+            'backend': str(getattr(engine, 'name', config.backend)),
+            'precision': str(getattr(engine, 'precision', config.precision)),
+            'tensorrt_version': str(info.get('tensorrt_version', 'n/a')),
+            'model_input': f'{meta.input_width}x{meta.input_height}',
+            **{f'engine_{key}': str(value) for key, value in info.items()
+               if key not in ('tensorrt_version', 'backend', 'precision')},
+        }
+
+    def release_model(self) -> None:
+        """Close the engine (at shutdown, once the worker stopped)."""
+        with self._lock:
+            pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            close_engine(pipeline.engine, self.logger)
 
     # -- parameters -------------------------------------------------------------------------
     def set_parameters(self, changes: dict[str, Any]) -> tuple[bool, str]:
@@ -486,6 +602,16 @@ class NodeCore:
         self.camera_infos.add(msg, stamp_to_ns(msg.header.stamp))
 
     # -- work -------------------------------------------------------------------------------
+    def record_error(self, error: BaseException, where: str) -> None:
+        """Count an error, keep it for the diagnostics and log it (throttled per type)."""
+        message = describe_error(error)
+        with self._lock:
+            self.errors += 1
+            self.last_error = message
+            self._last_error_time = self._clock()
+        if self.throttle('error:' + type(error).__name__):
+            self.logger.error(f'{where}: {message}')
+
     def process_next(self, subscriber_counts, now_ns: Callable[[], int],
                      timeout: float = 0.1) -> dict[str, Any] | None:
         """Take the next frame and run the pipeline on it.
@@ -501,12 +627,20 @@ class NodeCore:
         frame = self.slot.take(timeout)
         if frame is None:
             return None
+        try:
+            return self._process(frame, subscriber_counts, now_ns)
+        except Exception as error:     # noqa: BLE001 - one bad frame must not stop the node
+            self.record_error(error, f'frame {frame.stamp_ns} ns skipped')
+            return {}
+
+    def _process(self, frame: Frame, subscriber_counts, now_ns) -> dict[str, Any]:
         started = time.perf_counter()
         with self._lock:
             pipeline = self.pipeline
             config = self.config
-        if pipeline is None:
-            return {}
+            if pipeline is None:
+                self.skipped_no_model += 1
+                return {}
         if callable(subscriber_counts):
             subscriber_counts = subscriber_counts()
         wanted = outputs_to_compute(subscriber_counts)
@@ -514,10 +648,11 @@ class NodeCore:
             with self._lock:
                 self.skipped_no_subscribers += 1
             return {}
+        needs_camera = bool(wanted & {'points', 'camera_info'})
         info = self.camera_infos.match(
             frame.stamp_ns, int(config.camera_info_stamp_tolerance * 1e9),
             config.camera_info_cache)
-        if info is None and wanted & {'points', 'camera_info'}:
+        if info is None and needs_camera:
             with self._lock:
                 self.frames_without_camera_info += 1
                 self._last_missing_info_time = self._clock()
@@ -525,32 +660,33 @@ class NodeCore:
                 self.logger.warning(
                     'no CameraInfo on ~/input/camera_info for image stamp '
                     f'{frame.stamp_ns} ns: publishing depth without points/camera_info')
-            wanted = wanted - {'points', 'camera_info'}
-            if not wanted:
-                return {}
-        try:
-            outputs = pipeline.process_messages(self.types, frame.msg, info, wanted)
-        except (MessageError, CalibrationError, EngineError, ModelFileError) as error:
+        # The pipeline leaves out points/camera_info itself when the CameraInfo is missing or
+        # unusable (another size than the image...), and says why.
+        outputs = pipeline.process_messages(self.types, frame.msg, info, wanted)
+        problem = pipeline.last_camera_info_problem
+        if problem is not None:
             with self._lock:
-                self.errors += 1
-                self.last_error = str(error)
-                self._last_error_time = self._clock()
-            if self.throttle('frame_error:' + type(error).__name__):
-                self.logger.error(f'frame {frame.stamp_ns} ns skipped: {error}')
-            return {}
+                self.camera_info_rejected += 1
+                self.last_camera_info_problem = problem
+                self._last_rejected_info_time = self._clock()
+            if self.throttle('camera_info_rejected'):
+                self.logger.warning(f'CameraInfo for image stamp {frame.stamp_ns} ns not used: '
+                                    f'{problem}; publishing depth without points/camera_info')
         # Whole frame in this method (pipeline, messages, matching, bookkeeping).
         self.last_frame_ms = (time.perf_counter() - started) * 1e3
-        for stage, milliseconds in pipeline.last_timings.items():
-            self.stats.add(stage, milliseconds)
-        self.stats.add('frame_total', self.last_frame_ms)
-        self.stats.add('input_to_output', (now_ns() - frame.stamp_ns) / 1e6)
-        self.stats.add('receive_to_output', (now_ns() - frame.received_ns) / 1e6)
+        if outputs:
+            for stage, milliseconds in pipeline.last_timings.items():
+                self.stats.add(stage, milliseconds)
+            self.stats.add('frame_total', self.last_frame_ms)
+            self.stats.add('input_to_output', (now_ns() - frame.stamp_ns) / 1e6)
+            self.stats.add('receive_to_output', (now_ns() - frame.received_ns) / 1e6)
         with self._lock:
             self.processed += 1
         return outputs
 
     # -- diagnostics ------------------------------------------------------------------------
-    def diagnostics(self) -> DiagnosticsReport:
+    def diagnostics(self, worker_alive: bool = True) -> DiagnosticsReport:
+        """Report for /diagnostics; ``worker_alive`` False (the worker thread ended) is ERROR."""
         with self._lock:
             config = self.config
             values = {
@@ -558,8 +694,10 @@ class NodeCore:
                 'received': str(self.slot.received),
                 'dropped': str(self.slot.dropped),
                 'errors': str(self.errors),
+                'skipped_no_model': str(self.skipped_no_model),
                 'skipped_no_subscribers': str(self.skipped_no_subscribers),
                 'frames_without_camera_info': str(self.frames_without_camera_info),
+                'camera_info_rejected': str(self.camera_info_rejected),
                 'model_path': config.model_path or str(default_model_path()),
                 'output_resolution': config.output_resolution,
                 **(self.engine_info or {'backend': config.backend,
@@ -569,27 +707,40 @@ class NodeCore:
             model_error = self.model_error
             loading = self.pipeline is None and model_error is None
             last_error = self.last_error
+            rejected_problem = self.last_camera_info_problem
             recent = self._clock() - 2 * max(config.diagnostics_period, 1.0)
             recent_error = self._last_error_time is not None and self._last_error_time >= recent
             recent_missing = (self._last_missing_info_time is not None
                               and self._last_missing_info_time >= recent)
+            recent_rejected = (self._last_rejected_info_time is not None
+                               and self._last_rejected_info_time >= recent)
         for name, (median, p99) in self.stats.summary().items():
             values[f'{name}_ms_median'] = f'{median:.2f}'
             values[f'{name}_ms_p99'] = f'{p99:.2f}'
         if last_error:
             values['last_error'] = last_error
+        if rejected_problem:
+            values['last_camera_info_problem'] = rejected_problem
+        if not worker_alive:
+            return DiagnosticsReport(DiagnosticsReport.ERROR,
+                                     'worker thread stopped: no more outputs', values)
         if model_error:
             return DiagnosticsReport(DiagnosticsReport.ERROR, model_error, values)
         if loading:
             return DiagnosticsReport(DiagnosticsReport.WARN, 'loading model', values)
         if recent_error:
             return DiagnosticsReport(DiagnosticsReport.WARN, f'bad input: {last_error}', values)
+        if recent_rejected:
+            return DiagnosticsReport(
+                DiagnosticsReport.WARN,
+                f'CameraInfo not used ({rejected_problem}): publishing depth only', values)
         if recent_missing:
             return DiagnosticsReport(DiagnosticsReport.WARN,
                                      'no CameraInfo: publishing depth only', values)
         return DiagnosticsReport(DiagnosticsReport.OK, 'running', values)
 
     def close(self) -> None:
+        """Wake and stop the worker (no more frames); the engine stays until release_model."""
         self.slot.close()
 
 

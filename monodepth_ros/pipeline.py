@@ -132,6 +132,7 @@ class DepthPipeline:
         self.metadata = engine.metadata
         self.network_size = (int(self.metadata.input_width), int(self.metadata.input_height))
         self.last_timings: dict[str, float] = {}
+        self.last_camera_info_problem: str | None = None   # set by process_messages
         # trainId -> RGB lookup table; unknown/ignored labels stay black.
         self._color_lut = np.zeros((256, 1, 3), dtype=np.uint8)
         colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
@@ -243,6 +244,21 @@ class DepthPipeline:
         return points
 
     # -- messages ---------------------------------------------------------------------------
+    @staticmethod
+    def _usable_camera(camera_info_msg, rgb: np.ndarray) -> tuple[CameraModel | None, str | None]:
+        """(camera, None) when the CameraInfo describes ``rgb``, else (None, the reason)."""
+        from monodepth_ros import messages
+
+        try:
+            camera = messages.camera_info_to_model(camera_info_msg)
+        except (CalibrationError, MessageError) as error:
+            return None, str(error)
+        height, width = rgb.shape[:2]
+        if (camera.width, camera.height) != (width, height):
+            return None, (f'CameraInfo is {camera.width}x{camera.height} but the image is '
+                          f'{width}x{height}; expected calibration of the image as published')
+        return camera, None
+
     def decode(self, image_msg) -> np.ndarray:
         """Image or CompressedImage -> HxWx3 uint8 RGB (MessageError when unusable)."""
         from monodepth_ros import messages
@@ -258,21 +274,28 @@ class DepthPipeline:
                          outputs=ALL_OUTPUTS) -> dict:
         """Run on a message pair; returns output key -> message, headers copied from the input.
 
-        Without ``camera_info_msg`` only the image outputs are produced ('points' and
-        'camera_info' are left out). Raises MessageError/CalibrationError for a bad frame;
-        the pipeline stays usable for the next one.
+        Without a usable ``camera_info_msg`` only the image outputs are produced ('points' and
+        'camera_info' are left out): when it is missing, and when it cannot describe this image
+        (another size, broken intrinsics). In the second case ``last_camera_info_problem`` says
+        why (None otherwise); the node and infer-bag count it and warn. Unlike
+        :meth:`process_arrays`, which raises CalibrationError for such a camera, a frame is
+        never lost to its CameraInfo here. Raises MessageError for an unusable image; the
+        pipeline stays usable for the next frame.
         """
         from monodepth_ros import messages
 
+        self.last_camera_info_problem = None
         start = _now_ms()
         rgb = self.decode(image_msg)
-        camera = None
-        if camera_info_msg is not None:
-            camera = messages.camera_info_to_model(camera_info_msg)
-        decode_ms = _now_ms() - start
         outputs = set(outputs)
+        camera = None
+        if camera_info_msg is not None and outputs & {'points', 'camera_info'}:
+            camera, self.last_camera_info_problem = self._usable_camera(camera_info_msg, rgb)
+        decode_ms = _now_ms() - start
         if camera is None:
             outputs -= {'points', 'camera_info'}
+        if not outputs:
+            return {}
         result = self.process_arrays(rgb, camera, outputs)
 
         start = _now_ms()

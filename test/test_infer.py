@@ -7,6 +7,7 @@ from test_pipeline import CAMERA, FRAME, gradient_image, image_msg, info_msg
 
 from monodepth_ros import cli, messages, topics
 from monodepth_ros.bagio import BagReader, BagWriter
+from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import BagError, CalibrationError
 from monodepth_ros.infer import colorize_depth, depth_to_png16, read_camera_info_yaml, write_ply
 
@@ -169,6 +170,48 @@ def test_infer_bag_function_without_camera_info(tmp_path, tiny_onnx):
                                       '/monodepth/semantics/color', '/monodepth/confidence'}
     with pytest.raises(BagError, match='does not exist'):
         infer_bag(tmp_path / 'nothing', tmp_path / 'out2', None)
+
+
+def test_infer_bag_matches_camera_info_like_the_node(tmp_path, tiny_onnx, capsys):
+    """Stamp within 1 ms wins over an older exact-less one; a wrong-size one keeps depth."""
+    from monodepth_ros.bagtools.infer_bag import format_summary, infer_bag
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.pipeline import DepthPipeline
+
+    stamp = 2_000_000_000
+    near = CameraModel.from_intrinsics(210.0, 210.0, 100.0, 70.0, 256, 128)
+    with BagWriter(tmp_path / 'in', storage='mcap') as bag:
+        types = bag.types
+        bag.write(topics.CAMERA_INFO_TOPIC, info_msg(types, stamp_ns=stamp - 50_000_000), 1)
+        bag.write(topics.CAMERA_INFO_TOPIC, info_msg(types, near, stamp_ns=stamp + 500_000), 2)
+        bag.write(topics.CAMERA_IMAGE_TOPIC, image_msg(types, gradient_image(), stamp), 3)
+        wrong = info_msg(types, CAMERA.scaled(100, 50), stamp_ns=stamp + 100_000_000)
+        bag.write(topics.CAMERA_INFO_TOPIC, wrong, 4)
+        bag.write(topics.CAMERA_IMAGE_TOPIC,
+                  image_msg(types, gradient_image(), stamp + 100_000_000), 5)
+    engine = create_engine(str(tiny_onnx), backend='onnxruntime')
+    summary = infer_bag(tmp_path / 'in', tmp_path / 'out', DepthPipeline(engine),
+                        progress=False)
+    assert (summary.frames, summary.errors, summary.camera_info_rejected) == (2, 0, 1)
+    assert '1 frame(s) whose CameraInfo did not fit' in format_summary(summary, engine)
+    with BagReader(tmp_path / 'out') as reader:
+        counts = reader.message_counts
+        infos = [msg for _, _, msg in reader.messages(['/monodepth/depth/camera_info'])]
+    assert counts['/monodepth/depth'] == 2 and counts['/monodepth/points'] == 1
+    assert len(infos) == 1
+    np.testing.assert_allclose(infos[0].k, near.scaled(128, 64).K.ravel())
+
+
+def test_engine_cache_dir_help_names_the_real_default():
+    import argparse
+
+    from monodepth_ros.infer import add_model_arguments
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    text = ' '.join(parser.format_help().split())
+    assert '$MONODEPTH_ENGINE_CACHE, else ~/.cache/monodepth_ros/engines' in text
+    assert '<folder>/onnx' in text
 
 
 def test_demo_with_a_given_model(tmp_path, tiny_onnx, capsys):

@@ -1,7 +1,9 @@
 """The depth node's ROS-free logic, driven with rosbags messages and a real ONNX model."""
 
+import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,12 @@ from monodepth_ros.node_core import (
     NodeCore,
     Throttle,
     check_parameter,
+    create_engine_from_config,
     diagnostics_message,
+    match_stamp,
     outputs_to_compute,
     parameter_defaults,
+    parameter_descriptor,
 )
 
 CONFIG_YAML = Path(__file__).resolve().parents[1] / 'config' / 'kitti.yaml'
@@ -117,6 +122,56 @@ def test_integer_is_accepted_for_float_parameter():
     assert isinstance(check_parameter('cloud_max_range', 50), float)
 
 
+@dataclass
+class _Descriptor:
+    name: str = ''
+    type: int = 0
+    description: str = ''
+    additional_constraints: str = ''
+    read_only: bool = False
+    dynamic_typing: bool = False
+    floating_point_range: list = field(default_factory=list)
+    integer_range: list = field(default_factory=list)
+
+
+@dataclass
+class _Range:
+    from_value: float = 0
+    to_value: float = 0
+    step: float = 0
+
+
+def describe(name):
+    return parameter_descriptor(PARAMETER_SPECS[name], _Descriptor, _Range, _Range)
+
+
+def test_parameter_descriptors_show_types_ranges_and_choices():
+    stride = describe('cloud_stride')
+    assert stride.dynamic_typing and stride.name == 'cloud_stride'
+    assert stride.description.startswith('Keep every n-th')
+    assert stride.integer_range == [_Range(1, 64, 0)] and stride.floating_point_range == []
+    assert stride.additional_constraints == '>= 1; <= 64'
+    assert isinstance(stride.integer_range[0].from_value, int)
+    threshold = describe('confidence_threshold')
+    assert threshold.floating_point_range == [_Range(0.0, 1.0, 0.0)]
+    assert threshold.additional_constraints == '>= 0.0; <= 1.0; an integer is accepted'
+    max_range = describe('cloud_max_range').floating_point_range[0]
+    assert (max_range.from_value, max_range.to_value) == (0.0, sys.float_info.max)
+    backend = describe('backend')
+    assert backend.additional_constraints == 'one of: auto, tensorrt, onnxruntime, torch'
+    assert backend.integer_range == [] and backend.floating_point_range == []
+    assert describe('output_qos_depth').read_only
+    assert describe('cloud_rgb').additional_constraints == ''
+
+
+def test_backends_and_precisions_come_from_the_engines():
+    from monodepth_ros import engines, node_core
+
+    assert node_core.BACKENDS is engines.BACKENDS
+    assert node_core.PRECISIONS is engines.PRECISIONS
+    assert PARAMETER_SPECS['backend'].choices is engines.BACKENDS
+
+
 def test_config_consistency_and_read_only():
     with pytest.raises(ConfigError, match='cloud_max_range .* greater than cloud_min_range'):
         NodeConfig.from_parameters({'cloud_min_range': 10.0, 'cloud_max_range': 5.0})
@@ -155,13 +210,31 @@ def test_slot_close_wakes_a_waiting_worker():
 def test_camera_info_cache_matching():
     cache = CameraInfoCache(size=3)
     assert cache.match(100, 10, use_latest=True) is None
-    for stamp in (100, 200, 300):
+    for stamp in (300, 100, 200):           # received out of stamp order
         cache.add(f'info{stamp}', stamp)
     assert cache.match(205, 10, use_latest=False) == 'info200'
     assert cache.match(250, 10, use_latest=False) is None
-    assert cache.match(250, 10, use_latest=True) == 'info300'
-    cache.add('info400', 400)    # size 3: 100 falls out
-    assert cache.match(100, 10, use_latest=False) is None
+    # No match within the tolerance: the newest stamped at or before the image.
+    assert cache.match(250, 10, use_latest=True) == 'info200'
+    assert cache.match(50, 10, use_latest=True) == 'info100'    # all newer: the oldest
+    cache.add('info200b', 200)               # re-sent with the same stamp: replaces
+    assert cache.match(200, 0, use_latest=False) == 'info200b'
+    cache.add('info400', 400)                # size 3: the oldest received (300) falls out
+    assert cache.match(300, 10, use_latest=False) is None
+    assert (len(cache), cache.match(100, 0, use_latest=False)) == (3, 'info100')
+
+
+def test_match_stamp_rule():
+    stamps = [100, 200, 300]
+    assert match_stamp([], 100, 10, True) is None
+    assert match_stamp(stamps, 205, 10, False) == 1
+    assert match_stamp(stamps, 195, 10, False) == 1
+    assert match_stamp(stamps, 150, 50, False) == 0    # equally close: the earlier
+    assert match_stamp(stamps, 150, 49, False) is None
+    assert match_stamp(stamps, 299, 0, True) == 1      # newest at or before
+    assert match_stamp(stamps, 1000, 10, True) == 2
+    assert match_stamp(stamps, 1000, 10, False) is None
+    assert match_stamp(stamps, 0, 10, True) == 0
 
 
 def test_throttle():
@@ -234,20 +307,147 @@ def test_missing_camera_info_publishes_depth_and_warns_throttled(types, tiny_onn
 
 def test_bad_frame_is_counted_and_the_core_recovers(types, tiny_onnx):
     core, logger, clock = make_core(types, tiny_onnx)
-    wrong = CAMERA.scaled(100, 50)
-    core.on_camera_info(info_msg(types, wrong))
-    core.on_image(image_msg(types, gradient_image()), 0)
+    core.on_camera_info(info_msg(types))
+    bad = image_msg(types, gradient_image())
+    bad.encoding = 'weird16'
+    core.on_image(bad, 0)
     assert core.process_next(ALL_SUBSCRIBED, now_fn(), 0) == {}
     report = core.diagnostics()
     assert report.level == DiagnosticsReport.WARN
     assert report.values['errors'] == '1'
-    assert 'CameraInfo is 100x50 but the image is 256x128' in report.values['last_error']
+    assert 'weird16' in report.values['last_error']
     assert len(logger.of('error')) == 1
+    core.on_image(image_msg(types, gradient_image()), 0)
+    assert 'points' in core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
+    clock.now += 100.0
+    assert core.diagnostics().level == DiagnosticsReport.OK
+
+
+def test_camera_info_of_another_size_publishes_depth_and_warns(types, tiny_onnx):
+    core, logger, clock = make_core(types, tiny_onnx)
+    core.on_camera_info(info_msg(types, CAMERA.scaled(100, 50)))
+    for _ in range(2):
+        core.on_image(image_msg(types, gradient_image()), 0)
+        out = core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
+        assert set(out) == {'depth', 'semantics', 'semantics_color', 'confidence'}
+    report = core.diagnostics()
+    assert report.level == DiagnosticsReport.WARN
+    assert report.message.startswith('CameraInfo not used (CameraInfo is 100x50 but the image '
+                                     'is 256x128')
+    assert (report.values['camera_info_rejected'], report.values['errors'],
+            report.values['processed']) == ('2', '0', '2')
+    warnings = [m for m in logger.of('warning') if 'not used' in m]
+    assert len(warnings) == 1 and 'CameraInfo is 100x50' in warnings[0]
+    assert logger.of('error') == []
+    # Only camera outputs subscribed: the frame yields nothing, still counted as processed.
+    core.on_image(image_msg(types, gradient_image()), 0)
+    assert core.process_next({'points': 1}, now_fn(), 0) == {}
     core.on_camera_info(info_msg(types))
     core.on_image(image_msg(types, gradient_image()), 0)
     assert 'points' in core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
     clock.now += 100.0
     assert core.diagnostics().level == DiagnosticsReport.OK
+
+
+class _FlakyEngine:
+    """A real engine whose infer raises ``error`` the first ``failures`` times; counts close."""
+
+    def __init__(self, engine, error=None, failures=0):
+        self._engine, self._error, self._failures = engine, error, failures
+        self.closed = 0
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def infer(self, batch):
+        if self._failures > 0:
+            self._failures -= 1
+            raise self._error
+        return self._engine.infer(batch)
+
+    def close(self):
+        self.closed += 1
+
+
+def test_unexpected_exception_in_a_frame_is_counted_and_the_core_recovers(types, tiny_onnx):
+    config = NodeConfig.from_parameters({'model_path': str(tiny_onnx),
+                                         'backend': 'onnxruntime', 'precision': 'fp32'})
+    logger, clock = RecordingLogger(), FakeClock()
+    core = NodeCore(types, config, logger=logger, clock=clock, engine_factory=lambda c:
+                    _FlakyEngine(create_engine_from_config(c), ValueError('boom'), 2))
+    core.on_camera_info(info_msg(types))
+    for _ in range(2):
+        core.on_image(image_msg(types, gradient_image()), 0)
+        assert core.process_next(ALL_SUBSCRIBED, now_fn(), 0) == {}
+    report = core.diagnostics()
+    assert report.level == DiagnosticsReport.WARN
+    assert report.message == 'bad input: ValueError: boom'
+    assert (report.values['errors'], report.values['last_error']) == ('2', 'ValueError: boom')
+    assert logger.of('error') == [f'frame {STAMP_NS} ns skipped: ValueError: boom']
+    core.on_image(image_msg(types, gradient_image()), 0)
+    assert 'points' in core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
+
+
+def test_unexpected_exception_in_model_load_is_an_error_in_diagnostics(types, tiny_onnx):
+    def factory(config):
+        raise KeyError('input_height')
+
+    core = NodeCore(types, NodeConfig(), engine_factory=factory, logger=RecordingLogger(),
+                    clock=FakeClock())
+    assert not core.load_model_if_needed()
+    report = core.diagnostics()
+    assert report.level == DiagnosticsReport.ERROR
+    assert report.message == "cannot load model (default): KeyError: 'input_height'"
+
+
+def test_diagnostics_report_a_stopped_worker(types, tiny_onnx):
+    core, _, _ = make_core(types, tiny_onnx)
+    core.load_model_if_needed()
+    assert core.diagnostics().level == DiagnosticsReport.OK
+    report = core.diagnostics(worker_alive=False)
+    assert report.level == DiagnosticsReport.ERROR and 'worker thread stopped' in report.message
+
+
+def test_frames_without_a_model_are_counted(types, tiny_onnx, tmp_path):
+    core, _, _ = make_core(types, tmp_path / 'missing.onnx')
+    for _ in range(2):
+        core.on_image(image_msg(types, gradient_image()), 0)
+        assert core.process_next(ALL_SUBSCRIBED, now_fn(), 0) == {}
+    assert core.set_parameters({'model_path': str(tiny_onnx)}) == (True, '')
+    core.on_image(image_msg(types, gradient_image()), 0)
+    assert core.process_next({'depth': 0}, now_fn(), 0) == {}
+    core.on_image(image_msg(types, gradient_image()), 0)
+    core.on_image(image_msg(types, gradient_image()), 0)     # replaces the waiting one
+    assert 'depth' in core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
+    values = core.diagnostics().values
+    counts = {name: int(values[name]) for name in (
+        'received', 'processed', 'dropped', 'errors', 'skipped_no_model',
+        'skipped_no_subscribers')}
+    assert counts == {'received': 5, 'processed': 1, 'dropped': 1, 'errors': 0,
+                      'skipped_no_model': 2, 'skipped_no_subscribers': 1}
+    assert counts['received'] == sum(value for name, value in counts.items()
+                                     if name != 'received')
+
+
+def test_reload_closes_the_previous_engine(types, tiny_onnx, tmp_path):
+    engines = []
+
+    def factory(config):
+        engines.append(_FlakyEngine(create_engine_from_config(config)))
+        return engines[-1]
+
+    config = NodeConfig.from_parameters({'model_path': str(tiny_onnx),
+                                         'backend': 'onnxruntime', 'precision': 'fp32'})
+    core = NodeCore(types, config, engine_factory=factory, logger=RecordingLogger(),
+                    clock=FakeClock())
+    assert core.load_model_if_needed()
+    assert core.set_parameters({'cloud_stride': 2}) == (True, '')   # no reload
+    assert core.load_model_if_needed() and len(engines) == 1
+    assert core.set_parameters({'engine_cache_dir': str(tmp_path)}) == (True, '')
+    assert core.load_model_if_needed()
+    assert [engine.closed for engine in engines] == [1, 0]
+    core.release_model()
+    assert [engine.closed for engine in engines] == [1, 1] and core.pipeline is None
 
 
 def test_model_that_fails_to_load_then_recovers(types, tiny_onnx, tmp_path):
@@ -352,41 +552,63 @@ class _FakePublisher:
         self.msg_type, self.topic, self.qos = msg_type, topic, qos
         self.subscribers = 0
         self.published = []
+        self.destroyed = False
 
     def get_subscription_count(self):
         return self.subscribers
 
     def publish(self, msg):
+        if self.destroyed:      # rclpy raises on a destroyed publisher handle
+            raise RuntimeError('cannot use Destroyable because destruction was requested')
         self.published.append(msg)
 
 
+class _ParameterException(Exception):
+    pass
+
+
 def _fake_ros_modules(overrides):
+    """Stand-ins for the rclpy pieces node.py uses, with rclpy's parameter type/range checks."""
     import types as pytypes
-    from dataclasses import dataclass
 
-    @dataclass
-    class ParameterDescriptor:
-        description: str = ''
-        read_only: bool = False
-
-    @dataclass
     class SetParametersResult:
-        successful: bool = True
-        reason: str = ''
+        def __init__(self, successful=True, reason=''):
+            self.successful, self.reason = successful, reason
 
     class Parameter:
         def __init__(self, name, value):
             self.name, self.value = name, value
 
+    class Context:
+        def __init__(self):
+            self.is_ok = True
+
+        def ok(self):
+            return self.is_ok
+
     class Node:
         def __init__(self, name):
             self.name = name
+            self.context = Context()
             self.parameters, self.descriptors = {}, {}
             self.publishers, self.subscriptions, self.timers = {}, {}, []
             self.parameter_callbacks = []
+            self.logger = RecordingLogger()
+            self.logger.fatal = lambda message: self.logger.records.append(('fatal', message))
 
         def declare_parameter(self, name, value, descriptor):
-            self.parameters[name] = overrides.get(name, value)
+            value = overrides.get(name, value)
+            # As rclpy: without dynamic typing the type is the default's; ranges are checked.
+            if not descriptor.dynamic_typing and type(value) is not type(
+                    PARAMETER_SPECS[name].default):
+                raise _ParameterException(f'Trying to set parameter {name!r} to {value!r}')
+            for limits in (descriptor.integer_range if type(value) is int else
+                           descriptor.floating_point_range if type(value) is float else []):
+                if not limits.from_value <= value <= limits.to_value:
+                    raise _ParameterException(f'Invalid parameter value ({value}) for '
+                                              'parameter. Reason: Parameter ' f'{name} out of '
+                                              'range')
+            self.parameters[name] = value
             self.descriptors[name] = descriptor
 
         def get_parameter(self, name):
@@ -411,13 +633,14 @@ def _fake_ros_modules(overrides):
             return clock
 
         def get_logger(self):
-            return RecordingLogger()
+            return self.logger
 
         def get_name(self):
             return self.name
 
         def destroy_node(self):
-            pass
+            for publisher in self.publishers.values():
+                publisher.destroyed = True
 
     qos = pytypes.ModuleType('rclpy.qos')
     qos.HistoryPolicy = pytypes.SimpleNamespace(KEEP_LAST='keep_last')
@@ -427,30 +650,53 @@ def _fake_ros_modules(overrides):
     qos.qos_profile_sensor_data = 'sensor_data'
     node_module = pytypes.ModuleType('rclpy.node')
     node_module.Node = Node
+    exceptions = pytypes.ModuleType('rclpy.exceptions')
+    exceptions.ParameterException = _ParameterException
     interfaces = pytypes.ModuleType('rcl_interfaces.msg')
-    interfaces.ParameterDescriptor = ParameterDescriptor
+    interfaces.ParameterDescriptor = _Descriptor
+    interfaces.IntegerRange = _Range
+    interfaces.FloatingPointRange = _Range
     interfaces.SetParametersResult = SetParametersResult
-    return {'rclpy': pytypes.ModuleType('rclpy'), 'rclpy.node': node_module, 'rclpy.qos': qos,
+    rclpy = pytypes.ModuleType('rclpy')
+    rclpy.exceptions = exceptions
+    return {'rclpy': rclpy, 'rclpy.node': node_module, 'rclpy.qos': qos,
+            'rclpy.exceptions': exceptions,
             'rcl_interfaces': pytypes.ModuleType('rcl_interfaces'),
             'rcl_interfaces.msg': interfaces}, Parameter
 
 
-def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
+def _stand_in_node(types, monkeypatch, overrides):
     from monodepth_ros import node as node_module
     from monodepth_ros.messages import MessageTypes
-    from monodepth_ros.node_core import OUTPUT_TOPICS
 
-    modules, Parameter = _fake_ros_modules({
-        'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32',
-        'output_qos_reliability': 'best_effort'})
+    modules, Parameter = _fake_ros_modules(overrides)
     for name, module in modules.items():
         monkeypatch.setitem(__import__('sys').modules, name, module)
     monkeypatch.setattr(MessageTypes, 'rclpy', classmethod(lambda cls: types))
-    node = node_module._make_node_class()()
+    return node_module._make_node_class(), Parameter
+
+
+def _wait_for(condition, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
+    from monodepth_ros.node_core import OUTPUT_TOPICS
+
+    node_class, Parameter = _stand_in_node(types, monkeypatch, {
+        'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32',
+        'output_qos_reliability': 'best_effort', 'cloud_max_range': 50})
+    node = node_class()
     try:
         assert set(node.parameters) == set(PARAMETER_SPECS)
         assert node.descriptors['cloud_stride'].description.startswith('Keep every n-th')
+        assert node.descriptors['cloud_stride'].integer_range == [_Range(1, 64, 0)]
         assert node.descriptors['use_compressed_input'].read_only
+        # An integer for a float parameter (cloud_max_range:=50) is accepted as 50.0.
+        assert node.core.config.cloud_max_range == 50.0
         assert set(node.publishers) == set(OUTPUT_TOPICS.values()) | {'/diagnostics'}
         depth_publisher = node.publishers['~/output/depth']
         assert depth_publisher.qos['reliability'] == 'best_effort'
@@ -468,10 +714,7 @@ def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
         depth_publisher.subscribers = 1
         on_info(info_msg(types))
         on_image(image_msg(types, gradient_image()))
-        deadline = time.monotonic() + 20
-        while not depth_publisher.published and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert depth_publisher.published, node.core.diagnostics()
+        assert _wait_for(lambda: depth_publisher.published), node.core.diagnostics()
         assert messages.stamp_to_ns(depth_publisher.published[0].header.stamp) == STAMP_NS
         assert node.publishers['~/output/points'].published == []
         period, publish_diagnostics = node.timers[0]
@@ -483,6 +726,78 @@ def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
     finally:
         node.stop()
     assert not node._worker.is_alive()
+
+
+@pytest.mark.parametrize('overrides, reason', [
+    ({'cloud_stride': 0}, 'parameter cloud_stride: Invalid parameter value'),
+    ({'backend': 3}, 'backend must be a string, got 3'),
+    ({'cloud_max_range': 'far'}, 'cloud_max_range must be a number'),
+])
+def test_node_refuses_bad_start_parameters_with_one_line(types, monkeypatch, overrides,
+                                                         reason):
+    from monodepth_ros.errors import ConfigError
+
+    node_class, _ = _stand_in_node(types, monkeypatch, overrides)
+    with pytest.raises(ConfigError, match=reason):
+        node_class()
+
+
+def test_node_worker_survives_errors_and_stops_cleanly(types, tiny_onnx, monkeypatch):
+    node_class, _ = _stand_in_node(types, monkeypatch, {
+        'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32'})
+    node = node_class()
+    depth_publisher = node.publishers['~/output/depth']
+    depth_publisher.subscribers = 1
+    _, on_image, _ = node.subscriptions['~/input/image']
+    _, publish_diagnostics = node.timers[0]
+    try:
+        # A publish that fails while the node runs is counted; the worker carries on.
+        failures = []
+
+        def failing_publish(msg):
+            failures.append(msg)
+            raise KeyError('publisher gone')
+
+        depth_publisher.publish = failing_publish
+        on_image(image_msg(types, gradient_image()))
+        assert _wait_for(lambda: node.core.errors == 1), node.core.diagnostics()
+        assert node.core.last_error == "KeyError: 'publisher gone'"
+        del depth_publisher.publish
+        # A frame still running when stop() is called is finished but not published.
+        assert _wait_for(lambda: node.core.pipeline is not None)
+        engine = node.core.pipeline.engine
+        in_inference = threading.Event()
+        real_infer = engine.infer
+
+        def slow_infer(batch):
+            in_inference.set()
+            time.sleep(0.3)
+            return real_infer(batch)
+
+        monkeypatch.setattr(engine, 'infer', slow_infer)
+        on_image(image_msg(types, gradient_image()))
+        assert in_inference.wait(20.0)
+    finally:
+        assert node.stop()
+    assert not node._worker.is_alive()
+    assert depth_publisher.published == []
+    assert node.core.pipeline is None          # engine released after the worker ended
+    node.destroy_node()
+    publish_diagnostics()                      # a late timer after shutdown: silently nothing
+    assert node.publishers['/diagnostics'].published == []
+    assert node.logger.of('error') == ["worker: KeyError: 'publisher gone'"]
+
+
+def test_diagnostics_of_a_node_whose_worker_died(types, tiny_onnx, monkeypatch):
+    node_class, _ = _stand_in_node(types, monkeypatch, {
+        'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32'})
+    node = node_class()
+    _, publish_diagnostics = node.timers[0]
+    node.stop()
+    node._running = True            # as if the thread had ended on its own
+    publish_diagnostics()
+    status = node.publishers['/diagnostics'].published[0].status[0]
+    assert status.level == 2 and 'worker thread stopped' in status.message
 
 
 def test_rviz_config_shows_camera_depth_and_cloud():

@@ -184,8 +184,7 @@ def test_bad_frames_are_rejected_and_the_next_one_works(engine, types):
     pipeline = DepthPipeline(engine)
     wrong_size = CameraModel.from_intrinsics(200.0, 200.0, 100.0, 50.0, 200, 100)
     with pytest.raises(CalibrationError, match='CameraInfo is 200x100 but the image is 256x128'):
-        pipeline.process_messages(types, image_msg(types, gradient_image()),
-                                  info_msg(types, wrong_size))
+        pipeline.process_arrays(gradient_image(), wrong_size)
     empty = types.Image(header=messages.make_header(types, STAMP_NS, FRAME), height=0, width=0,
                         encoding='rgb8', is_bigendian=0, step=0,
                         data=np.zeros(0, np.uint8))
@@ -205,6 +204,36 @@ def test_bad_frames_are_rejected_and_the_next_one_works(engine, types):
         pipeline.process_arrays(gradient_image(), None, {'points'})
     out = pipeline.process_messages(types, image_msg(types, gradient_image()), info_msg(types))
     assert 'points' in out
+
+
+def test_unusable_camera_info_degrades_to_image_outputs(engine, types):
+    pipeline = DepthPipeline(engine)
+    wrong_size = CameraModel.from_intrinsics(200.0, 200.0, 100.0, 50.0, 200, 100)
+    out = pipeline.process_messages(types, image_msg(types, gradient_image()),
+                                    info_msg(types, wrong_size))
+    assert set(out) == {'depth', 'semantics', 'semantics_color', 'confidence'}
+    assert pipeline.last_camera_info_problem == (
+        'CameraInfo is 200x100 but the image is 256x128; expected calibration of the image as '
+        'published')
+    # Broken intrinsics (P and K all zero) are handled the same way.
+    broken = info_msg(types)
+    broken.k[:] = 0.0
+    broken.p[:] = 0.0
+    out = pipeline.process_messages(types, image_msg(types, gradient_image()), broken,
+                                    {'depth', 'points'})
+    assert set(out) == {'depth'}
+    assert 'focal lengths' in pipeline.last_camera_info_problem
+    # Only camera outputs asked for: nothing to publish, and the network is not run.
+    pipeline.last_timings = {}
+    assert pipeline.process_messages(types, image_msg(types, gradient_image()), broken,
+                                     {'points'}) == {}
+    assert pipeline.last_timings == {}
+    # A good CameraInfo clears the problem; a wrong one is not looked at when not needed.
+    out = pipeline.process_messages(types, image_msg(types, gradient_image()), info_msg(types))
+    assert 'points' in out and pipeline.last_camera_info_problem is None
+    pipeline.process_messages(types, image_msg(types, gradient_image()),
+                              info_msg(types, wrong_size), {'depth'})
+    assert pipeline.last_camera_info_problem is None
 
 
 def test_config_rejects_bad_values():

@@ -4,8 +4,11 @@ Output topics (headers copied from each input image): /monodepth/depth (32FC1, N
 /monodepth/depth/camera_info, /monodepth/points (organized PointCloud2), /monodepth/semantics
 (mono8 trainIds), /monodepth/semantics/color (rgb8), /monodepth/confidence (32FC1). Each is
 written at the receive time of its input image, so with --copy-input the new bag replays in
-RViz or Foxglove with the inputs alongside. CameraInfo is matched by stamp (else the latest
-one before the image); without any, depth is written but not points.
+RViz or Foxglove with the inputs alongside. CameraInfo is matched to each image with the
+node's rule (:func:`monodepth_ros.node_core.match_stamp`: the closest stamp within 1 ms, else
+the newest one stamped at or before the image); without a usable one (none in the bag, or of
+another size than the image), depth, semantics and confidence are written but not points and
+depth camera_info.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class InferBagSummary:
     frames: int = 0
     errors: int = 0
     frames_without_camera_info: int = 0
+    camera_info_rejected: int = 0      # a CameraInfo was there but did not fit the image
     copied_messages: int = 0
     topics: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)   # median per stage
@@ -49,8 +53,9 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
               prefix: str = topics.OUTPUT_PREFIX, progress: bool = True) -> InferBagSummary:
     """Run ``pipeline`` on every image of ``camera_topic`` in ``in_path``; write ``out_path``.
 
-    A frame the pipeline rejects (bad encoding, CameraInfo of another size...) is logged,
-    counted in ``errors`` and skipped; the others are written. ``storage`` None: the distro's
+    A frame the pipeline rejects (bad encoding, empty image...) is logged, counted in
+    ``errors`` and skipped; a frame whose CameraInfo does not fit is written without points
+    and camera_info and counted in ``camera_info_rejected``. ``storage`` None: the distro's
     default (sqlite3 for humble, mcap for jazzy).
     """
     import numpy as np
@@ -58,6 +63,7 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
 
     from monodepth_ros.bagio import BagReader, BagWriter
     from monodepth_ros.messages import stamp_to_ns
+    from monodepth_ros.node_core import PARAMETER_SPECS, CameraInfoCache
     from monodepth_ros.pipeline import ALL_OUTPUTS
 
     outputs = set(outputs or ALL_OUTPUTS)
@@ -79,11 +85,11 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
                            in_path, camera_info_topic)
         # CameraInfo is small: read it all first so that each image finds the one with its
         # stamp even when the driver wrote it after the image.
-        infos: dict[int, object] = {}
+        infos = CameraInfoCache(size=None)
         if has_info:
             for _, _, msg in reader.messages([camera_info_topic]):
-                infos[stamp_to_ns(msg.header.stamp)] = msg
-        info_stamps = np.array(sorted(infos), dtype=np.int64)
+                infos.add(msg, stamp_to_ns(msg.header.stamp))
+        tolerance_ns = int(PARAMETER_SPECS['camera_info_stamp_tolerance'].default * 1e9)
         read_topics = None if copy_input else [camera_topic]
         total = reader.message_count(read_topics)
 
@@ -98,11 +104,7 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
                 if topic != camera_topic:
                     continue
                 stamp = stamp_to_ns(msg.header.stamp)
-                info = infos.get(stamp)
-                if info is None and len(info_stamps):
-                    # No exact match: the latest CameraInfo at or before the image.
-                    index = int(np.searchsorted(info_stamps, stamp, side='right')) - 1
-                    info = infos[int(info_stamps[max(index, 0)])]
+                info = infos.match(stamp, tolerance_ns, use_latest=True)
                 if info is None:
                     summary.frames_without_camera_info += 1
                 try:
@@ -111,6 +113,11 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
                     summary.errors += 1
                     LOGGER.error('%s frame %d ns skipped: %s', camera_topic, stamp, error)
                     continue
+                if pipeline.last_camera_info_problem is not None:
+                    if not summary.camera_info_rejected:
+                        LOGGER.warning('%s frame %d ns written without points/camera_info: %s',
+                                       camera_topic, stamp, pipeline.last_camera_info_problem)
+                    summary.camera_info_rejected += 1
                 for key, out_msg in out.items():
                     writer.write(output_topic(key, prefix), out_msg, bag_ns)
                 for stage, milliseconds in pipeline.last_timings.items():
@@ -190,6 +197,9 @@ def format_summary(summary: InferBagSummary, engine) -> str:
         lines.append(f'  {summary.errors} frame(s) skipped (see the log)')
     if summary.frames_without_camera_info:
         lines.append(f'  {summary.frames_without_camera_info} frame(s) without CameraInfo')
+    if summary.camera_info_rejected:
+        lines.append(f'  {summary.camera_info_rejected} frame(s) whose CameraInfo did not fit '
+                     'the image (no points/camera_info; see the log)')
     if summary.timings_ms:
         lines.append('  median ms per stage: ' + ', '.join(
             f'{stage} {value:.1f}' for stage, value in summary.timings_ms.items()))
