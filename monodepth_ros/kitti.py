@@ -21,6 +21,7 @@ import numpy as np
 
 from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import CalibrationError, DatasetError
+from monodepth_ros.geometry import make_transform
 
 CAM_TO_CAM = 'calib_cam_to_cam.txt'
 VELO_TO_CAM = 'calib_velo_to_cam.txt'
@@ -65,13 +66,6 @@ def _take(values: dict, key: str, size: int, path: Path) -> np.ndarray:
     return values[key]
 
 
-def rigid_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = np.asarray(R, dtype=np.float64).reshape(3, 3)
-    T[:3, 3] = np.asarray(t, dtype=np.float64).ravel()
-    return T
-
-
 @dataclass(frozen=True, eq=False)
 class KittiCalibration:
     """Calibration of one KITTI recording day.
@@ -105,7 +99,7 @@ class KittiCalibration:
         tz = P[2, 3]
         # P[:, 3] = K @ t, K upper triangular without skew.
         t = np.array([(P[0, 3] - cx * tz) / fx, (P[1, 3] - cy * tz) / fy, tz])
-        return rigid_transform(np.eye(3), t)
+        return make_transform(t=t)
 
     def T_cam_from_velo(self, cam: int = 2) -> np.ndarray:
         """Velodyne -> rectified camera ``cam`` optical frame (baseline offset included)."""
@@ -150,13 +144,13 @@ def read_calibration(date_dir: str | Path) -> KittiCalibration:
 
     velo_path = date_dir / VELO_TO_CAM
     velo = read_calib_file(velo_path)
-    T_cam0_from_velo = rigid_transform(_take(velo, 'R', 9, velo_path),
-                                       _take(velo, 'T', 3, velo_path))
+    T_cam0_from_velo = make_transform(_take(velo, 'R', 9, velo_path).reshape(3, 3),
+                                      _take(velo, 'T', 3, velo_path))
     imu_path = date_dir / IMU_TO_VELO
     if imu_path.is_file():
         imu = read_calib_file(imu_path)
-        T_velo_from_imu = rigid_transform(_take(imu, 'R', 9, imu_path),
-                                          _take(imu, 'T', 3, imu_path))
+        T_velo_from_imu = make_transform(_take(imu, 'R', 9, imu_path).reshape(3, 3),
+                                         _take(imu, 'T', 3, imu_path))
     else:
         raise CalibrationError(f'calibration file {imu_path} not found (R: 9 numbers, T: 3)')
     return KittiCalibration(P_rect=P_rect, S_rect=S_rect, R_rect_00=R_rect_00,
@@ -320,6 +314,11 @@ def oxts_pose(packet: dict[str, float], scale: float) -> np.ndarray:
     lat, lon, alt = packet['lat'], packet['lon'], packet['alt']
     x = scale * EARTH_RADIUS_M * np.radians(lon)
     y = scale * EARTH_RADIUS_M * np.log(np.tan(np.radians(90.0 + lat) / 2.0))
+    return make_transform(oxts_rotation(packet), [x, y, alt])
+
+
+def oxts_rotation(packet: dict[str, float]) -> np.ndarray:
+    """3x3 orientation of the oxts body (x forward, y left, z up): Rz(yaw) Ry(pitch) Rx(roll)."""
     roll, pitch, yaw = packet['roll'], packet['pitch'], packet['yaw']
     cr, sr = np.cos(roll), np.sin(roll)
     cp, sp = np.cos(pitch), np.sin(pitch)
@@ -327,4 +326,4 @@ def oxts_pose(packet: dict[str, float], scale: float) -> np.ndarray:
     Rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
     Ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
     Rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    return rigid_transform(Rz @ Ry @ Rx, [x, y, alt])
+    return Rz @ Ry @ Rx

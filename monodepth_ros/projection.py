@@ -99,23 +99,26 @@ def lidar_depth_image(points_lidar: np.ndarray, T_camera_from_lidar: np.ndarray,
     # Eigen-protocol path below is float64), and it avoids BLAS, whose threads stall when
     # the CPU is shared (a 4-wide product gains nothing from them).
     rows_matrix = np.vstack([camera.P @ T, T[2]]).astype(np.float32)
-    projected = _apply_rows(rows_matrix, points)
+    x, y, z = (points[:, i].astype(np.float32) for i in range(3))
+    camera_z = (rows_matrix[3, 0] * x + rows_matrix[3, 1] * y + rows_matrix[3, 2] * z
+                + rows_matrix[3, 3])
+    # A spinning LiDAR has about half its points behind the camera: drop them before the
+    # projection, which then runs on the rest only.
+    front = np.flatnonzero(camera_z > min_depth)
+    x, y, z, camera_z = x[front], y[front], z[front], camera_z[front]
+    projected = [rows_matrix[i, 0] * x + rows_matrix[i, 1] * y + rows_matrix[i, 2] * z
+                 + rows_matrix[i, 3] for i in range(3)]
     with np.errstate(divide='ignore', invalid='ignore'):
         u = projected[0] / projected[2]
         v = projected[1] / projected[2]
     cols, rows = pixel_indices(u, v, rounding)
-    z = projected[3]
-    # Points behind the camera get cols/rows -1 so that the splat drops them.
-    behind = ~(z > min_depth)
-    cols[behind] = -1
-    rows[behind] = -1
     if depth == 'camera_z':
-        values = z
+        values = camera_z
     elif depth == 'range':
-        values = np.sqrt(sum(c * c for c in _apply_rows(T[:3].astype(np.float32), points)))
+        values = np.sqrt(sum(c * c for c in _apply_rows(T[:3].astype(np.float32),
+                                                         points[front])))
     else:
-        values = points[:, 0]
-    values = np.where(behind, np.float32(-1.0), values)
+        values = points[front, 0]
     return splat_nearest(cols, rows, values, camera.width, camera.height)
 
 

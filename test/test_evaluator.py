@@ -18,11 +18,14 @@ DEPTH_TOPIC = '/test/depth'
 
 
 def write_kitti_bag(path, drive_dir, depth_of=None, depth_shift_ns=0, tf_static=True,
-                    frames=FRAMES, depth_encoding='32FC1', depth_size=None):
+                    frames=FRAMES, depth_encoding='32FC1', depth_size=None,
+                    depth_write_delay_ns=0, tf_static_after_frame=None, bad_scan_frames=()):
     """A bag of KITTI frames: camera_info, LiDAR, /tf_static and a depth topic.
 
     depth_of(scan, calibration) -> HxW metres (0 = none) gives the depth image of each frame,
-    stamped with the velodyne stamp + depth_shift_ns.
+    stamped with the velodyne stamp + depth_shift_ns and written depth_write_delay_ns later
+    (a node's latency). /tf_static comes first, or after the messages of frame
+    ``tf_static_after_frame``; the scans of ``bad_scan_frames`` are truncated.
     """
     from monodepth_ros.bagio import BagWriter
     from monodepth_ros.bagtools.kitti2bag import static_transforms
@@ -40,21 +43,25 @@ def write_kitti_bag(path, drive_dir, depth_of=None, depth_shift_ns=0, tf_static=
     calibration = drive.calibration
     camera = calibration.camera_model(2)
     stamps = read_timestamps(drive_dir / 'velodyne_points' / 'timestamps.txt')
+    records = []   # (bag time, sequence, topic, message): written sorted by time
     with BagWriter(path, storage='mcap') as bag:
         types = bag.types
-        if tf_static:
-            bag.write(topics.TF_STATIC_TOPIC, make_tf_message(
-                types, [(p, c, T, stamps[0]) for p, c, T in static_transforms(drive, [2])]),
-                stamps[0])
+
+        def write(topic, msg, stamp):
+            records.append((stamp, len(records), topic, msg))
+
         for index in range(frames):
             stamp = stamps[index]
             scan = read_velodyne(drive_dir / 'velodyne_points' / 'data' / f'{index:010d}.bin')
-            bag.write(topics.LIDAR_TOPIC, make_pointcloud2(
-                types, make_header(types, stamp, topics.LIDAR_FRAME), scan[:, :3]), stamp)
+            cloud = make_pointcloud2(types, make_header(types, stamp, topics.LIDAR_FRAME),
+                                     scan[:, :3])
+            if index in bad_scan_frames:
+                cloud.data = cloud.data[:10]
+            write(topics.LIDAR_TOPIC, cloud, stamp)
             depth_stamp = stamp + depth_shift_ns
             header = make_header(types, depth_stamp, topics.CAMERA_FRAME)
-            bag.write(topics.CAMERA_INFO_TOPIC, model_to_camera_info(types, camera, header),
-                      depth_stamp)
+            write(topics.CAMERA_INFO_TOPIC, model_to_camera_info(types, camera, header),
+                  depth_stamp)
             depth = depth_of(scan, calibration) if depth_of else np.ones((375, 1242))
             if depth_size is not None:
                 depth = np.ones(depth_size[::-1])
@@ -63,7 +70,16 @@ def write_kitti_bag(path, drive_dir, depth_of=None, depth_shift_ns=0, tf_static=
                                          header)
             else:
                 message = depth_to_image(types, np.where(depth > 0, depth, np.nan), header)
-            bag.write(DEPTH_TOPIC, message, depth_stamp)
+            write(DEPTH_TOPIC, message, depth_stamp + depth_write_delay_ns)
+            if tf_static and index == tf_static_after_frame:
+                write(topics.TF_STATIC_TOPIC, make_tf_message(
+                    types, [(p, c, T, stamps[0]) for p, c, T in static_transforms(drive, [2])]),
+                    depth_stamp)
+        if tf_static and tf_static_after_frame is None:
+            records.insert(0, (stamps[0], -1, topics.TF_STATIC_TOPIC, make_tf_message(
+                types, [(p, c, T, stamps[0]) for p, c, T in static_transforms(drive, [2])])))
+        for stamp, _, topic, msg in sorted(records, key=lambda record: record[:2]):
+            bag.write(topic, msg, stamp)
     return path
 
 
@@ -178,7 +194,8 @@ def test_cli_outputs_and_truncated_bag(kitti_drive_dir, tmp_path, capsys):
     assert main(['eval-bag', str(bag), '--depth-topic', DEPTH_TOPIC, '--out', str(out),
                  '--no-progress', '--qualitative', '2']) == 0
     summary = json.loads((out / 'summary.json').read_text())
-    assert summary['frames_evaluated'] == FRAMES and summary['frames_skipped'] == 0
+    assert summary['frames_evaluated'] == FRAMES
+    assert summary['frames_skipped'] == {'count': 0, 'reasons': {}, 'examples': []}
     assert set(summary['cap_80']) >= {'abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'log10',
                                       'silog', 'delta1', 'delta2', 'delta3', 'sq_rel_devkit',
                                       'irmse'}
@@ -326,4 +343,235 @@ def test_bad_input_of_one_frame_skips_that_frame_with_the_reason(tmp_path, tiny_
                                   '160x48')
     assert "'32FC1' is not a colour/mono" in encoding
     assert result.skipped_examples[0].startswith(f'{stamps[0]}: ')
-    assert result.summary()['skipped_reasons'] == {calibration: 1, encoding: 1}
+    skipped = result.summary()['frames_skipped']
+    assert skipped['count'] == 2 and skipped['reasons'] == {calibration: 1, encoding: 1}
+
+
+def test_kitti_eigen_without_calib_grades_at_the_full_camera_size(kitti_drive_dir, tmp_path):
+    # A kitti2bag bag plus a recorded depth at a third of the image size with its own scaled
+    # camera_info: the Eigen ground truth is built at 1242x375 from the camera's camera_info
+    # and /tf_static (no --calib), the depth resized to it.
+    if not EIGEN_REFERENCE.is_file():
+        pytest.skip(f'{EIGEN_REFERENCE} not found')
+    from monodepth_ros.bagio import BagReader, BagWriter
+    from monodepth_ros.bagtools.kitti2bag import convert
+    from monodepth_ros.messages import (
+        camera_info_to_model,
+        depth_to_image,
+        make_header,
+        model_to_camera_info,
+        stamp_to_ns,
+    )
+
+    converted = tmp_path / 'kitti'
+    convert(kitti_drive_dir, converted, storage='mcap', progress=False)
+    bag = tmp_path / 'with_depth'
+    depth_topic = '/monodepth/depth'
+    with BagReader(converted) as reader, BagWriter(bag, storage='mcap') as writer:
+        for topic, bag_ns, msg in reader.messages([topics.TF_STATIC_TOPIC, topics.LIDAR_TOPIC,
+                                                   topics.CAMERA_INFO_TOPIC]):
+            writer.write(topic, msg, bag_ns)
+            if topic == topics.CAMERA_INFO_TOPIC and stamp_to_ns(msg.header.stamp) \
+                    == read_timestamps(kitti_drive_dir / 'image_02' / 'timestamps.txt')[0]:
+                header = make_header(writer.types, stamp_to_ns(msg.header.stamp),
+                                     topics.CAMERA_FRAME)
+                small = camera_info_to_model(msg).scaled(414, 125)
+                writer.write(f'{depth_topic}/camera_info',
+                             model_to_camera_info(writer.types, small, header), bag_ns)
+                writer.write(depth_topic, depth_to_image(
+                    writer.types, np.full((125, 414), 10.0, np.float32), header), bag_ns)
+    result = evaluate(bag, depth_topic=depth_topic, protocol='kitti-eigen')
+    assert result.error is None and result.frames_evaluated == 1
+    frame = result.qualitative[0]
+    reference = np.load(EIGEN_REFERENCE)['velx_0000000000']
+    assert frame.gt.shape == reference.shape == frame.pred.shape == (375, 1242)
+    # /tf_static carries KITTI's rotations (orthonormal to ~1e-7 only) as unit quaternions: a
+    # point projecting within ~1e-4 px of a pixel border may land one pixel over. On frame 0
+    # one point of ~19k does; every other pixel and depth is the reference's.
+    moved = (frame.gt > 0) != (reference > 0)
+    assert np.count_nonzero(moved) <= 4 and np.count_nonzero(reference) > 15000
+    both = (frame.gt > 0) & (reference > 0)
+    np.testing.assert_allclose(frame.gt[both], reference[both], rtol=1e-6)
+    np.testing.assert_allclose(frame.pred[np.isfinite(frame.pred)], 10.0, rtol=1e-6)
+
+    # The full-size camera_info is required: a camera topic without one is refused.
+    with pytest.raises(BagError, match=r"no topic '/nope/camera_info' \(full-size camera_info"):
+        evaluate(bag, depth_topic=depth_topic, protocol='kitti-eigen',
+                 camera_topic='/nope/image_raw')
+
+
+class _FakePipeline:
+    """Stands in for a DepthPipeline: returns a fixed depth at the camera's size."""
+
+    metadata = None
+    engine = None
+
+    def __init__(self, depth):
+        self.depth = depth
+
+    def decode(self, msg):
+        return np.zeros((375, 1242, 3), np.uint8)
+
+    def process_arrays(self, rgb, camera, outputs):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(depth=self.depth, semantics=None, camera=camera)
+
+
+def test_evaluator_grades_with_the_metrics_module_rule(kitti_drive_dir, tmp_path):
+    # One rule for an invalid prediction: non-finite. A model predicting 0 or negative depth
+    # is graded (clamped to min_depth), NaN lowers coverage; the evaluator's figures are those
+    # of metrics.compute_depth_metrics_caps on the same images.
+    from monodepth_ros.evaluation.metrics import compute_depth_metrics_caps
+
+    bag = write_kitti_bag(tmp_path / 'bag', kitti_drive_dir, frames=1)
+    depth = np.full((375, 1242), 12.0, np.float32)
+    depth[:, :400] = 0.0
+    depth[:, 400:500] = -3.0
+    depth[:, 500:600] = np.nan
+    config = EvaluationConfig(model='fake', camera_topic=DEPTH_TOPIC, progress=False,
+                              occlusion_filter=False)
+    result = BagEvaluator(config, pipeline=_FakePipeline(depth)).evaluate(bag)
+    assert result.error is None and result.frames_evaluated == 1
+    frame = result.qualitative[0]
+    expected = compute_depth_metrics_caps(frame.gt, depth, caps=(80.0, 50.0))
+    row = result.rows[0]
+    for name in ('abs_rel', 'rmse', 'delta1', 'n_pixels', 'coverage'):
+        assert row[name] == pytest.approx(expected[80.0][name])
+        assert row[f'cap_50_{name}'] == pytest.approx(expected[50.0][name])
+    in_nan_band = frame.gt[:, 500:600]
+    assert 0 < row['coverage'] < 1.0
+    assert row['coverage'] == pytest.approx(1 - np.count_nonzero(
+        (in_nan_band > 1e-3) & (in_nan_band < 80)) / np.count_nonzero(
+        (frame.gt > 1e-3) & (frame.gt < 80)))
+
+
+def test_bad_scans_and_late_tf_static_skip_frames_not_the_run(kitti_drive_dir, tmp_path):
+    # Frame 0 is graded (at scan 1) before /tf_static arrives, after frame 1; scan 2 is
+    # truncated, so frame 2's nearest usable scan is ~103 ms away. Frames 1 and 3 are graded.
+    stamps = read_timestamps(kitti_drive_dir / 'velodyne_points' / 'timestamps.txt')
+    bag = write_kitti_bag(tmp_path / 'bag', kitti_drive_dir, lidar_depth(1.0), frames=4,
+                          tf_static_after_frame=1, bad_scan_frames=(2,))
+    result = evaluate(bag, occlusion_filter=False)
+    assert result.error is None
+    assert [row['stamp_ns'] for row in result.rows] == [stamps[1], stamps[3]]
+    summary = result.summary()
+    reasons = summary['frames_skipped']['reasons']
+    assert summary['frames_skipped']['count'] == 2
+    assert reasons['no LiDAR -> camera transform yet (/tf_static not received before this '
+                   'frame)'] == 1
+    assert any(reason.startswith('no LiDAR scan within 50 ms (nearest 10') for reason in reasons)
+    assert summary['scans_skipped']['count'] == 1
+    [scan_reason] = summary['scans_skipped']['reasons']
+    assert scan_reason.startswith('bad LiDAR scan: ')
+
+
+def test_recorded_depth_written_late_still_finds_its_scan(kitti_drive_dir, tmp_path):
+    # Depth stamped with its scan's stamp but written 350 ms later (after 3 more scans).
+    bag = write_kitti_bag(tmp_path / 'bag', kitti_drive_dir, lidar_depth(1.0), frames=5,
+                          depth_write_delay_ns=350_000_000)
+    result = evaluate(bag, occlusion_filter=False)
+    assert result.error is None and result.frames_evaluated == 5
+    assert [row['lidar_dt_ms'] for row in result.rows] == [0.0] * 5
+
+
+def test_scan_window_keeps_a_time_span_and_a_bounded_count():
+    from monodepth_ros.evaluation.ground_truth import LidarScan, ScanWindow
+
+    def scan(stamp_s):
+        return LidarScan(int(stamp_s * 1e9), 'velo_link', np.zeros((0, 3), np.float32))
+
+    window = ScanWindow(span_ns=2_000_000_000, max_scans=100)
+    for stamp_s in (0.0, 1.0, 2.0, 3.5):
+        window.add(scan(stamp_s))
+    # 3.5 s - 2 s = 1.5 s: the scans at 0 s and 1 s are gone.
+    assert [item.stamp_ns for _, item in window.items] == [2_000_000_000, 3_500_000_000]
+    nearest, gap = window.nearest(2_900_000_000)
+    assert nearest.stamp_ns == 3_500_000_000 and gap == 600_000_000
+    small = ScanWindow(span_ns=10**12, max_scans=2)
+    for stamp_s in (0.0, 0.1, 0.2):
+        small.add(scan(stamp_s))
+    assert len(small) == 2 and small.nearest(0)[0].stamp_ns == 100_000_000
+    assert ScanWindow().nearest(0) == (None, None)
+
+
+def _to_ros1(typestore, msg):
+    """The ROS 1 twin of a ROS 2 message built by our helpers (Header.seq, CameraInfo D/K/R/P)."""
+    if isinstance(msg, list):
+        return [_to_ros1(typestore, item) for item in msg]
+    if not hasattr(msg, '__msgtype__'):
+        return msg
+    cls = typestore.types[msg.__msgtype__]
+    values = {}
+    for name in cls.__dataclass_fields__:
+        if name == '__msgtype__':
+            continue
+        if name == 'seq':
+            values[name] = 0
+            continue
+        source = name.lower() if name in ('D', 'K', 'R', 'P') else name
+        values[name] = _to_ros1(typestore, getattr(msg, source))
+    return cls(**values)
+
+
+def test_ros1_bag(kitti_drive_dir, tmp_path):
+    # A ROS 1 bag written with rosbags' rosbag1 writer (ROS 1 message definitions: Header.seq,
+    # CameraInfo D/K/R/P, tf2_msgs/TFMessage): camera image, camera_info, LiDAR, /tf_static and
+    # an exact depth topic; graded like the rosbag2 twin.
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from monodepth_ros.bagtools.kitti2bag import static_transforms
+    from monodepth_ros.kitti import KittiDrive
+    from monodepth_ros.messages import (
+        MessageTypes,
+        array_to_image,
+        depth_to_image,
+        make_header,
+        make_pointcloud2,
+        make_tf_message,
+        model_to_camera_info,
+    )
+
+    ros1 = get_typestore(Stores.ROS1_NOETIC)
+    if 'tf2_msgs/msg/TFMessage' not in ros1.types:
+        ros1.register(get_types_from_msg('geometry_msgs/TransformStamped[] transforms',
+                                         'tf2_msgs/msg/TFMessage'))
+    types = MessageTypes.rosbags('humble')
+    drive = KittiDrive.open(kitti_drive_dir)
+    calibration = drive.calibration
+    camera = calibration.camera_model(2)
+    stamps = read_timestamps(kitti_drive_dir / 'velodyne_points' / 'timestamps.txt')
+    path = tmp_path / 'drive.bag'
+    with Writer(path) as writer:
+        connections = {}
+
+        def write(topic, msg, stamp):
+            msgtype = msg.__msgtype__
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=ros1)
+            writer.write(connections[topic], stamp,
+                         ros1.serialize_ros1(_to_ros1(ros1, msg), msgtype))
+
+        write(topics.TF_STATIC_TOPIC, make_tf_message(
+            types, [(p, c, T, stamps[0]) for p, c, T in static_transforms(drive, [2])]),
+            stamps[0])
+        for index in range(2):
+            stamp = stamps[index]
+            scan = read_velodyne(kitti_drive_dir / 'velodyne_points' / 'data'
+                                 / f'{index:010d}.bin')
+            write(topics.LIDAR_TOPIC, make_pointcloud2(
+                types, make_header(types, stamp, topics.LIDAR_FRAME), scan[:, :3]), stamp)
+            header = make_header(types, stamp, topics.CAMERA_FRAME)
+            write(topics.CAMERA_INFO_TOPIC, model_to_camera_info(types, camera, header), stamp)
+            write(topics.CAMERA_IMAGE_TOPIC, array_to_image(
+                types, np.zeros((375, 1242, 3), np.uint8), 'rgb8', header), stamp)
+            depth = lidar_depth(1.0)(scan, calibration)
+            write(DEPTH_TOPIC, depth_to_image(types, np.where(depth > 0, depth, np.nan),
+                                              header), stamp)
+    result = evaluate(path, occlusion_filter=False)
+    assert result.error is None and result.frames_evaluated == 2
+    summary = result.summary()
+    assert summary['cap_80']['abs_rel'] < 1e-6 and summary['cap_80']['delta1'] == 1.0
+    # The camera images (ROS 1 Image) were found for the qualitative strips.
+    assert result.qualitative[0].rgb.shape == (375, 1242, 3)

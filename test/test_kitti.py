@@ -211,3 +211,53 @@ def test_kitti2bag_errors(kitti_drive_dir, tmp_path, kitti_bag):
         convert(kitti_drive_dir, kitti_bag[0], progress=False)
     with pytest.raises(DatasetError, match='not found'):
         convert(tmp_path / 'no_drive', tmp_path / 'c', progress=False)
+
+
+def test_kitti2bag_frames_numbered_from_5(kitti_drive_dir, tmp_path):
+    # The excerpt with every data file renumbered 5..14 (symlinks) and the timestamps files
+    # unchanged: KITTI's timestamps.txt is line-indexed, line i stamps the i-th file in frame
+    # number order, so the k-th message carries line k and the content of the k-th file.
+    import cv2
+
+    from monodepth_ros.bagio import BagReader
+    from monodepth_ros.bagtools.kitti2bag import convert
+    from monodepth_ros.geometry import quaternion_to_matrix
+    from monodepth_ros.kitti import oxts_rotation
+    from monodepth_ros.messages import image_to_rgb, read_pointcloud2
+
+    date_dir = tmp_path / KITTI_DATE_DIR.name
+    drive = date_dir / kitti_drive_dir.name
+    for calib in KITTI_DATE_DIR.glob('calib_*.txt'):
+        date_dir.mkdir(exist_ok=True)
+        (date_dir / calib.name).symlink_to(calib)
+    for folder in ('image_02', 'velodyne_points', 'oxts'):
+        (drive / folder / 'data').mkdir(parents=True)
+        (drive / folder / 'timestamps.txt').symlink_to(
+            kitti_drive_dir / folder / 'timestamps.txt')
+        for source in (kitti_drive_dir / folder / 'data').iterdir():
+            renamed = f'{int(source.stem) + 5:010d}{source.suffix}'
+            (drive / folder / 'data' / renamed).symlink_to(source)
+    out = tmp_path / 'bag'
+    counts = convert(drive, out, storage='mcap', progress=False)
+    assert counts[topics.CAMERA_IMAGE_TOPIC] == counts[topics.LIDAR_TOPIC] == 10
+
+    received = {topics.CAMERA_IMAGE_TOPIC: [], topics.LIDAR_TOPIC: [], topics.IMU_TOPIC: []}
+    with BagReader(out) as bag:
+        for topic, stamp, msg in bag.messages(list(received)):
+            index = len(received[topic])   # k-th message = k-th original file
+            received[topic].append(stamp)
+            if topic == topics.CAMERA_IMAGE_TOPIC and index in (0, 9):
+                png = cv2.imread(str(kitti_drive_dir / 'image_02' / 'data' / f'{index:010d}.png'))
+                np.testing.assert_array_equal(image_to_rgb(msg), png[:, :, ::-1])
+            elif topic == topics.LIDAR_TOPIC and index in (0, 9):
+                scan = read_velodyne(kitti_drive_dir / 'velodyne_points' / 'data'
+                                     / f'{index:010d}.bin')
+                np.testing.assert_array_equal(read_pointcloud2(msg)['z'], scan[:, 2])
+            elif topic == topics.IMU_TOPIC and index == 3:
+                packet = read_oxts(kitti_drive_dir / 'oxts' / 'data' / '0000000003.txt')
+                q = msg.orientation
+                np.testing.assert_allclose(quaternion_to_matrix([q.x, q.y, q.z, q.w]),
+                                           oxts_rotation(packet), atol=1e-12)
+    for topic, folder in ((topics.CAMERA_IMAGE_TOPIC, 'image_02'),
+                          (topics.LIDAR_TOPIC, 'velodyne_points'), (topics.IMU_TOPIC, 'oxts')):
+        assert received[topic] == read_timestamps(kitti_drive_dir / folder / 'timestamps.txt')

@@ -183,3 +183,26 @@ def test_sparse_selection_equals_the_dense_mask(crop):
     dense = evaluation_mask(gt, 1e-3, 80.0, crop, mask)
     np.testing.assert_array_equal(evaluated_indices(gt, 1e-3, 80.0, crop, mask),
                                   np.flatnonzero(dense))
+
+
+def test_one_invalid_prediction_rule_at_every_cap():
+    # gt [2, 4, 60] m, pred [0, NaN, 60]: only NaN is invalid. 0 is clamped to 1e-3 and graded.
+    # Cap 80: pixels 2 and 60 graded, coverage 2/3, abs_rel = mean(1.999/2, 0) = 0.49975.
+    # Cap 50: pixels 2 and 4 in the cap, only 2 graded: coverage 1/2, abs_rel = 0.9995.
+    from monodepth_ros.evaluation.metrics import metrics_at_caps, valid_prediction
+
+    gt = np.array([2.0, 4.0, 60.0])
+    pred = np.array([0.0, np.nan, 60.0])
+    np.testing.assert_array_equal(valid_prediction(np.array([0.0, -1.0, np.nan, np.inf])),
+                                  [True, True, False, False])
+    results = metrics_at_caps(gt, pred, caps=(80.0, 50.0))
+    assert results[80.0]['n_pixels'] == 2 and results[80.0]['coverage'] == pytest.approx(2 / 3)
+    assert results[80.0]['abs_rel'] == pytest.approx(0.49975)
+    assert results[50.0]['n_pixels'] == 1 and results[50.0]['coverage'] == 0.5
+    assert results[50.0]['abs_rel'] == pytest.approx(0.9995)
+    # The image functions apply the same rule.
+    image = compute_depth_metrics(gt.reshape(1, 3), pred.reshape(1, 3))
+    assert image['abs_rel'] == results[80.0]['abs_rel']
+    assert image['coverage'] == results[80.0]['coverage']
+    caps = compute_depth_metrics_caps(gt.reshape(1, 3), pred.reshape(1, 3))
+    assert caps[50.0]['abs_rel'] == results[50.0]['abs_rel']

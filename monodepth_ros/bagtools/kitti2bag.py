@@ -10,6 +10,11 @@ Topics (the conventional kitti2bag layout):
 
 Messages are stamped (header and bag time) with the KITTI timestamps of their sensor. The
 calibration files are read from the folder above the drive unless --calib names another.
+
+Frame numbers need not start at 0. KITTI's timestamps.txt is line-indexed: the data files of a
+sensor are sorted by number and line i stamps the i-th file (a folder renumbered from 5 keeps
+its timestamps file as is). Only when timestamps.txt has more lines than there are files (a
+subset of a full drive's files) does line n stamp frame number n (``kitti.sensor_frames``).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import numpy as np
 from monodepth_ros import topics
 from monodepth_ros.bagtools.options import add_bag_format_arguments, resolved_storage
 from monodepth_ros.errors import DatasetError
+from monodepth_ros.geometry import matrix_to_quaternion
 from monodepth_ros.kitti import (
     CAMERA_FOLDERS,
     KittiDrive,
     mercator_scale,
     oxts_pose,
+    oxts_rotation,
     read_oxts,
     read_velodyne,
 )
@@ -82,17 +89,8 @@ def _read_image(path: Path, encoding: str) -> np.ndarray:
     return image
 
 
-def _quaternion_rpy(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of Rz(yaw) Ry(pitch) Rx(roll)."""
-    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
-    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
-    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
-    return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
-            cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy)
-
-
 def _imu_message(types, header, packet: dict):
-    x, y, z, w = _quaternion_rpy(packet['roll'], packet['pitch'], packet['yaw'])
+    x, y, z, w = matrix_to_quaternion(oxts_rotation(packet))
     # The oxts body frame is x forward, y left, z up (the imu_link axes).
     return types.Imu(
         header=header,

@@ -4,8 +4,10 @@ The depth comes from a topic of the bag (--depth-topic, e.g. a recorded /monodep
 from running a model on the bag's images (--model). Each depth frame is matched to the LiDAR
 scan nearest in time; the scan is projected into the depth image with its camera_info and the
 LiDAR -> camera transform from /tf_static (or a KITTI calibration folder, --calib). Metrics at
-caps 80 m and 50 m. Writes summary.json, frames.csv, report.md, plots and qualitative strips
-into --out and prints a summary table. Exit status 1 when no frame could be graded.
+caps 80 m and 50 m. --protocol kitti-eigen grades at the full image size (the camera topic's
+camera_info, or --calib), resizing predictions of another size. Writes summary.json,
+frames.csv, report.md, plots and qualitative strips into --out and prints a summary table.
+Exit status 1 when no frame could be graded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from monodepth_ros import topics
+from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.evaluation.ground_truth import PROTOCOLS
 from monodepth_ros.evaluation.metrics import CROPS
 
@@ -25,9 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument('--model', type=Path,
                         help='model (.pt checkpoint, .onnx or TensorRT engine) to run on the '
                              'camera images')
-    parser.add_argument('--backend', default='auto',
-                        help='engine backend with --model: auto|tensorrt|onnxruntime|torch')
-    parser.add_argument('--precision', default='fp16', help='engine precision with --model')
+    parser.add_argument('--backend', default='auto', choices=BACKENDS,
+                        help='engine backend with --model (default: auto)')
+    parser.add_argument('--precision', default='fp16', choices=PRECISIONS,
+                        help='engine precision with --model (default: fp16)')
     parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
                         help='camera image topic (model input, and the qualitative strips)')
     parser.add_argument('--camera-info-topic', default=None,

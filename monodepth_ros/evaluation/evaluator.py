@@ -2,10 +2,16 @@
 
 The depth is a recorded depth topic, or a model run on the bag's images.
 
-The bag is streamed once in time order; memory stays flat in the bag length: only the latest
-few LiDAR scans, camera_infos and images are kept, plus a short queue of depth frames waiting
-for the scan that follows them. A frame is matched to the scan nearest to its header stamp,
-within ``max_time_diff_ms``; frames that cannot be graded are counted with the reason.
+The bag is streamed once in time order; memory stays flat in the bag length: only the LiDAR
+scans of the last ``max_time_diff_ms`` + ``PENDING_HORIZON_NS`` (recorded depth is written
+after its stamp, by the node's latency), the latest few camera_infos and images, and a short
+queue of depth frames waiting for the scan that follows them are kept. A frame is matched to
+the scan nearest to its header stamp, within ``max_time_diff_ms``.
+
+Bad input never ends the run: a frame that cannot be graded (bad image or camera_info, no
+scan close in time, no LiDAR -> camera transform yet because ``/tf_static`` comes later) is
+skipped and counted with the reason; so is a malformed LiDAR scan. The run fails at the end
+only when no frame could be connected to the LiDAR (the error names the frames).
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ from monodepth_ros.errors import (
     ConfigError,
     MessageError,
     MonodepthError,
+    TransformError,
 )
-from monodepth_ros.evaluation.ground_truth import GroundTruthBuilder, ScanWindow, scan_from_message
+from monodepth_ros.evaluation.ground_truth import (
+    GroundTruthBuilder,
+    ScanWindow,
+    StampedWindow,
+    scan_from_message,
+)
 from monodepth_ros.evaluation.metrics import (
     METRIC_NAMES,
     GroupedErrors,
@@ -35,8 +47,9 @@ from monodepth_ros.evaluation.metrics import (
     distance_band_edges,
     distance_band_index,
     evaluated_indices,
-    metrics_for_values,
+    metrics_at_caps,
     prepare_prediction,
+    valid_prediction,
 )
 from monodepth_ros.pipeline import resize_depth_bilinear, resize_nearest
 
@@ -45,9 +58,14 @@ LOG = logging.getLogger(__name__)
 HISTOGRAM_EDGES = np.linspace(-10.0, 10.0, 81)   # signed error p - g, metres, 0.25 m bins
 MAX_PENDING = 8          # depth frames waiting for a later scan
 RECENT = 8               # camera_infos / images / label images kept for stamp matching
+# Scans are kept this long beyond the matching tolerance: a recorded depth frame is written
+# after the scans that followed its image (by the node's latency) and must still find its own.
+PENDING_HORIZON_NS = 2_000_000_000
+MAX_SCANS = 100          # hard bound on the scans kept (a 2 s span at up to 50 Hz)
 # Bad input of one frame (its image or depth image, camera_info, label image): the frame is
-# skipped with the reason and the run goes on. Other errors (no transform between the sensors,
-# a failing engine, a corrupt bag) would fail every frame alike and end the run.
+# skipped with the reason and the run goes on; so is a frame met before /tf_static (a missing
+# transform fails the run at the end only if no frame at all could be connected). Other errors
+# (a failing engine, a corrupt bag) would fail every frame alike and end the run.
 FRAME_ERRORS = (MessageError, CalibrationError)
 
 
@@ -98,6 +116,7 @@ class EvaluationResult:
     rows: list[dict] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     skipped_examples: list[str] = field(default_factory=list)
+    scans_skipped: Counter = field(default_factory=Counter)
     means: dict[float, RunningMean] = field(default_factory=dict)
     by_distance: GroupedErrors | None = None
     by_class: GroupedErrors | None = None
@@ -122,6 +141,10 @@ class EvaluationResult:
             self.skipped_examples.append(f'{stamp_ns}: {reason}')
         LOG.debug('frame %d skipped: %s', stamp_ns, reason)
 
+    def skip_scan(self, reason: str, stamp_ns: int) -> None:
+        self.scans_skipped[reason] += 1
+        LOG.debug('LiDAR scan %d skipped: %s', stamp_ns, reason)
+
     def summary(self) -> dict:
         config = self.config
         summary = {
@@ -137,9 +160,10 @@ class EvaluationResult:
             summary[cap_key(cap)] = mean.result()
         summary.update(
             frames_evaluated=self.frames_evaluated,
-            frames_skipped=self.frames_skipped,
-            skipped_reasons=dict(self.skipped),
-            skipped_examples=list(self.skipped_examples),
+            frames_skipped={'count': self.frames_skipped, 'reasons': dict(self.skipped),
+                            'examples': list(self.skipped_examples)},
+            scans_skipped={'count': int(sum(self.scans_skipped.values())),
+                           'reasons': dict(self.scans_skipped)},
             by_distance=self.by_distance.rows() if self.by_distance else [],
             by_class=([row for row in self.by_class.rows() if row['n_pixels']]
                       if self.by_class else None),
@@ -159,41 +183,16 @@ class _Pending:
     index: int
 
 
-class _Recent:
-    """The last few messages of a topic, looked up by header stamp."""
-
-    def __init__(self, size: int = RECENT):
-        self.items: deque[tuple[int, object]] = deque(maxlen=size)
-
-    def add(self, stamp_ns: int, msg) -> None:
-        self.items.append((stamp_ns, msg))
-
-    def nearest(self, stamp_ns: int, tolerance_ns: int | None = None):
-        if not self.items:
-            return None
-        stamp, msg = min(self.items, key=lambda item: abs(item[0] - stamp_ns))
-        if tolerance_ns is not None and abs(stamp - stamp_ns) > tolerance_ns:
-            return None
-        return msg
+def _nearest_within(window: StampedWindow, stamp_ns: int, tolerance_ns: int | None = None):
+    """The item of ``window`` nearest to stamp_ns, None if empty or beyond tolerance_ns."""
+    item, gap = window.nearest(stamp_ns)
+    if item is None or (tolerance_ns is not None and gap > tolerance_ns):
+        return None
+    return item
 
 
 def _describe_topics(available: dict[str, str]) -> str:
     return ', '.join(f'{topic} ({msgtype})' for topic, msgtype in sorted(available.items()))
-
-
-def _depth_view(msg) -> np.ndarray | None:
-    """HxW float32 view (no copy) of a little-endian, unpadded 32FC1 image, else None.
-
-    Invalid pixels keep their raw value (NaN, 0, negative); grading drops them.
-    """
-    if msg.encoding != '32FC1' or msg.is_bigendian or int(msg.step) != int(msg.width) * 4:
-        return None
-    data = msg.data
-    height, width = int(msg.height), int(msg.width)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 \
-            or data.size != height * width * 4 or height * width == 0:
-        return None
-    return data.view('<f4').reshape(height, width)
 
 
 class BagEvaluator:
@@ -238,6 +237,13 @@ class BagEvaluator:
         if config.semantics_topic:
             wanted['labels'] = config.semantics_topic
             purposes['labels'] = 'semantic labels'
+        if config.protocol == 'kitti-eigen' and self.calibration is None:
+            # The Eigen ground truth lives at the full image size: the camera images' own
+            # camera_info, not the depth's (a recorded depth may be at network resolution).
+            wanted['full_info'] = f'{config.camera_topic.rsplit("/", 1)[0]}/camera_info'
+            purposes['full_info'] = (
+                f'full-size camera_info of {config.camera_topic}, needed by kitti-eigen '
+                'without --calib (or give --calib, or --camera-topic of the full-size camera)')
         missing = [f'{topic!r} ({purposes[key]})' for key, topic in wanted.items()
                    if topic not in available]
         if missing:
@@ -283,7 +289,7 @@ class BagEvaluator:
 
         with BagReader(path) as bag:
             available = bag.topics
-            wanted = self._resolve_topics(available, path)
+            wanted = self._wanted = self._resolve_topics(available, path)
             read = [topic for topic in dict.fromkeys(wanted.values()) if topic]
             counts = bag.message_counts
             total_frames = counts.get(wanted['source'], 0)
@@ -297,15 +303,18 @@ class BagEvaluator:
             if config.protocol == 'kitti-eigen' and self.calibration is None:
                 LOG.warning("kitti-eigen protocol without --calib: ground truth from the bag's "
                             'transforms equals the published one up to float rounding only')
-            window = ScanWindow(3)
-            infos, images, labels = _Recent(), _Recent(), _Recent()
-            self._infos, self._images, self._labels = infos, images, labels
+            window = ScanWindow(tolerance_ns + PENDING_HORIZON_NS, MAX_SCANS)
+            infos, full_infos, images, labels = (StampedWindow(RECENT) for _ in range(4))
+            self._infos, self._full_infos = infos, full_infos
+            self._images, self._labels = images, labels
+            self._tf_static_seen = self.calibration is not None
+            self._transform_error = None
             pending: deque[_Pending] = deque()
             frame_index = 0
             progress = tqdm(total=sum(counts.get(topic, 0) for topic in read), unit='msg',
                             desc='eval-bag', disable=None if config.progress else True)
             try:
-                for topic, _, msg in bag.messages(read):
+                for topic, stamp, msg in bag.messages(read):
                     progress.update(1)
                     if topic == wanted['source']:
                         pending.append(_Pending(stamp_to_ns(msg.header.stamp), msg,
@@ -315,16 +324,25 @@ class BagEvaluator:
                             self._grade(pending.popleft(), window, tolerance_ns, result)
                     elif topic == wanted['lidar']:
                         start = time.perf_counter()
-                        scan = scan_from_message(msg)
+                        try:
+                            scan = scan_from_message(msg)
+                        except MessageError as error:
+                            result.skip_scan(f'bad LiDAR scan: {error}', stamp)
+                            continue
                         self._timing['lidar_decode'] += time.perf_counter() - start
                         window.add(scan)
                         # Frames up to this scan's stamp now know both neighbouring scans.
                         while pending and pending[0].stamp_ns <= scan.stamp_ns:
                             self._grade(pending.popleft(), window, tolerance_ns, result)
-                    elif topic == wanted['info']:
-                        infos.add(stamp_to_ns(msg.header.stamp), msg)
+                    elif topic in (wanted['info'], wanted.get('full_info')):
+                        # One topic may be both (depth at the camera's own size).
+                        if topic == wanted['info']:
+                            infos.add(stamp_to_ns(msg.header.stamp), msg)
+                        if topic == wanted.get('full_info'):
+                            full_infos.add(stamp_to_ns(msg.header.stamp), msg)
                     elif topic == wanted['tf_static']:
                         transforms.add_message(msg, static=True)
+                        self._tf_static_seen = True
                     elif topic == wanted.get('labels'):
                         labels.add(stamp_to_ns(msg.header.stamp), msg)
                     elif topic == wanted['image']:
@@ -343,6 +361,11 @@ class BagEvaluator:
                           error)
             finally:
                 progress.close()
+        if result.error is None and not result.frames_evaluated \
+                and self._transform_error is not None:
+            # Not one frame could be connected to the LiDAR: that is an error of the bag (or
+            # of --calib), not of single frames.
+            result.error = self._transform_error
         elapsed = time.perf_counter() - started
         result.timing_ms = {name: 1e3 * seconds / max(result.frames_evaluated, 1)
                             for name, seconds in self._timing.items()}
@@ -356,12 +379,14 @@ class BagEvaluator:
 
         config = self.config
         scan, gap = window.nearest(frame.stamp_ns)
-        if scan is None or gap > tolerance_ns:
-            nearest = 'none in the bag' if scan is None else f'nearest {gap / 1e6:.1f} ms away'
-            result.skip(f'no LiDAR scan within {config.max_time_diff_ms:g} ms ({nearest})'
-                        if scan is not None else 'no LiDAR scan received yet', frame.stamp_ns)
+        if scan is None:
+            result.skip('no usable LiDAR scan received yet', frame.stamp_ns)
             return
-        info = self._infos.nearest(frame.stamp_ns)
+        if gap > tolerance_ns:
+            result.skip(f'no LiDAR scan within {config.max_time_diff_ms:g} ms (nearest '
+                        f'{gap / 1e6:.1f} ms away)', frame.stamp_ns)
+            return
+        info = _nearest_within(self._infos, frame.stamp_ns)
         if info is None:
             result.skip('no camera_info received before the frame', frame.stamp_ns)
             return
@@ -386,13 +411,13 @@ class BagEvaluator:
             self._timing['inference'] += time.perf_counter() - start
         else:
             try:
-                pred = _depth_view(frame.msg)
-                if pred is None:
-                    pred = depth_image_to_metres(frame.msg)
+                pred = depth_image_to_metres(frame.msg)
             except FRAME_ERRORS as error:
                 result.skip(str(error), frame.stamp_ns)
                 return
-            if pred.shape != (camera.height, camera.width):
+            # kitti-eigen grades on the full-size camera (resizing the depth): the depth's
+            # own camera_info only needs to match under the default protocol.
+            if config.protocol == 'default' and pred.shape != (camera.height, camera.width):
                 result.skip(f'depth image {pred.shape[1]}x{pred.shape[0]} does not match its '
                             f'camera_info {camera.width}x{camera.height}', frame.stamp_ns)
                 return
@@ -404,14 +429,35 @@ class BagEvaluator:
                 result.skip(f'label image not usable: {error}', frame.stamp_ns)
                 return
 
+        gt_camera, gt_frame = camera, frame_id
+        if 'full_info' in self._wanted:
+            full_info = _nearest_within(self._full_infos, frame.stamp_ns)
+            if full_info is None:
+                result.skip(f'no full-size camera_info ({self._wanted["full_info"]}) received '
+                            'before the frame', frame.stamp_ns)
+                return
+            try:
+                gt_camera = camera_info_to_model(full_info)
+            except FRAME_ERRORS as error:
+                result.skip(f'bad full-size camera_info: {error}', frame.stamp_ns)
+                return
+            gt_frame = str(full_info.header.frame_id) or frame_id
+
         start = time.perf_counter()
-        gt = self._builder.build(scan, camera, frame_id)
+        try:
+            gt = self._builder.build(scan, gt_camera, gt_frame)
+        except TransformError as error:
+            self._transform_error = error
+            result.skip('no LiDAR -> camera transform yet (/tf_static not received before '
+                        'this frame)' if not self._tf_static_seen else
+                        f'no LiDAR -> camera transform: {error}', frame.stamp_ns)
+            return
         self._timing['ground_truth'] += time.perf_counter() - start
         if pred.shape != gt.shape:
-            # kitti-eigen: grade at the KITTI image size, as the protocol resizes predictions
-            # (bilinear). Zero/negative depth means "none": NaN, so no depth is blended with it.
-            valid = np.where(pred > 0, pred, np.float32(np.nan)).astype(np.float32)
-            pred = resize_depth_bilinear(valid, gt.shape[1], gt.shape[0])
+            # kitti-eigen: grade at the full image size, as the protocol resizes predictions
+            # (bilinear; invalid depth is never blended into valid pixels).
+            pred = resize_depth_bilinear(pred.astype(np.float32, copy=False), gt.shape[1],
+                                         gt.shape[0])
         if labels is not None and labels.shape != gt.shape:
             labels = resize_nearest(labels, gt.shape[1], gt.shape[0])
 
@@ -419,15 +465,8 @@ class BagEvaluator:
         # Pixels selected once at the largest cap; each cap grades a subset of them.
         index = evaluated_indices(gt, config.min_depth, max(config.caps), config.crop)
         gt_all, pred_all = gt.ravel()[index], pred.ravel()[index]
-        # Zero or negative depth means "no depth" (REP 118 uses NaN; 16UC1 uses 0).
-        finite = np.isfinite(pred_all) & (pred_all > 0)
-        per_cap = {}
-        for cap in config.caps:
-            in_cap = gt_all < cap
-            keep = in_cap & finite
-            per_cap[cap] = metrics_for_values(gt_all[keep], pred_all[keep],
-                                              int(np.count_nonzero(in_cap)), config.min_depth,
-                                              cap, config.median_scaling)
+        per_cap = metrics_at_caps(gt_all, pred_all, config.caps, config.min_depth,
+                                  config.median_scaling)
         main_cap = config.caps[0]
         if per_cap[main_cap]['n_pixels'] == 0:
             result.skip('no ground-truth pixel with a finite prediction in the evaluated region',
@@ -442,7 +481,7 @@ class BagEvaluator:
             for name in METRIC_NAMES + ('n_pixels', 'coverage'):
                 row[prefix + name] = metrics[name]
         result.rows.append(row)
-        keep = (gt_all < main_cap) & finite
+        keep = (gt_all < main_cap) & valid_prediction(pred_all)
         self._breakdowns(gt_all[keep], pred_all[keep],
                          None if labels is None else labels.ravel()[index][keep], main_cap, result)
         self._timing['metrics'] += time.perf_counter() - start
@@ -450,8 +489,7 @@ class BagEvaluator:
         if frame.index in self._strip_indices:
             if rgb is None:
                 rgb = self._camera_image(frame.stamp_ns, tolerance_ns)
-            shown = np.where(pred > 0, pred, np.float32(np.nan)).astype(np.float32)
-            result.qualitative.append(QualitativeFrame(frame.stamp_ns, rgb, gt, shown))
+            result.qualitative.append(QualitativeFrame(frame.stamp_ns, rgb, gt, pred))
 
     def _breakdowns(self, gt_values, pred_values, label_values, cap,
                     result: EvaluationResult) -> None:
@@ -480,14 +518,14 @@ class BagEvaluator:
     def _label_image(self, stamp_ns: int) -> np.ndarray | None:
         from monodepth_ros.messages import image_to_array
 
-        msg = self._labels.nearest(stamp_ns, int(self.config.max_time_diff_ms * 1e6))
+        msg = _nearest_within(self._labels, stamp_ns, int(self.config.max_time_diff_ms * 1e6))
         if msg is None:
             return None
         labels = image_to_array(msg)
         return labels if labels.ndim == 2 else None
 
     def _camera_image(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
-        msg = self._images.nearest(stamp_ns, tolerance_ns)
+        msg = _nearest_within(self._images, stamp_ns, tolerance_ns)
         if msg is None:
             return None
         from monodepth_ros.messages import image_to_rgb

@@ -9,9 +9,11 @@ Two protocols:
   points the camera cannot see (LiDAR/camera parallax at object edges) are dropped, see
   ``projection.filter_occluded``.
 * ``kitti-eigen``: the published Eigen-split ground truth (velodyne x as depth, round - 1
-  indexing, ``P_rect_02 @ R_rect_00 @ [R|T]``) at the KITTI image size; predictions of another
-  size are resized to it (bilinear), as the protocol does. It is bit-exact with a KITTI
-  calibration folder (``--calib``); from bag transforms it is equal up to float rounding.
+  indexing, ``P_rect_02 @ R_rect_00 @ [R|T]``) at the full KITTI image size; predictions of
+  another size are resized to it (bilinear), as the protocol does. The full-size camera comes
+  from a KITTI calibration folder (``--calib``, bit-exact) or else from the camera_info of the
+  bag's camera topic (never from the depth image's own, possibly scaled, camera_info) with the
+  transform from ``/tf_static``: equal up to float rounding.
 """
 
 from __future__ import annotations
@@ -70,25 +72,47 @@ def scan_from_message(msg) -> LidarScan:
     return LidarScan(stamp_to_ns(msg.header.stamp), str(msg.header.frame_id), points)
 
 
-class ScanWindow:
-    """The latest few LiDAR scans; finds the one nearest in time to a camera stamp."""
+class StampedWindow:
+    """Recent stamped items, looked up by the stamp nearest to a query stamp.
 
-    def __init__(self, size: int = 3):
-        self.scans: deque[LidarScan] = deque(maxlen=size)
+    Items older than ``span_ns`` before the newest one are dropped, and at most ``max_items``
+    are kept, so memory stays bounded whatever the bag length.
+    """
+
+    def __init__(self, max_items: int, span_ns: int | None = None):
+        self.items: deque[tuple[int, object]] = deque(maxlen=max_items)
+        self.span_ns = span_ns
+
+    def add(self, stamp_ns: int, item) -> None:
+        self.items.append((stamp_ns, item))
+        if self.span_ns is not None:
+            newest = max(stamp for stamp, _ in self.items)
+            while self.items and self.items[0][0] < newest - self.span_ns:
+                self.items.popleft()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def nearest(self, stamp_ns: int) -> tuple[object | None, int | None]:
+        """(item, |dt| ns) of the item nearest to stamp_ns, (None, None) when empty."""
+        if not self.items:
+            return None, None
+        stamp, item = min(self.items, key=lambda entry: abs(entry[0] - stamp_ns))
+        return item, abs(stamp - stamp_ns)
+
+
+class ScanWindow(StampedWindow):
+    """LiDAR scans of the last ``span_ns`` (at most ``max_scans``), found by camera stamp.
+
+    A time span, not a count: recorded depth is stamped with its image's stamp but written
+    later (the node's latency), so its scan must still be here when it arrives.
+    """
+
+    def __init__(self, span_ns: int = 2_000_000_000, max_scans: int = 100):
+        super().__init__(max_scans, span_ns)
 
     def add(self, scan: LidarScan) -> None:
-        self.scans.append(scan)
-
-    @property
-    def newest_stamp_ns(self) -> int | None:
-        return self.scans[-1].stamp_ns if self.scans else None
-
-    def nearest(self, stamp_ns: int) -> tuple[LidarScan | None, int | None]:
-        """(scan, |dt| ns) of the scan nearest to stamp_ns, (None, None) when empty."""
-        if not self.scans:
-            return None, None
-        best = min(self.scans, key=lambda scan: abs(scan.stamp_ns - stamp_ns))
-        return best, abs(best.stamp_ns - stamp_ns)
+        super().add(scan.stamp_ns, scan)
 
 
 class GroundTruthBuilder:
@@ -128,13 +152,17 @@ class GroundTruthBuilder:
         return self._cache[key]
 
     def ground_truth_camera(self, camera: CameraModel) -> CameraModel:
-        """The camera model the ground truth is built for (KITTI size for kitti-eigen)."""
+        """The camera model the ground truth is built for (KITTI size with a calibration)."""
         if self.protocol == 'kitti-eigen' and self.calibration is not None:
             return self.calibration.camera_model(self.kitti_camera)
         return camera
 
     def build(self, scan: LidarScan, camera: CameraModel, camera_frame: str) -> np.ndarray:
-        """HxW float32 ground truth (0 = no point) for ``camera`` (see ground_truth_camera)."""
+        """HxW float32 ground truth (0 = no point) for ``camera`` (see ground_truth_camera).
+
+        kitti-eigen without a calibration: ``camera`` must be the full-size camera (the
+        camera_info of the original images); its P replaces P_rect_02 @ R_rect_00.
+        """
         if self.protocol == 'kitti-eigen':
             if self.calibration is not None:
                 width, height = self.calibration.S_rect[self.kitti_camera]

@@ -2,7 +2,12 @@
 
 Every metric is computed per image over the evaluated pixels, then averaged over images
 (``average_metrics``). Evaluated pixels: finite ground truth with ``min_depth < gt < max_depth``,
-inside the optional crop and the optional caller mask, where the prediction is finite.
+inside the optional crop and the optional caller mask, where the prediction is valid.
+
+One rule for a valid prediction everywhere (``valid_prediction``): finite. REP 118 marks
+missing depth with NaN (depth-image decoding already turns 16UC1 zeros into NaN); a non-finite
+prediction lowers ``coverage``. A finite prediction, even 0 or negative, is graded after the
+clamp to ``[min_depth, max_depth]``.
 
 Metric definitions (natural log unless stated; ``p`` prediction, ``g`` ground truth, metres):
 
@@ -162,6 +167,11 @@ def prepare_prediction(gt_values: np.ndarray, pred_values: np.ndarray, min_depth
     return pred_values, scale
 
 
+def valid_prediction(pred_values: np.ndarray) -> np.ndarray:
+    """Boolean mask of the predictions that are graded: the finite ones (see the module doc)."""
+    return np.isfinite(pred_values)
+
+
 def select_pixels(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None,
                   min_depth: float = 1e-3, max_depth: float = 80.0,
                   crop: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -175,9 +185,9 @@ def select_pixels(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = No
     index = evaluated_indices(gt, min_depth, max_depth, crop, mask)
     gt_values = gt.ravel()[index]
     pred_values = pred.ravel()[index]
-    finite = np.isfinite(pred_values)
-    if not finite.all():
-        return gt_values[finite], pred_values[finite], int(gt_values.size)
+    valid = valid_prediction(pred_values)
+    if not valid.all():
+        return gt_values[valid], pred_values[valid], int(gt_values.size)
     return gt_values, pred_values, int(gt_values.size)
 
 
@@ -221,14 +231,23 @@ def compute_depth_metrics_caps(gt: np.ndarray, pred: np.ndarray, caps=(80.0, 50.
     _check_shapes(gt, pred, mask)
     # One pass over the image at the largest cap; smaller caps are subsets of those pixels.
     index = evaluated_indices(gt, min_depth, max(caps), crop, mask)
-    gt_all = gt.ravel()[index]
-    pred_all = pred.ravel()[index]
-    finite = np.isfinite(pred_all)
+    return metrics_at_caps(gt.ravel()[index], pred.ravel()[index], caps, min_depth,
+                           median_scaling)
+
+
+def metrics_at_caps(gt_values: np.ndarray, pred_values: np.ndarray, caps=(80.0, 50.0),
+                    min_depth: float = 1e-3, median_scaling: bool = False) -> dict[float, dict]:
+    """Metrics per cap of pixels selected at the largest cap (``evaluated_indices``).
+
+    gt_values, pred_values: 1-D, every prediction still there (invalid ones are dropped here,
+    counting against ``coverage``).
+    """
+    valid = valid_prediction(pred_values)
     results = {}
     for cap in caps:
-        in_cap = gt_all < cap
-        keep = in_cap & finite
-        results[cap] = metrics_for_values(gt_all[keep], pred_all[keep],
+        in_cap = gt_values < cap
+        keep = in_cap & valid
+        results[cap] = metrics_for_values(gt_values[keep], pred_values[keep],
                                           int(np.count_nonzero(in_cap)), min_depth, cap,
                                           median_scaling)
     return results
@@ -342,7 +361,7 @@ def error_by_distance(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None 
     gt = np.asarray(gt)
     pred = np.asarray(pred)
     _check_shapes(gt, pred, mask)
-    valid = evaluation_mask(gt, min_depth, max_depth, crop, mask) & np.isfinite(pred)
+    valid = evaluation_mask(gt, min_depth, max_depth, crop, mask) & valid_prediction(pred)
     edges = distance_band_edges(max_depth, step)
     grouped = GroupedErrors(band_labels(edges))
     gt_values = gt[valid]
@@ -361,7 +380,7 @@ def error_by_class(gt: np.ndarray, pred: np.ndarray, labels: np.ndarray,
     _check_shapes(gt, pred, mask)
     if np.shape(labels) != gt.shape:
         raise ConfigError(f'label image has shape {np.shape(labels)}, expected {gt.shape}')
-    valid = evaluation_mask(gt, min_depth, max_depth, crop, mask) & np.isfinite(pred)
+    valid = evaluation_mask(gt, min_depth, max_depth, crop, mask) & valid_prediction(pred)
     grouped = GroupedErrors(class_names)
     pred_values = np.clip(pred[valid].astype(np.float64), min_depth, max_depth)
     grouped.add(np.asarray(labels)[valid].astype(np.int64), gt[valid], pred_values)

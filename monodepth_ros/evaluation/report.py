@@ -46,10 +46,13 @@ def format_table(summary: dict) -> str:
             cells.append(f'{value:>13.4f}' if isinstance(value, float) and math.isfinite(value)
                          else f'{"-":>13}')
         lines.append(f'{key[4:] + " m":<8}{values.get("frames", 0):>7} ' + ' '.join(cells))
+    skipped = summary['frames_skipped']
     lines.append(f'frames evaluated: {summary["frames_evaluated"]}, skipped: '
-                 f'{summary["frames_skipped"]}')
-    for reason, count in summary.get('skipped_reasons', {}).items():
+                 f'{skipped["count"]}')
+    for reason, count in skipped['reasons'].items():
         lines.append(f'  skipped {count} x {reason}')
+    for reason, count in summary.get('scans_skipped', {}).get('reasons', {}).items():
+        lines.append(f'  LiDAR scans skipped: {count} x {reason}')
     if summary.get('error'):
         lines.append(f'stopped early: {summary["error"]}')
     return '\n'.join(lines)
@@ -91,7 +94,7 @@ def write_report_md(summary: dict, out_dir: Path, images: list[str]) -> Path:
              f'{summary["median_scaling"]}, min depth {summary["min_depth"]} m, LiDAR match '
              f'within {summary["max_time_diff_ms"]} ms',
              f'- frames evaluated: {summary["frames_evaluated"]}, skipped: '
-             f'{summary["frames_skipped"]}', '']
+             f'{summary["frames_skipped"]["count"]}', '']
     if summary.get('error'):
         lines += [f'**Stopped early:** {summary["error"]} (the figures below cover the frames '
                   'evaluated before that)', '']
@@ -106,9 +109,15 @@ def write_report_md(summary: dict, out_dir: Path, images: list[str]) -> Path:
     lines += ['', 'abs_rel, sq_rel (Eigen, /gt), rmse (m), rmse_log, log10, silog (log units; '
               'x100 for the KITTI leaderboard figure), delta_k = share of max(g/p, p/g) < '
               '1.25^k, sq_rel_devkit (/gt^2), irmse (1/km).', '']
-    if summary.get('skipped_reasons'):
+    if summary['frames_skipped']['reasons']:
         lines += ['## Skipped frames', '']
-        lines += [f'- {count} x {reason}' for reason, count in summary['skipped_reasons'].items()]
+        lines += [f'- {count} x {reason}'
+                  for reason, count in summary['frames_skipped']['reasons'].items()]
+        lines.append('')
+    if summary.get('scans_skipped', {}).get('reasons'):
+        lines += ['## Skipped LiDAR scans', '']
+        lines += [f'- {count} x {reason}'
+                  for reason, count in summary['scans_skipped']['reasons'].items()]
         lines.append('')
     if summary.get('by_distance'):
         lines += ['## Error by ground-truth distance (first cap, pixels pooled)', '']
