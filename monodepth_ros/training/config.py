@@ -46,6 +46,7 @@ class AugmentConfig:
     rotation_deg: float = 5.0
     flip: bool = True
     color_jitter: float = 0.2   # brightness/contrast/saturation amplitude
+    crop_margin: float = 0.1    # images are loaded (1 + margin) x the network size, then cropped
 
 
 @dataclass

@@ -307,15 +307,15 @@ def _source_dataset(source, config, role: str, augment):
     data = config.data
     height, width = data.height, data.width
     with_depth, with_semantics = role == 'depth', role == 'semantic'
+    # Loaded a little larger than the network input so augmentation can crop.
+    scale = 1.0 if augment is None or not augment.enabled else 1.0 + augment.crop_margin
     if source.kind == 'synthetic':
-        # Rendered a little larger than the network input so augmentation can crop.
-        scale = 1.0 if augment is None or not augment.enabled else 1.1
         samples = render_synthetic(source, height, width, with_depth, with_semantics,
                                    render_scale=scale, desc=f'render {role}')
         return SampleDataset(samples=samples, height=height, width=width, augment=augment,
                              seed=config.seed)
     if source.kind == 'rosbag':
-        samples = load_rosbag_samples(source, int(height * 1.1), int(width * 1.1))
+        samples = load_rosbag_samples(source, round(height * scale), round(width * scale))
         return SampleDataset(samples=samples, height=height, width=width, augment=augment,
                              seed=config.seed)
     if source.kind == 'kitti':
@@ -324,8 +324,7 @@ def _source_dataset(source, config, role: str, augment):
         lazy = CityscapesSource(source.root, source.split or 'train')
     else:
         raise DatasetError(f'unknown data source kind {source.kind!r}')
-    # Full-size images are resized to 1.1 x the network size, then augmented and cropped.
-    load_size = (int(width * 1.1), int(height * 1.1))
+    load_size = (round(width * scale), round(height * scale))
     return SampleDataset(source=lazy, height=height, width=width, augment=augment,
                          seed=config.seed, load_size=load_size)
 
