@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--depth-topic', help='depth image topic to grade (32FC1 m or 16UC1 mm)')
     source.add_argument('--model', type=Path,
-                        help='model (.pt checkpoint, .onnx or TensorRT engine) to run on the '
-                             'camera images')
+                        help='model (.pt checkpoint or .onnx; TensorRT engines are built '
+                             'and cached from it) to run on the camera images')
     parser.add_argument('--backend', default='auto', choices=BACKENDS,
                         help='engine backend with --model (default: auto)')
     parser.add_argument('--precision', default='fp16', choices=PRECISIONS,
