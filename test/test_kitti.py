@@ -126,14 +126,7 @@ def test_oxts_pose_hand_values():
 
 # -- kitti2bag -------------------------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def kitti_bag(kitti_drive_dir, tmp_path_factory):
-    from monodepth_ros.bagtools.kitti2bag import convert
-
-    out = tmp_path_factory.mktemp('kitti') / 'drive_0009'
-    counts = convert(kitti_drive_dir, out, storage='mcap', progress=False)
-    return out, counts
-
+# The converted excerpt is the session fixture ``kitti_bag`` of conftest.py.
 
 def test_kitti2bag_round_trip(kitti_bag, kitti_drive_dir):
     from monodepth_ros.bagio import BagReader
@@ -153,6 +146,7 @@ def test_kitti2bag_round_trip(kitti_bag, kitti_drive_dir):
     seen = {}
     buffer = TransformBuffer()
     first_pose = None
+    imu_checked = fix_checked = 0
     with BagReader(path) as bag:
         assert set(bag.topics) == {
             topics.CAMERA_IMAGE_TOPIC, topics.CAMERA_INFO_TOPIC, topics.LIDAR_TOPIC,
@@ -184,11 +178,29 @@ def test_kitti2bag_round_trip(kitti_bag, kitti_drive_dir):
                 buffer.add_message(msg, static=True)
             elif topic == topics.TF_TOPIC and first_pose is None:
                 first_pose = msg.transforms[0]
+            elif topic in (topics.IMU_TOPIC, topics.GPS_FIX_TOPIC):
+                # The k-th packet of the oxts folder, field by field (oxts body axes: x
+                # forward, y left, z up = imu_link).
+                index = len(seen[topic]) - 1
+                packet = read_oxts(kitti_drive_dir / 'oxts' / 'data' / f'{index:010d}.txt')
+                assert msg.header.frame_id == topics.IMU_FRAME
+                if topic == topics.IMU_TOPIC:
+                    acceleration, rate = msg.linear_acceleration, msg.angular_velocity
+                    assert (acceleration.x, acceleration.y, acceleration.z) == (
+                        packet['af'], packet['al'], packet['au'])
+                    assert (rate.x, rate.y, rate.z) == (packet['wf'], packet['wl'], packet['wu'])
+                    imu_checked += 1
+                else:
+                    assert (msg.latitude, msg.longitude, msg.altitude) == (
+                        packet['lat'], packet['lon'], packet['alt'])
+                    assert msg.status.status == 0 and msg.status.service == 1
+                    fix_checked += 1
     assert seen[topics.CAMERA_IMAGE_TOPIC] == image_stamps
     assert seen[topics.LIDAR_TOPIC] == velo_stamps
     assert seen[topics.TF_TOPIC] == oxts_stamps
     assert seen[topics.IMU_TOPIC] == oxts_stamps
     assert counts[topics.CAMERA_IMAGE_TOPIC] == 10
+    assert imu_checked == fix_checked == len(oxts_stamps) == 10
     # The static chain reproduces the calibration. KITTI's rotations, printed to 7 digits, are
     # orthonormal to ~1e-7 only; the quaternions of /tf_static are exactly unit.
     np.testing.assert_allclose(buffer.lookup(topics.CAMERA_FRAME, topics.LIDAR_FRAME),
@@ -214,9 +226,10 @@ def test_kitti2bag_errors(kitti_drive_dir, tmp_path, kitti_bag):
 
 
 def test_kitti2bag_frames_numbered_from_5(kitti_drive_dir, tmp_path):
-    # The excerpt with every data file renumbered 5..14 (symlinks) and the timestamps files
-    # unchanged: KITTI's timestamps.txt is line-indexed, line i stamps the i-th file in frame
-    # number order, so the k-th message carries line k and the content of the k-th file.
+    # The first 4 frames of the excerpt with their data files renumbered 5..8 (symlinks) and
+    # the first 4 lines of each timestamps file: KITTI's timestamps.txt is line-indexed, line
+    # i stamps the i-th file in frame number order, so the k-th message carries line k and the
+    # content of the k-th file.
     import cv2
 
     from monodepth_ros.bagio import BagReader
@@ -230,26 +243,27 @@ def test_kitti2bag_frames_numbered_from_5(kitti_drive_dir, tmp_path):
     for calib in KITTI_DATE_DIR.glob('calib_*.txt'):
         date_dir.mkdir(exist_ok=True)
         (date_dir / calib.name).symlink_to(calib)
+    frames = 4
     for folder in ('image_02', 'velodyne_points', 'oxts'):
         (drive / folder / 'data').mkdir(parents=True)
-        (drive / folder / 'timestamps.txt').symlink_to(
-            kitti_drive_dir / folder / 'timestamps.txt')
-        for source in (kitti_drive_dir / folder / 'data').iterdir():
+        lines = (kitti_drive_dir / folder / 'timestamps.txt').read_text().splitlines()
+        (drive / folder / 'timestamps.txt').write_text('\n'.join(lines[:frames]) + '\n')
+        for source in sorted((kitti_drive_dir / folder / 'data').iterdir())[:frames]:
             renamed = f'{int(source.stem) + 5:010d}{source.suffix}'
             (drive / folder / 'data' / renamed).symlink_to(source)
     out = tmp_path / 'bag'
     counts = convert(drive, out, storage='mcap', progress=False)
-    assert counts[topics.CAMERA_IMAGE_TOPIC] == counts[topics.LIDAR_TOPIC] == 10
+    assert counts[topics.CAMERA_IMAGE_TOPIC] == counts[topics.LIDAR_TOPIC] == frames
 
     received = {topics.CAMERA_IMAGE_TOPIC: [], topics.LIDAR_TOPIC: [], topics.IMU_TOPIC: []}
     with BagReader(out) as bag:
         for topic, stamp, msg in bag.messages(list(received)):
             index = len(received[topic])   # k-th message = k-th original file
             received[topic].append(stamp)
-            if topic == topics.CAMERA_IMAGE_TOPIC and index in (0, 9):
+            if topic == topics.CAMERA_IMAGE_TOPIC and index in (0, frames - 1):
                 png = cv2.imread(str(kitti_drive_dir / 'image_02' / 'data' / f'{index:010d}.png'))
                 np.testing.assert_array_equal(image_to_rgb(msg), png[:, :, ::-1])
-            elif topic == topics.LIDAR_TOPIC and index in (0, 9):
+            elif topic == topics.LIDAR_TOPIC and index in (0, frames - 1):
                 scan = read_velodyne(kitti_drive_dir / 'velodyne_points' / 'data'
                                      / f'{index:010d}.bin')
                 np.testing.assert_array_equal(read_pointcloud2(msg)['z'], scan[:, 2])
@@ -260,4 +274,5 @@ def test_kitti2bag_frames_numbered_from_5(kitti_drive_dir, tmp_path):
                                            oxts_rotation(packet), atol=1e-12)
     for topic, folder in ((topics.CAMERA_IMAGE_TOPIC, 'image_02'),
                           (topics.LIDAR_TOPIC, 'velodyne_points'), (topics.IMU_TOPIC, 'oxts')):
-        assert received[topic] == read_timestamps(kitti_drive_dir / folder / 'timestamps.txt')
+        assert received[topic] == read_timestamps(
+            kitti_drive_dir / folder / 'timestamps.txt')[:frames]

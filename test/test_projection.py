@@ -108,9 +108,11 @@ def test_generic_projection_agrees_with_the_reference(kitti_frame0):
 
 
 def test_filter_occluded_drops_points_behind_a_nearer_neighbour():
-    # A wall at 10 m with a 2 m object point two pixels away: the wall pixel within the
-    # 5x5 window of the object point goes (10 > 2 * 1.1); the one 3 pixels away stays; the
-    # 10.5 m pixel next to the 10 m one stays (10.5 <= 10 * 1.1).
+    # One row: a 2 m object point at column 5 among wall pixels (10 m at columns 0 and 3,
+    # 10.5 m at column 6). The 5x5 window reaches 2 columns either side, so the wall pixels at
+    # columns 3 and 6 see the 2 m point and go (10 > 2 * 1.1, 10.5 > 2 * 1.1); column 0 is 5
+    # columns away and stays. Second image: 10 m and 10.5 m side by side both stay, as
+    # 10.5 <= 10 * 1.1.
     depth = np.zeros((1, 9), np.float32)
     depth[0, [0, 3, 5, 6]] = [10.0, 10.0, 2.0, 10.5]
     filtered = filter_occluded(depth, window=5, margin=0.1)
