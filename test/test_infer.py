@@ -1,15 +1,38 @@
 """`monodepth infer` and `monodepth infer-bag` on a real tiny ONNX model."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
-from test_pipeline import CAMERA, FRAME, gradient_image, image_msg, info_msg
+from test_pipeline import (
+    CAMERA,
+    FRAME,
+    direct_output,
+    gradient_image,
+    image_msg,
+    info_msg,
+    load_engine,
+    upsample2,
+)
 
 from monodepth_ros import cli, messages, topics
 from monodepth_ros.bagio import BagReader, BagWriter
 from monodepth_ros.camera import CameraModel
-from monodepth_ros.errors import BagError, CalibrationError
-from monodepth_ros.infer import colorize_depth, depth_to_png16, read_camera_info_yaml, write_ply
+from monodepth_ros.errors import BagError, CalibrationError, DatasetError
+from monodepth_ros.infer import (
+    colorize_depth,
+    depth_to_png16,
+    read_camera_info_yaml,
+    read_rgb,
+    write_ply,
+)
+
+
+@pytest.fixture(scope='module')
+def engine(tiny_onnx):
+    """The tiny model opened as the commands below open it (ONNX Runtime, fp32)."""
+    return load_engine(tiny_onnx)
 
 
 def read_ply(path):
@@ -56,7 +79,35 @@ def test_camera_info_yaml(tmp_path):
         read_camera_info_yaml(path)
 
 
-def test_infer_writes_all_files(tmp_path, tiny_onnx):
+def test_read_rgb_grey_16_bit_and_rgba(tmp_path):
+    # Grey: the one value in all three channels.
+    grey = np.array([[0, 7], [128, 255]], dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'grey.png'), grey)
+    np.testing.assert_array_equal(read_rgb(tmp_path / 'grey.png'),
+                                  np.repeat(grey[:, :, None], 3, axis=2))
+    # 16-bit colour: full scale maps to full scale, k * 257 -> k (PNG's 16 -> 8 bit rule).
+    rgb8 = np.array([[[1, 2, 3], [250, 128, 0]]], dtype=np.uint8)
+    rgb16 = rgb8.astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / 'deep.png'), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+    assert cv2.imread(str(tmp_path / 'deep.png'), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    result = read_rgb(tmp_path / 'deep.png')
+    assert result.dtype == np.uint8
+    np.testing.assert_array_equal(result, rgb8)
+    # 16-bit grey likewise.
+    cv2.imwrite(str(tmp_path / 'grey16.png'), grey.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(read_rgb(tmp_path / 'grey16.png'),
+                                  np.repeat(grey[:, :, None], 3, axis=2))
+    # RGBA: the alpha channel is dropped, colours kept whatever their alpha.
+    rgba = np.array([[[10, 20, 30, 255], [40, 50, 60, 0]]], dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'alpha.png'), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    assert cv2.imread(str(tmp_path / 'alpha.png'), cv2.IMREAD_UNCHANGED).shape == (1, 2, 4)
+    np.testing.assert_array_equal(read_rgb(tmp_path / 'alpha.png'), rgba[:, :, :3])
+    (tmp_path / 'text.png').write_text('not an image')
+    with pytest.raises(DatasetError, match='cannot read image .*text.png'):
+        read_rgb(tmp_path / 'text.png')
+
+
+def test_infer_writes_all_files(tmp_path, tiny_onnx, engine):
     image = tmp_path / 'frame.png'
     cv2.imwrite(str(image), cv2.cvtColor(gradient_image(), cv2.COLOR_RGB2BGR))
     out = tmp_path / 'out'
@@ -65,13 +116,18 @@ def test_infer_writes_all_files(tmp_path, tiny_onnx):
                        '120', '--cy', '60', '--depth-upsampling', 'nearest'])
     assert status == 0
     depth = np.load(out / 'frame_depth.npy')
-    assert depth.shape == (128, 256) and depth.dtype == np.float32
+    assert depth.dtype == np.float32
+    # The engine on the image as written, upsampled 2x (nearest) to the image size.
+    expected = direct_output(engine, gradient_image())
+    np.testing.assert_array_equal(depth, upsample2(expected.depth))
+    np.testing.assert_array_equal(cv2.imread(str(out / 'frame_labels.png'),
+                                             cv2.IMREAD_UNCHANGED),
+                                  upsample2(expected.semantics))
     png = cv2.imread(str(out / 'frame_depth.png'), cv2.IMREAD_UNCHANGED)
     assert png.dtype == np.uint16
     np.testing.assert_array_equal(png, np.rint(depth * 1000).astype(np.uint16))
     assert cv2.imread(str(out / 'frame_depth_color.png')).shape == (128, 256, 3)
     assert cv2.imread(str(out / 'frame_semantics.png')).shape == (128, 256, 3)
-    assert cv2.imread(str(out / 'frame_labels.png'), cv2.IMREAD_UNCHANGED).max() < 19
     vertex = read_ply(out / 'frame.ply')
     assert len(vertex) == np.isfinite(depth).sum() == 128 * 256
     # Row-major: vertex 5 is pixel (u=5, v=0); calibrated principal point (120, 60).
@@ -110,7 +166,7 @@ def write_input_bag(path, types_distro='humble'):
     return stamps
 
 
-def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, tiny_onnx, capsys):
+def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, tiny_onnx, engine, capsys):
     stamps = write_input_bag(tmp_path / 'in')
     out = tmp_path / 'out'
     assert cli.main(['infer-bag', str(tmp_path / 'in'), str(out), '--model', str(tiny_onnx),
@@ -132,8 +188,18 @@ def test_infer_bag_writes_outputs_with_input_stamps(tmp_path, tiny_onnx, capsys)
         assert got == stamps[:3]
         assert [bag_ns for bag_ns, _ in by_topic[topic]] == [s + 1000 for s in stamps[:3]]
         assert all(msg.header.frame_id == FRAME for _, msg in by_topic[topic])
+    # Network-resolution outputs: exactly the engine's on the input image.
+    expected = direct_output(engine, gradient_image())
+    for _, msg in by_topic['/monodepth/depth']:
+        np.testing.assert_array_equal(messages.depth_image_to_metres(msg), expected.depth)
+    for _, msg in by_topic['/monodepth/semantics']:
+        np.testing.assert_array_equal(messages.image_to_array(msg), expected.semantics)
+    for _, msg in by_topic['/monodepth/confidence']:
+        np.testing.assert_array_equal(messages.image_to_array(msg), expected.confidence)
     cloud = by_topic['/monodepth/points'][1][1]    # frame 1 used the previous CameraInfo
     assert (cloud.height, cloud.width) == (32, 64)
+    np.testing.assert_array_equal(messages.read_pointcloud2(cloud, ('z',))['z'],
+                                  expected.depth[::2, ::2].ravel())
     info = by_topic['/monodepth/depth/camera_info'][0][1]
     scaled = CAMERA.scaled(128, 64)
     np.testing.assert_allclose(info.k, scaled.K.ravel())
@@ -222,13 +288,23 @@ def test_demo_with_a_given_model(tmp_path, tiny_onnx, capsys):
     assert 'abs_rel' in printed and f'output bag:  {out / "drive_depth"}' in printed
     with BagReader(out / 'drive_depth') as reader:
         counts = reader.message_counts
-    assert counts['/monodepth/depth'] == 2 and counts[topics.LIDAR_TOPIC] == 2
-    assert (out / 'report').is_dir() and any((out / 'report').iterdir())
+    # The output bag: the synthetic drive's topics (copied) and every pipeline output, one
+    # message per frame each (the static TF once).
+    outputs = {topics.OUTPUT_PREFIX + suffix for suffix in topics.OUTPUT_SUFFIXES.values()}
+    inputs = {topics.CAMERA_IMAGE_TOPIC, topics.CAMERA_INFO_TOPIC, topics.LIDAR_TOPIC,
+              topics.TF_TOPIC, topics.GT_DEPTH_TOPIC, topics.GT_SEMANTICS_TOPIC}
+    assert counts == {**{topic: 2 for topic in outputs | inputs}, topics.TF_STATIC_TOPIC: 1}
+    # Every frame asked for was graded against the LiDAR.
+    summary = json.loads((out / 'report' / 'summary.json').read_text())
+    assert summary['frames_evaluated'] == 2 and summary['error'] is None
+    assert summary['frames_skipped']['count'] == 0
     # Both bags in the storage a stock Humble opens (the default distro).
     assert list((out / 'drive').glob('*.db3')) and list((out / 'drive_depth').glob('*.db3'))
     # A second run replaces its own previous outputs instead of failing on them.
     assert cli.main(['demo', '--out', str(out), '--frames', '1', '--model',
                      str(tiny_onnx), '--backend', 'onnxruntime']) == 0
+    summary = json.loads((out / 'report' / 'summary.json').read_text())
+    assert summary['frames_evaluated'] == 1
 
 
 @pytest.mark.parametrize('command, positional', [

@@ -62,6 +62,14 @@ def cdr_round_trip(types, msg):
     return types.typestore.deserialize_cdr(types.typestore.serialize_cdr(msg, msgtype), msgtype)
 
 
+def direct_output(engine, rgb):
+    """The engine run by hand on ``rgb`` shrunk to the network size (what the pipeline wraps)."""
+    from monodepth_ros.engines import preprocess
+
+    small = cv2.resize(rgb, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
+    return engine.infer(preprocess(small, engine.metadata))
+
+
 def test_messages_network_resolution(engine, types):
     pipeline = DepthPipeline(engine, PipelineConfig())
     out = pipeline.process_messages(types, image_msg(types, gradient_image()), info_msg(types))
@@ -80,15 +88,20 @@ def test_messages_network_resolution(engine, types):
 
     depth = messages.depth_image_to_metres(out['depth'])
     assert out['depth'].encoding == '32FC1' and depth.shape == (NET_H, NET_W)
-    assert np.isfinite(depth).all() and (depth > 0).all()
     assert out['semantics'].encoding == 'mono8'
     assert out['semantics_color'].encoding == 'rgb8'
     assert out['confidence'].encoding == '32FC1'
+    # Exactly what the engine gives on the RGB (not BGR) image shrunk with INTER_AREA.
+    expected = direct_output(engine, gradient_image())
+    assert np.isfinite(expected.depth).all() and (expected.depth > 0).all()
+    np.testing.assert_array_equal(depth, expected.depth)
     labels = messages.image_to_array(out['semantics'])
+    np.testing.assert_array_equal(labels, expected.semantics)
+    np.testing.assert_array_equal(messages.image_to_array(out['confidence']),
+                                  expected.confidence)
     colors = messages.image_to_array(out['semantics_color'])
     from monodepth_ros.semantics import colorize_labels
     np.testing.assert_array_equal(colors, colorize_labels(labels))
-    assert labels.max() < 19
 
     cloud = out['points']
     assert (cloud.height, cloud.width, cloud.is_dense) == (NET_H, NET_W, False)
@@ -106,20 +119,39 @@ def test_messages_network_resolution(engine, types):
                                   expected_rgb)
 
 
+def upsample2(image):
+    """Exact 2x nearest upsampling: output pixels 2u and 2u+1 both take input pixel u."""
+    return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+
+
 def test_camera_resolution_nearest_repeats_network_depth(engine):
     rgb = gradient_image()
-    network = DepthPipeline(engine, PipelineConfig()).process_arrays(rgb, CAMERA)
+    expected = direct_output(engine, rgb)
     camera = DepthPipeline(engine, PipelineConfig(output_resolution='camera')).process_arrays(
         rgb, CAMERA)
     assert camera.depth.shape == (128, 256)
     assert camera.camera is CAMERA
-    # Exact 2x: output pixels 2u and 2u+1 both take network pixel u.
-    np.testing.assert_array_equal(camera.depth[::2, ::2], network.depth)
-    np.testing.assert_array_equal(camera.depth[1::2, 1::2], network.depth)
-    np.testing.assert_array_equal(camera.semantics[1::2, ::2], network.semantics)
+    np.testing.assert_array_equal(camera.depth, upsample2(expected.depth))
+    np.testing.assert_array_equal(camera.semantics, upsample2(expected.semantics))
+    np.testing.assert_array_equal(
+        camera.confidence, cv2.resize(expected.confidence, (256, 128),
+                                      interpolation=cv2.INTER_LINEAR))
     assert camera.points['xyz'].shape == (128, 256, 3)
     np.testing.assert_allclose(camera.points['xyz'][10, 200, 0],
                                (200 - 120.0) / 200.0 * camera.depth[10, 200], rtol=1e-6)
+
+
+def test_camera_resolution_bilinear_depth(engine):
+    rgb = gradient_image()
+    expected = direct_output(engine, rgb)
+    config = PipelineConfig(output_resolution='camera', depth_upsampling='bilinear')
+    result = DepthPipeline(engine, config).process_arrays(rgb, CAMERA, {'depth'})
+    # Every network depth is valid, so this is plain bilinear (up to the division by the
+    # bilinear weight of the valid mask, 1 within rounding).
+    np.testing.assert_allclose(result.depth, cv2.resize(expected.depth, (256, 128),
+                                                        interpolation=cv2.INTER_LINEAR),
+                               rtol=1e-6)
+    assert not np.array_equal(result.depth, upsample2(expected.depth))
 
 
 def test_cloud_stride_range_confidence_and_fields(engine, types):
@@ -163,6 +195,9 @@ def test_other_image_size_is_resized_with_intrinsics_scaled(engine, types):
     camera = CameraModel.from_intrinsics(300.0, 310.0, 150.0, 44.0, 300, 90)
     out = DepthPipeline(engine).process_messages(
         types, image_msg(types, gradient_image(300, 90)), info_msg(types, camera))
+    # A non-integer shrink, where INTER_AREA and INTER_LINEAR differ.
+    np.testing.assert_array_equal(messages.depth_image_to_metres(out['depth']),
+                                  direct_output(engine, gradient_image(300, 90)).depth)
     sx, sy = NET_W / 300, NET_H / 90
     k = np.asarray(out['camera_info'].k).reshape(3, 3)
     np.testing.assert_allclose(k[0], [300 * sx, 0, 150.5 * sx - 0.5])
