@@ -47,3 +47,52 @@ def make_tiny_onnx(path) -> Path:
 def tiny_onnx(tmp_path_factory) -> Path:
     """Path of the tiny ONNX model, shared read-only by every test that runs a model."""
     return make_tiny_onnx(tmp_path_factory.mktemp('tiny_model') / 'tiny.onnx')
+
+
+# Checkpoints for the engine, export and TensorRT tests. The small configuration keeps CPU
+# exports fast; tests that need the architecture at its real width pass
+# ``NetworkConfig(encoder='tiny')`` (80 bins, 64 ASPP channels).
+CHECKPOINT_HEIGHT, CHECKPOINT_WIDTH = 64, 160   # multiples of the network stride 32
+
+
+def small_network_config():
+    """The real 'tiny' architecture, narrow: 16 bins, 8 channels everywhere."""
+    from monodepth_ros.model.network import NetworkConfig
+
+    return NetworkConfig(encoder='tiny', num_bins=16, aspp_channels=8, aspp_dilations=(1, 2),
+                         decoder_channels=(8, 8, 8, 8, 8), tiny_channels=(8, 8, 8, 8, 8))
+
+
+def save_tiny_checkpoint(path, height: int = CHECKPOINT_HEIGHT, width: int = CHECKPOINT_WIDTH,
+                         seed: int = 0, config=None) -> Path:
+    """Save a checkpoint of the 'tiny' network (random weights, fixed seed) at ``path``.
+
+    ``config`` defaults to ``small_network_config()``.
+    """
+    import torch
+
+    from monodepth_ros.model.checkpoint import save_checkpoint
+    from monodepth_ros.model.metadata import ModelMetadata
+    from monodepth_ros.model.network import build_network
+
+    config = config or small_network_config()
+    torch.manual_seed(seed)
+    network = build_network(config).eval()
+    metadata = ModelMetadata(input_height=height, input_width=width, depth_min=config.depth_min,
+                             depth_max=config.depth_max, num_bins=config.num_bins,
+                             network=config.to_dict())
+    save_checkpoint(path, network, config, metadata)
+    return Path(path)
+
+
+@pytest.fixture(scope='session')
+def kitti_bag(kitti_drive_dir, tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """The KITTI excerpt converted once by kitti2bag (mcap): (bag path, messages per topic).
+
+    Shared read-only by the kitti2bag and evaluator tests.
+    """
+    from monodepth_ros.bagtools.kitti2bag import convert
+
+    out = tmp_path_factory.mktemp('kitti') / 'drive_0009'
+    counts = convert(kitti_drive_dir, out, storage='mcap', progress=False)
+    return out, counts

@@ -90,6 +90,20 @@ def test_bag_round_trip(tmp_path, storage, distro):
     assert (model.fx, model.fy, model.cx, model.cy) == (50.0, 52.0, 15.5, 9.25)
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_start_and_end_time_span_the_messages(tmp_path, storage):
+    # write_drive writes frames in reverse; the first message is /tf_static at START_NS and
+    # the last the cloud of frame 2 at START_NS + 2 * STEP_NS + 1. The end time follows the
+    # half-open convention of rosbags (and of messages(start, stop)): one past the last stamp.
+    write_drive(tmp_path / 'drive', storage, 'jazzy', frames=3)
+    with BagReader(tmp_path / 'drive') as bag:
+        assert bag.start_time_ns == START_NS
+        assert bag.end_time_ns == START_NS + 2 * STEP_NS + 1 + 1
+        assert bag.end_time_ns - 1 == max(stamp for _, stamp, _ in bag.messages())
+    with pytest.raises(BagError, match='is not open; use BagReader as a context manager'):
+        _ = bag.start_time_ns
+
+
 def test_reader_accepts_the_storage_file_itself(tmp_path):
     write_drive(tmp_path / 'drive', 'mcap', 'jazzy', frames=1)
     with BagReader(tmp_path / 'drive' / 'drive.mcap') as bag:

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CHECKPOINT_HEIGHT, CHECKPOINT_WIDTH, save_tiny_checkpoint
 
 from monodepth_ros.engines import (
     EngineOutput,
@@ -22,27 +23,10 @@ from monodepth_ros.engines.cache import EngineCache, EngineKey, atomic_write_byt
 from monodepth_ros.errors import EngineError, ModelFileError
 from monodepth_ros.model.metadata import ModelMetadata
 
-HEIGHT, WIDTH = 64, 160   # multiples of the network stride 32; small for CPU tests
+HEIGHT, WIDTH = CHECKPOINT_HEIGHT, CHECKPOINT_WIDTH   # small for CPU tests
 
 
 # ------------------------------------------------------------------------------- model files
-
-def save_tiny_checkpoint(path, height: int = HEIGHT, width: int = WIDTH, seed: int = 0):
-    """Save a checkpoint of the real 'tiny' network (random weights, fixed seed) at ``path``."""
-    import torch
-
-    from monodepth_ros.model.checkpoint import save_checkpoint
-    from monodepth_ros.model.network import NetworkConfig, build_network
-
-    torch.manual_seed(seed)
-    config = NetworkConfig(encoder='tiny')
-    network = build_network(config).eval()
-    metadata = ModelMetadata(input_height=height, input_width=width, depth_min=config.depth_min,
-                             depth_max=config.depth_max, num_bins=config.num_bins,
-                             network=config.to_dict())
-    save_checkpoint(path, network, config, metadata)
-    return path
-
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
@@ -217,8 +201,10 @@ def test_outputs_have_the_contract_dtypes_and_shapes(onnx_path, checkpoint):
         assert out.depth.dtype == np.float32 and out.confidence.dtype == np.float32
         assert out.semantics.dtype == np.uint8
         assert out.semantics.max() < len(engine.metadata.class_names)
-        # The tiny network's depth is bounded by its SID range and confidence is a probability.
-        assert np.all(out.depth > 0) and np.all(out.depth <= engine.metadata.depth_max * 1.5)
+        # network.py clamps depth to [depth_min, depth_max] (1 m, 80 m here) and confidence
+        # to [0, 1]; the float32 bounds are exact.
+        assert (engine.metadata.depth_min, engine.metadata.depth_max) == (1.0, 80.0)
+        assert out.depth.min() >= np.float32(1.0) and out.depth.max() <= np.float32(80.0)
         assert np.all((out.confidence >= 0) & (out.confidence <= 1))
 
 
@@ -234,6 +220,77 @@ def test_onnxruntime_matches_torch_on_a_kitti_frame(onnx_path, checkpoint, kitti
     np.testing.assert_allclose(candidate.depth, reference.depth, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(candidate.confidence, reference.confidence, atol=1e-5)
     assert np.mean(candidate.semantics == reference.semantics) >= 0.999
+
+
+def test_engine_outputs_are_the_raw_network_outputs_decoded(onnx_path, checkpoint, kitti_rgb):
+    # Decoding checked against the raw graph and the raw module, not against another engine
+    # (which shares the decoding code): depth and confidence are channel 0 of the batch item,
+    # semantics the argmax over the class axis.
+    import onnxruntime
+    import torch
+
+    from monodepth_ros.model.checkpoint import load_model
+
+    ort_engine = create_engine(onnx_path, backend='onnxruntime', device='cpu', num_threads=1)
+    batch = preprocess(kitti_rgb, ort_engine.metadata)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1   # the engine's setting: same summation order
+    session = onnxruntime.InferenceSession(str(onnx_path), sess_options=options,
+                                           providers=['CPUExecutionProvider'])
+    names = [output.name for output in session.get_outputs()]
+    raw = dict(zip(names, session.run(names, {'image': batch})))
+    out = ort_engine.infer(batch)
+    np.testing.assert_array_equal(out.semantics, np.argmax(raw['semantic_logits'][0], 0))
+    np.testing.assert_array_equal(out.depth, raw['depth'][0, 0])
+    np.testing.assert_array_equal(out.confidence, raw['confidence'][0, 0])
+    assert len(np.unique(out.semantics)) > 1   # a constant label map would hide a wrong axis
+
+    model, _ = load_model(str(checkpoint), device='cpu')
+    with torch.inference_mode():
+        outputs = model(torch.from_numpy(batch))
+        module = {name: outputs[name].numpy() for name in ('depth', 'semantic_logits',
+                                                            'confidence')}
+    out = create_engine(checkpoint, backend='torch', device='cpu').infer(batch)
+    np.testing.assert_array_equal(out.semantics, np.argmax(module['semantic_logits'][0], 0))
+    np.testing.assert_array_equal(out.depth, module['depth'][0, 0])
+    np.testing.assert_array_equal(out.confidence, module['confidence'][0, 0])
+
+
+def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    from monodepth_ros.engines.cache import default_cache_dir
+
+    monkeypatch.setenv('MONODEPTH_ENGINE_CACHE', str(tmp_path / 'engines'))
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    assert default_cache_dir() == tmp_path / 'engines'
+    monkeypatch.setenv('MONODEPTH_ENGINE_CACHE', '~/trt')   # '~' is expanded
+    assert default_cache_dir() == tmp_path / 'home' / 'trt'
+    monkeypatch.setenv('MONODEPTH_ENGINE_CACHE', '')   # empty means unset
+    assert default_cache_dir() == tmp_path / 'xdg' / 'monodepth_ros' / 'engines'
+    monkeypatch.delenv('MONODEPTH_ENGINE_CACHE')
+    monkeypatch.setenv('XDG_CACHE_HOME', '')
+    assert default_cache_dir() == tmp_path / 'home' / '.cache' / 'monodepth_ros' / 'engines'
+    monkeypatch.delenv('XDG_CACHE_HOME')
+    assert default_cache_dir() == tmp_path / 'home' / '.cache' / 'monodepth_ros' / 'engines'
+    assert EngineCache().cache_dir == default_cache_dir()
+
+
+def test_torch_cuda_device_without_a_gpu_is_a_clear_error(monkeypatch, checkpoint):
+    import torch
+
+    from monodepth_ros.engines.torch_engine import resolve_torch_device
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for device in ('cuda', 'cuda:1'):
+        with pytest.raises(EngineError, match=f"device '{device}' asked for, but torch sees "
+                           'no CUDA GPU .*use device "cpu"'):
+            resolve_torch_device(device)
+    assert resolve_torch_device('auto') == resolve_torch_device(None) == 'cpu'
+    assert resolve_torch_device('cpu') == 'cpu'
+    with pytest.raises(EngineError, match="device 'cuda' asked for"):
+        create_engine(checkpoint, backend='torch', device='cuda')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert resolve_torch_device('auto') == 'cuda' and resolve_torch_device('cuda:1') == 'cuda:1'
 
 
 def test_wrong_batch_shape_is_rejected(onnx_path):

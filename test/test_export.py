@@ -4,7 +4,9 @@ import hashlib
 
 import numpy as np
 import pytest
-from test_engines import HEIGHT, WIDTH, save_tiny_checkpoint
+from conftest import CHECKPOINT_HEIGHT as HEIGHT
+from conftest import CHECKPOINT_WIDTH as WIDTH
+from conftest import save_tiny_checkpoint
 
 from monodepth_ros.errors import ConfigError, ModelFileError
 from monodepth_ros.export import (
@@ -19,14 +21,26 @@ from monodepth_ros.model.metadata import METADATA_KEY, OUTPUT_NAMES, ModelMetada
 
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
+    """The narrow network: for tests about files, sizes and the CLI, not about the graph."""
     return save_tiny_checkpoint(tmp_path_factory.mktemp('export') / 'tiny.pt')
 
 
 @pytest.fixture(scope='module')
-def exported(tiny_checkpoint, kitti_drive_dir):
+def full_width_checkpoint(tmp_path_factory):
+    """The 'tiny' network at its default width (80 bins, 64 ASPP channels)."""
+    from monodepth_ros.model.network import NetworkConfig
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp('export_full') / 'tiny.pt',
+                                config=NetworkConfig(encoder='tiny'))
+
+
+@pytest.fixture(scope='module')
+def exported(full_width_checkpoint, kitti_drive_dir):
+    # The one export at a realistic size: default width, 96x320 (KITTI's aspect ratio),
+    # self-checked on a real frame.
     frame = kitti_drive_dir / 'image_02' / 'data' / '0000000000.png'
-    return export_onnx(tiny_checkpoint, tiny_checkpoint.with_suffix('.onnx'), 96, 320,
-                       check_image=frame)
+    return export_onnx(full_width_checkpoint, full_width_checkpoint.with_suffix('.onnx'), 96,
+                       320, check_image=frame)
 
 
 def test_graph_is_opset_17_static_with_named_io_and_passes_the_checker(exported):
@@ -49,19 +63,20 @@ def test_graph_is_opset_17_static_with_named_io_and_passes_the_checker(exported)
     assert 'LogSoftmax' not in ops   # decomposed for ONNX Runtime's CPU (see export.py)
 
 
-def test_metadata_round_trips_through_the_onnx_file(exported, tiny_checkpoint):
+def test_metadata_round_trips_through_the_onnx_file(exported, full_width_checkpoint):
     import onnx
 
     from monodepth_ros.model.checkpoint import load_model
 
     props = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
     stored = ModelMetadata.from_json(props[METADATA_KEY])
-    _, trained = load_model(tiny_checkpoint)
+    _, trained = load_model(full_width_checkpoint)
     assert (trained.input_height, trained.input_width) == (HEIGHT, WIDTH)
     assert (stored.input_height, stored.input_width) == (96, 320)   # the export size
     assert stored.source_checkpoint_sha256 == hashlib.sha256(
-        tiny_checkpoint.read_bytes()).hexdigest()
+        full_width_checkpoint.read_bytes()).hexdigest()
     assert stored.network == trained.network and stored.network['encoder'] == 'tiny'
+    assert stored.num_bins == 80 and stored.network['aspp_channels'] == 64
     for name in ('depth_min', 'depth_max', 'num_bins', 'mean', 'std', 'class_names',
                  'class_colors'):
         assert getattr(stored, name) == getattr(trained, name)

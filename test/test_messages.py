@@ -57,6 +57,34 @@ def cdr_round_trip(types, msg):
     return types.typestore.deserialize_cdr(raw, msgtype)
 
 
+HUMBLE = MessageTypes.rosbags('humble')   # for tests that are not about the distro
+
+
+def ros_image(height=2, width=3, encoding='rgb8', is_bigendian=0, step=9, data=bytes(18),
+              types=HUMBLE):
+    """A real sensor_msgs/Image (rosbags class) carrying the given, possibly bad, fields.
+
+    It goes through CDR and back, so every value in it is one a bag or a subscription can
+    really deliver.
+    """
+    msg = types.Image(header=make_header(types, 0, 'cam'), height=height, width=width,
+                      encoding=encoding, is_bigendian=is_bigendian, step=step,
+                      data=types.uint8_array(bytes(data)))
+    return cdr_round_trip(types, msg)
+
+
+def ros_cloud(fields, height=1, width=2, is_bigendian=False, point_step=12, row_step=24,
+              data=bytes(24), types=HUMBLE):
+    """A real sensor_msgs/PointCloud2; ``fields`` are (name, offset, datatype, count)."""
+    msg = types.PointCloud2(
+        header=make_header(types, 0, 'velo'), height=height, width=width,
+        fields=[types.PointField(name=n, offset=o, datatype=d, count=c)
+                for n, o, d, c in fields],
+        is_bigendian=is_bigendian, point_step=point_step, row_step=row_step,
+        data=types.uint8_array(bytes(data)), is_dense=False)
+    return cdr_round_trip(types, msg)
+
+
 def random_pixels(rng, dtype, channels, height=5, width=7):
     shape = (height, width) if channels == 1 else (height, width, channels)
     if dtype == np.float32:
@@ -70,6 +98,7 @@ def test_header_stamp_round_trip(types):
     assert header.frame_id == 'camera'
     assert (header.stamp.sec, header.stamp.nanosec) == (1_317_000_000, 123_456_789)
     assert stamp_to_ns(header.stamp) == STAMP_NS
+    # ROS 1 names its stamp fields secs/nsecs; no ROS 2 class has them.
     assert stamp_to_ns(SimpleNamespace(secs=2, nsecs=5)) == 2_000_000_005
 
 
@@ -91,8 +120,7 @@ def test_image_round_trip_every_encoding(types, encoding):
 def test_image_to_array_honours_padded_step():
     # 2x3 rgb8, rows padded to 12 bytes with 0xEE bytes that must not leak in.
     rows = [bytes(range(9)) + b'\xee' * 3, bytes(range(10, 19)) + b'\xee' * 3]
-    msg = SimpleNamespace(height=2, width=3, encoding='rgb8', is_bigendian=0, step=12,
-                          data=b''.join(rows))
+    msg = ros_image(height=2, width=3, encoding='rgb8', step=12, data=b''.join(rows))
     pixels = image_to_array(msg)
     assert pixels.shape == (2, 3, 3)
     np.testing.assert_array_equal(pixels[0, 2], [6, 7, 8])
@@ -101,16 +129,16 @@ def test_image_to_array_honours_padded_step():
 
 
 def test_image_to_array_big_endian_16_bit_and_float():
-    mono16 = SimpleNamespace(height=1, width=2, encoding='16UC1', is_bigendian=1, step=4,
-                             data=struct.pack('>HH', 1500, 65535))
+    mono16 = ros_image(height=1, width=2, encoding='16UC1', is_bigendian=1, step=4,
+                       data=struct.pack('>HH', 1500, 65535))
     np.testing.assert_array_equal(image_to_array(mono16), [[1500, 65535]])
     np.testing.assert_allclose(depth_image_to_metres(mono16), [[1.5, 65.535]], rtol=1e-6)
-    float_be = SimpleNamespace(height=1, width=2, encoding='32FC1', is_bigendian=1, step=8,
-                               data=struct.pack('>ff', 2.5, -1.0))
+    float_be = ros_image(height=1, width=2, encoding='32FC1', is_bigendian=1, step=8,
+                         data=struct.pack('>ff', 2.5, -1.0))
     np.testing.assert_array_equal(image_to_array(float_be), [[2.5, -1.0]])
     # Padding of an odd number of bytes between 16-bit rows.
-    padded = SimpleNamespace(height=2, width=1, encoding='mono16', is_bigendian=0, step=3,
-                             data=struct.pack('<Hx', 7) + struct.pack('<Hx', 300))
+    padded = ros_image(height=2, width=1, encoding='mono16', step=3,
+                       data=struct.pack('<Hx', 7) + struct.pack('<Hx', 300))
     np.testing.assert_array_equal(image_to_array(padded), [[7], [300]])
 
 
@@ -186,7 +214,7 @@ def test_compressed_image_png_exact_and_jpeg_close(types):
     decoded = compressed_image_to_rgb(cdr_round_trip(types, msg)).astype(int)
     assert np.abs(decoded - flat).max() <= 3
     gray_ok, gray_png = cv2.imencode('.png', rgb[:, :, 0])
-    gray = SimpleNamespace(format='png', data=gray_png.tobytes())
+    gray = compressed('png', gray_png.tobytes(), types)
     np.testing.assert_array_equal(compressed_image_to_rgb(gray)[:, :, 2], rgb[:, :, 0])
 
 
@@ -224,11 +252,15 @@ def test_camera_info_plain_round_trip_keeps_model(types):
     assert (model.width, model.height) == (1242, 375)
 
 
-def test_camera_info_without_calibration_is_rejected():
-    msg = SimpleNamespace(width=10, height=10, k=[0.0] * 9, p=[0.0] * 12, d=[], r=[0.0] * 9,
-                          distortion_model='', binning_x=0, binning_y=0,
-                          roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0,
-                                              do_rectify=False))
+def test_camera_info_without_calibration_is_rejected(types):
+    # An uncalibrated driver publishes all-zero K and P: a message CDR carries as is.
+    msg = cdr_round_trip(types, types.CameraInfo(
+        header=make_header(types, 0, 'cam'), height=10, width=10, distortion_model='',
+        d=types.float64_array([]), k=types.float64_array(np.zeros(9), 9),
+        r=types.float64_array(np.zeros(9), 9), p=types.float64_array(np.zeros(12), 12),
+        binning_x=0, binning_y=0,
+        roi=types.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
+                                   do_rectify=False)))
     with pytest.raises(CalibrationError, match='focal'):
         camera_info_to_model(msg)
 
@@ -323,9 +355,7 @@ def test_read_ouster_layout_with_padding(types):
 def test_pointcloud2_row_padding_is_skipped():
     # Organized 2x2 cloud, 4-byte points (x only), rows padded to 12 bytes.
     data = struct.pack('<ff4x', 1, 2) + struct.pack('<ff4x', 3, 4)
-    msg = SimpleNamespace(height=2, width=2, is_bigendian=False, point_step=4, row_step=12,
-                          data=data, fields=[SimpleNamespace(name='x', offset=0, datatype=7,
-                                                             count=1)])
+    msg = ros_cloud([('x', 0, 7, 1)], height=2, width=2, point_step=4, row_step=12, data=data)
     np.testing.assert_array_equal(read_pointcloud2(msg, ('x',))['x'], [1, 2, 3, 4])
 
 
@@ -366,6 +396,17 @@ def test_diagnostic_array_round_trip(types):
 
 # -- malformed input -----------------------------------------------------------------------
 def image(**overrides):
+    """A real Image message with some fields made inconsistent (see ``ros_image``)."""
+    return ros_image(**overrides)
+
+
+def duck_image(**overrides):
+    """An Image-like object whose ``data`` has a type no sensor_msgs/Image class holds.
+
+    The rosbags classes keep uint8[] as a uint8 ndarray (CDR refuses anything else) and
+    rclpy's as array.array('B'); a float array, a list of ints or floats can only come from
+    code that builds message-like objects itself, so these stay plain namespaces.
+    """
     fields = dict(height=2, width=3, encoding='rgb8', is_bigendian=0, step=9, data=bytes(18))
     fields.update(overrides)
     return SimpleNamespace(**fields)
@@ -389,11 +430,17 @@ def test_depth_and_colour_decoders_reject_the_wrong_kind():
     with pytest.raises(MessageError, match='not a colour/mono'):
         image_to_rgb(image(encoding='32FC1', width=1, step=4, data=bytes(8)))
     with pytest.raises(MessageError, match='could not be decoded'):
-        compressed_image_to_rgb(SimpleNamespace(format='jpeg', data=b'not a jpeg'))
+        compressed_image_to_rgb(compressed('jpeg', b'not a jpeg'))
     with pytest.raises(MessageError, match='compressed depth'):
-        compressed_image_to_rgb(SimpleNamespace(format='16UC1; compressedDepth', data=b'x'))
+        compressed_image_to_rgb(compressed('16UC1; compressedDepth', b'x'))
     with pytest.raises(MessageError, match='no data'):
-        compressed_image_to_rgb(SimpleNamespace(format='png', data=b''))
+        compressed_image_to_rgb(compressed('png', b''))
+
+
+def compressed(fmt, data, types=HUMBLE):
+    """A real sensor_msgs/CompressedImage after CDR."""
+    return cdr_round_trip(types, types.CompressedImage(
+        header=make_header(types, 0, 'cam'), format=fmt, data=types.uint8_array(data)))
 
 
 def test_array_to_image_rejects_mismatched_arrays(types):
@@ -404,11 +451,20 @@ def test_array_to_image_rejects_mismatched_arrays(types):
         array_to_image(types, np.zeros((2, 2), np.float64), '32FC1', header)
 
 
+XYZ_FIELDS = [(name, 4 * index, 7, 1) for index, name in enumerate('xyz')]
+
+
 def cloud(**overrides):
+    """A real PointCloud2 message (x, y, z float32) with some fields made inconsistent."""
+    return ros_cloud(**{'fields': XYZ_FIELDS, **overrides})
+
+
+def duck_cloud(**overrides):
+    """A PointCloud2-like object whose ``data`` no message class holds (see duck_image)."""
     fields = dict(height=1, width=2, is_bigendian=False, point_step=12, row_step=24,
                   data=bytes(24),
-                  fields=[SimpleNamespace(name=n, offset=4 * i, datatype=7, count=1)
-                          for i, n in enumerate('xyz')])
+                  fields=[SimpleNamespace(name=n, offset=o, datatype=d, count=c)
+                          for n, o, d, c in XYZ_FIELDS])
     fields.update(overrides)
     return SimpleNamespace(**fields)
 
@@ -419,8 +475,7 @@ def cloud(**overrides):
     ({'point_step': 8, 'row_step': 16}, "field 'z' .* does not fit in point_step 8"),
     ({'row_step': 20}, r'row_step 20 is smaller than width\*point_step'),
     ({'point_step': 0, 'row_step': 0}, 'point_step is 0'),
-    ({'fields': [SimpleNamespace(name=n, offset=0, datatype=9, count=1) for n in 'xyz']},
-     'datatype 9'),
+    ({'fields': [(name, 0, 9, 1) for name in 'xyz']}, 'datatype 9'),
 ])
 def test_malformed_clouds_raise_message_error(overrides, message):
     with pytest.raises(MessageError, match=message):
@@ -495,6 +550,93 @@ def test_random_compressed_images_only_raise_message_error(fmt, data):
     except MessageError:
         return
     assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
+
+
+# Valid by construction: the decoders must accept these and return exactly what was packed
+# (the fuzz tests above would pass even if every input were refused).
+@settings(max_examples=150, deadline=None)
+@given(encoding=st.sampled_from(sorted(ENCODINGS)), height=st.integers(1, 6),
+       width=st.integers(1, 6), padding=st.integers(0, 5), bigendian=st.integers(0, 1),
+       seed=st.integers(0, 2**32 - 1), distro=st.sampled_from(['humble', 'jazzy']))
+def test_valid_images_decode_to_their_exact_pixels(encoding, height, width, padding, bigendian,
+                                                   seed, distro):
+    dtype, channels = ENCODINGS[encoding]
+    pixels = random_pixels(np.random.default_rng(seed), dtype, channels, height, width)
+    order = '>' if bigendian else '<'
+    rows = [row.astype(np.dtype(dtype).newbyteorder(order)).tobytes() + b'\xee' * padding
+            for row in pixels]
+    row_bytes = width * channels * np.dtype(dtype).itemsize
+    msg = ros_image(height=height, width=width, encoding=encoding, is_bigendian=bigendian,
+                    step=row_bytes + padding, data=b''.join(rows),
+                    types=MessageTypes.rosbags(distro))
+    decoded = image_to_array(msg)
+    assert decoded.dtype == dtype and decoded.dtype.isnative
+    np.testing.assert_array_equal(decoded, pixels)
+    if encoding in ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8'):
+        rgb = {'rgb8': pixels, 'bgr8': pixels[..., ::-1], 'rgba8': pixels[..., :3],
+               'bgra8': pixels[..., 2::-1],
+               'mono8': np.repeat(pixels[..., None], 3, axis=2)}[encoding]
+        np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+    if encoding == '16UC1':   # millimetres; 0 is "no depth"
+        metres = np.where(pixels == 0, np.nan, pixels / 1000.0)
+        np.testing.assert_allclose(depth_image_to_metres(msg), metres, rtol=1e-6)
+
+
+FIELD_KINDS = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
+
+
+@settings(max_examples=150, deadline=None)
+@given(extra=st.lists(st.sampled_from(['intensity', 'ring', 't']), unique=True, max_size=3),
+       datatypes=st.lists(st.integers(1, 8), min_size=6, max_size=6),
+       gaps=st.lists(st.integers(0, 3), min_size=7, max_size=7),
+       height=st.integers(1, 3), width=st.integers(1, 4), row_padding=st.integers(0, 7),
+       bigendian=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_valid_clouds_decode_to_their_exact_values(extra, datatypes, gaps, height, width,
+                                                   row_padding, bigendian, seed):
+    # Fields of any PointField type, packed with arbitrary (unaligned) gaps, trailing point
+    # padding and row padding, in either byte order.
+    names = ['x', 'y', 'z'] + extra
+    order = '>' if bigendian else '<'
+    kinds = [order + FIELD_KINDS[datatype] for datatype in datatypes[:len(names)]]
+    offsets, offset = [], 0
+    for kind, gap in zip(kinds, gaps):
+        offset += gap
+        offsets.append(offset)
+        offset += np.dtype(kind).itemsize
+    point_step = offset + gaps[-1]
+    layout = np.dtype({'names': names, 'formats': kinds, 'offsets': offsets,
+                       'itemsize': point_step})
+    rng = np.random.default_rng(seed)
+    points = np.zeros((height, width), dtype=layout)
+    for name, kind in zip(names, kinds):
+        kind = np.dtype(kind)
+        if kind.kind == 'f':
+            points[name] = rng.uniform(-1e3, 1e3, (height, width))
+        else:
+            info = np.iinfo(kind)
+            points[name] = rng.integers(info.min, info.max, (height, width), endpoint=True)
+    row_step = width * point_step + row_padding
+    data = b''.join(row.tobytes() + b'\x00' * row_padding for row in points)
+    msg = ros_cloud([(name, off, dt, 1) for name, off, dt in zip(names, offsets, datatypes)],
+                    height=height, width=width, is_bigendian=bigendian, point_step=point_step,
+                    row_step=row_step, data=data)
+    arrays = read_pointcloud2(msg, names)
+    for name in names:
+        assert arrays[name].dtype == np.dtype(layout[name]).newbyteorder('=')
+        np.testing.assert_array_equal(arrays[name], points[name].reshape(-1))
+    expected_xyz = np.stack([points[n].reshape(-1).astype(np.float32) for n in 'xyz'], 1)
+    xyz = pointcloud2_to_xyz(msg)
+    np.testing.assert_array_equal(xyz, expected_xyz[np.isfinite(expected_xyz).all(1)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 12), width=st.integers(1, 12), seed=st.integers(0, 2**32 - 1),
+       fmt=st.sampled_from(['png', 'rgb8; png compressed bgr8', 'bgr8; png compressed bgr8']))
+def test_valid_png_images_decode_to_their_exact_pixels(height, width, seed, fmt):
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ok, png = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    np.testing.assert_array_equal(compressed_image_to_rgb(compressed(fmt, png.tobytes())), rgb)
 
 
 def test_unorganized_and_empty_clouds_and_field_dtypes(types):
@@ -574,6 +716,8 @@ def test_rclpy_style_field_values():
        roi=st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60),
                      st.integers(0, 60)))
 def test_random_camera_infos_only_raise_typed_errors(width, height, k, p, binning, roi):
+    # K and P of any length: the message classes fix them at 9 and 12 values (CDR and rclpy
+    # refuse others), so only a hand-built object can carry these; a namespace it is.
     msg = SimpleNamespace(width=width, height=height, k=k, p=p, d=[], r=list(np.eye(3).flat),
                           distortion_model='plumb_bob', binning_x=binning[0],
                           binning_y=binning[1],
@@ -586,6 +730,49 @@ def test_random_camera_infos_only_raise_typed_errors(width, height, k, p, binnin
     assert model.width > 0 and model.height > 0 and model.fx > 0 and model.fy > 0
 
 
+@settings(max_examples=150, deadline=None)
+@given(size=st.tuples(st.integers(8, 2000), st.integers(8, 2000)),
+       focal=st.tuples(st.floats(1.0, 3000.0), st.floats(1.0, 3000.0)),
+       centre=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+       baseline=st.floats(-500.0, 500.0),
+       binning=st.tuples(st.sampled_from([0, 1, 2, 4]), st.sampled_from([0, 1, 2, 4])),
+       roi=st.one_of(st.none(), st.tuples(st.floats(0, 0.5), st.floats(0, 0.5),
+                                          st.floats(0.5, 1), st.floats(0.5, 1))),
+       distro=st.sampled_from(['humble', 'jazzy']))
+def test_valid_camera_infos_give_the_exact_intrinsics(size, focal, centre, baseline, binning,
+                                                      roi, distro):
+    # image_geometry: the ROI shifts the principal point, binning divides focal length,
+    # principal point and size (0 and 1 both mean no binning). Binning by 1, 2 or 4 keeps
+    # the expected values exact in floating point.
+    types = MessageTypes.rosbags(distro)
+    width, height = size
+    fx, fy = focal
+    cx, cy = centre[0] * width, centre[1] * height
+    bx, by = max(binning[0], 1), max(binning[1], 1)
+    if roi is None:
+        x0 = y0 = roi_width = roi_height = 0
+    else:   # offsets in the first half, sizes reaching at most the image edge
+        x0, y0 = int(roi[0] * width), int(roi[1] * height)
+        roi_width = max(bx, int(roi[2] * (width - x0)))
+        roi_height = max(by, int(roi[3] * (height - y0)))
+    K = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    P = [fx, 0.0, cx, baseline, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg = cdr_round_trip(types, types.CameraInfo(
+        header=make_header(types, 0, 'cam'), height=height, width=width,
+        distortion_model='plumb_bob', d=types.float64_array([0.1, -0.2, 0.0, 0.0, 0.0]),
+        k=types.float64_array(K, 9), r=types.float64_array(np.eye(3), 9),
+        p=types.float64_array(P, 12), binning_x=binning[0], binning_y=binning[1],
+        roi=types.RegionOfInterest(x_offset=x0, y_offset=y0, height=roi_height,
+                                   width=roi_width, do_rectify=roi is not None)))
+    model = camera_info_to_model(msg)
+    assert (model.width, model.height) == ((roi_width or width) // bx,
+                                           (roi_height or height) // by)
+    assert (model.fx, model.fy) == (fx / bx, fy / by)
+    assert (model.cx, model.cy) == ((cx - x0) / bx, (cy - y0) / by)
+    assert model.P[0, 3] == baseline / bx
+    np.testing.assert_array_equal(model.D, [0.1, -0.2, 0.0, 0.0, 0.0])
+
+
 # -- data buffers, driver layouts, rgb packing over whole images -----------------------------
 @pytest.mark.parametrize('data, message', [
     (np.zeros(18, np.float32), 'image data is an array of float32, expected uint8'),
@@ -596,16 +783,16 @@ def test_random_camera_infos_only_raise_typed_errors(width, height, k, p, binnin
 ])
 def test_non_uint8_data_is_refused_not_cast(data, message):
     with pytest.raises(MessageError, match=message):
-        image_to_array(image(data=data))
+        image_to_array(duck_image(data=data))
 
 
 def test_non_uint8_cloud_data_is_refused_and_byte_lists_are_read():
     # 6 float32 zeros are 24 bytes; a cast to uint8 would make 6 bytes of something else.
     with pytest.raises(MessageError, match='PointCloud2 data is an array of float32'):
-        read_pointcloud2(cloud(data=np.zeros(6, np.float32)))
+        read_pointcloud2(duck_cloud(data=np.zeros(6, np.float32)))
     # A plain list of byte values (as some message libraries give) is read as bytes.
     data = list(struct.pack('<6f', 1, 2, 3, 4, 5, 6))
-    np.testing.assert_array_equal(read_pointcloud2(cloud(data=data))['z'], [3, 6])
+    np.testing.assert_array_equal(read_pointcloud2(duck_cloud(data=data))['z'], [3, 6])
 
 
 def test_read_hesai_layout_with_unaligned_float64_timestamp(types):

@@ -6,7 +6,9 @@ reason (the cache logic itself is tested everywhere in test_engines.py).
 
 import numpy as np
 import pytest
-from test_engines import HEIGHT, WIDTH, save_tiny_checkpoint
+from conftest import CHECKPOINT_HEIGHT as HEIGHT
+from conftest import CHECKPOINT_WIDTH as WIDTH
+from conftest import save_tiny_checkpoint
 
 from monodepth_ros.engines import create_engine, preprocess
 from monodepth_ros.engines.tensorrt_engine import tensorrt_status
