@@ -214,6 +214,7 @@ class BagReader:
 
     @property
     def end_time_ns(self) -> int:
+        """One past the last message's stamp (rosbags' convention), in nanoseconds."""
         return int(self._opened().end_time)
 
     def message_count(self, topics: Sequence[str] | None = None) -> int:
