@@ -1,7 +1,9 @@
 """Tests of the network and checkpoints: shapes, fusion masks, ONNX export, load errors."""
 
+import hashlib
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,8 +131,10 @@ def test_checkpoint_round_trip(tmp_path):
     loaded, metadata = load_model(path)
     assert not loaded.training
     assert metadata.input_width == 96 and metadata.network['num_bins'] == 16
-    for (name, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items()):
-        assert torch.equal(a, b), name
+    original, restored = net.state_dict(), loaded.state_dict()
+    assert list(original) == list(restored)
+    for name in original:
+        assert torch.equal(original[name], restored[name]), name
 
 
 def test_checkpoint_missing_and_corrupt(tmp_path):
@@ -167,3 +171,52 @@ def test_checkpoint_rejects_pickled_code(tmp_path):
                 'model': {}, 'payload': ModelMetadata(input_height=1, input_width=1)}, path)
     with pytest.raises(ModelFileError, match='unreadable or corrupt'):
         load_model(path)
+
+
+def test_forward_heads_subset_matches_full_forward():
+    net = small_net().eval()
+    image = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        full = net(image)
+        depth_only = net(image, heads=('depth',))
+        semantic_only = net(image, heads=('semantic',))
+    assert 'semantic_logits' not in depth_only and set(semantic_only) == {'semantic_logits'}
+    for key in ('depth', 'confidence', 'log_depth_classification', 'log_depth_residual'):
+        assert torch.equal(depth_only[key], full[key]), key
+    assert torch.equal(semantic_only['semantic_logits'], full['semantic_logits'])
+    with pytest.raises(ValueError, match='heads must name'):
+        net(image, heads=('normals',))
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / 'monodepth_ros' / 'models' / 'default.pt'
+
+
+def test_packaged_default_model_loads_and_predicts():
+    assert hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest() == (
+        'cb15cfd5ce02bf788f9bcf15af358ba6e5b37ebb77444ce9b09b29e0cd0286de')
+    model, metadata = load_model(DEFAULT_MODEL)   # strict: every tensor name and shape fits
+    stored = torch.load(DEFAULT_MODEL, map_location='cpu', weights_only=True)['model']
+    assert list(model.state_dict()) == list(stored)
+    assert (metadata.input_height, metadata.input_width, metadata.num_bins) == (64, 224, 64)
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 64, 224)
+    with torch.no_grad():
+        out = model(image)
+        runtime = InferenceWrapper(model)(image)
+    assert torch.equal(runtime[0], out['depth']) and torch.equal(runtime[2], out['confidence'])
+    assert out['semantic_logits'].shape == (1, 19, 64, 224)
+    assert float(out['depth'].min()) >= 1.0 and float(out['depth'].max()) <= 80.0
+
+
+def test_default_model_depth_on_a_synthetic_frame():
+    """The packaged model still predicts metric depth on a drive it never saw (abs_rel 0.1)."""
+    world = pytest.importorskip('monodepth_ros.synthetic.world')
+    from monodepth_ros.training.datasets import normalize_image
+
+    model, _ = load_model(DEFAULT_MODEL)
+    frame = world.SyntheticDrive(seed=951).render(0, lidar=False, size=(224, 64))
+    with torch.no_grad():
+        depth = model(normalize_image(frame.rgb)[None])['depth'][0, 0].numpy()
+    valid = np.isfinite(frame.depth) & (frame.depth > 1.0) & (frame.depth < 80.0)
+    abs_rel = float(np.mean(np.abs(depth[valid] - frame.depth[valid]) / frame.depth[valid]))
+    assert abs_rel < 0.3

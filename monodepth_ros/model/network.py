@@ -347,13 +347,28 @@ class DepthSemanticNet(nn.Module):
                 'regression': list(self.regression.parameters()),
                 'semantic': list(self.semantic_head.parameters())}
 
-    def forward(self, image):
+    def forward(self, image, heads=('depth', 'semantic')):
+        """Outputs of the requested heads: 'depth' (bins, fusion, regression), 'semantic'.
+
+        Inference and export use both (the default). Training computes only the head of the
+        batch's labels, so the other head's BatchNorm statistics never see foreign batches.
+        """
+        unknown = set(heads) - {'depth', 'semantic'}
+        if unknown or not heads:
+            raise ValueError(f'heads must name "depth" and/or "semantic", got {heads!r}')
         height, width = int(image.shape[-2]), int(image.shape[-1])
         full = (height, width)
         features = self.encoder(image)
         x = self.aspp(features[-1])
         decoded = self.decoder(x, features, full)   # strides 16, 8, 4, 2, 1
+        out = {}
+        if 'depth' in heads:
+            out.update(self._depth_outputs(decoded, full))
+        if 'semantic' in heads:
+            out['semantic_logits'] = resize(self.semantic_head(decoded[3]), full)
+        return out
 
+    def _depth_outputs(self, decoded, full) -> dict:
         bin_logits, bin_probabilities, attentions = [], [], []
         expectations, confidences = [], []
         max_entropy = math.log(self.config.num_bins)
@@ -375,10 +390,8 @@ class DepthSemanticNet(nn.Module):
         residual = self.regression(decoded[4], log_expectation, confidence)
         depth = torch.exp(log_expectation + residual).clamp(
             self.config.depth_min, self.config.depth_max)
-
-        semantic_logits = resize(self.semantic_head(decoded[3]), full)
         return {
-            'depth': depth, 'semantic_logits': semantic_logits, 'confidence': confidence,
+            'depth': depth, 'confidence': confidence,
             'bin_logits': bin_logits, 'bin_probabilities': bin_probabilities, 'masks': masks,
             'log_depth_classification': log_expectation, 'log_depth_residual': residual,
         }

@@ -27,6 +27,7 @@ class SourceConfig:
     kind: str = ''
     root: str = ''              # dataset folder, or bag path for 'rosbag'
     split: str = ''             # split file (kitti: Eigen list; cityscapes: train/val subset)
+    gt_root: str = ''           # kitti: annotated depth (data_depth_annotated); '' = velodyne
     seeds: list = field(default_factory=list)    # synthetic drives to render
     frames_per_seed: int = 50
     frame_stride: int = 1       # synthetic: render every n-th frame of a drive

@@ -9,11 +9,13 @@ Expected layouts (split files are given as paths):
 
 - KITTI raw: ``root/<date>/<date>_drive_<nnnn>_sync/image_02/data/<frame>.png`` and
   ``velodyne_points/data/<frame>.bin``, calibration in ``root/<date>/calib_*.txt``. The split
-  file has one ``<date>/<drive>_sync <frame> l|r`` line per sample, the format of the Eigen
-  split lists (``eigen_train_files.txt`` / ``eigen_test_files.txt``) published with
-  monodepth2 and BTS (Eigen et al. 2014's scenes, 22 600 training / 697 test frames). Ground
-  truth: KITTI's annotated depth maps when ``root/<drive>/proj_depth/groundtruth/image_02``
-  exists (the depth-completion release), otherwise the projected velodyne scan.
+  file has one ``<date>/<drive>_sync <frame> l|r`` line per sample, the format of
+  monodepth2's ``splits/eigen_full/train_files.txt`` and ``splits/eigen/test_files.txt``
+  (Eigen et al. 2014's scenes; 697 test frames); BTS's ``eigen_*_files_with_gt.txt`` lines
+  (first field ``<date>/<drive>_sync/image_02/data/<frame>.png``) are read too. Ground truth:
+  KITTI's annotated depth maps when ``gt_root`` is set (the official data_depth_annotated
+  layout ``gt_root/{train,val}/<drive>_sync/proj_depth/groundtruth/image_02/<frame>.png``),
+  otherwise the projected velodyne scan.
 - Cityscapes: ``root/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` and
   ``root/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png`` (made by the official
   cityscapesScripts ``createTrainIdLabelImgs``). ``split`` is ``train`` or ``val``.
@@ -27,6 +29,7 @@ count at the end of each epoch.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -91,19 +94,34 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
 
 # ----------------------------------------------------------------------------------- KITTI
 
-def read_split_file(path, root: Path) -> list[tuple[str, int, str]]:
+SPLIT_FORMATS = ('"<date>/<drive>_sync <frame> l|r" (monodepth2\'s splits/eigen_full/'
+                 'train_files.txt, splits/eigen/test_files.txt) or "<date>/<drive>_sync/'
+                 'image_02/data/<frame>.png ..." (BTS\'s eigen_*_files_with_gt.txt)')
+_BTS_IMAGE = re.compile(r'^(?P<drive>.+)/image_0(?P<cam>[23])/data/(?P<frame>\d+)\.(png|jpg)$')
+
+
+def read_split_file(path, root: Path = None) -> list[tuple[str, int, str]]:
+    """(``<date>/<drive>_sync``, frame, 'l'|'r') per line of a KITTI split file.
+
+    Two formats are read: monodepth2's ``<date>/<drive>_sync <frame> l|r`` and BTS's lines
+    whose first field is the image path ``<date>/<drive>_sync/image_0X/data/<frame>.png``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f'split file {path} not found (expected lines "<date>/<drive>_sync '
-                           '<frame> l|r", e.g. the Eigen lists eigen_train_files.txt)')
+        raise DatasetError(f'split file {path} not found (expected lines {SPLIT_FORMATS})')
     entries = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise DatasetError(f'{path}:{number}: expected "<date>/<drive>_sync <frame> l|r", '
-                               f'got {line!r}')
+        bts = _BTS_IMAGE.match(parts[0])
+        if bts:
+            side = 'l' if bts['cam'] == '2' else 'r'
+            entries.append((bts['drive'], int(bts['frame']), side))
+            continue
+        if len(parts) < 2 or not parts[1].isdigit() or (len(parts) > 2
+                                                          and parts[2] not in ('l', 'r')):
+            raise DatasetError(f'{path}:{number}: expected {SPLIT_FORMATS}, got {line!r}')
         side = parts[2] if len(parts) > 2 else 'l'
         entries.append((parts[0], int(parts[1]), side))
     if not entries:
@@ -111,21 +129,69 @@ def read_split_file(path, root: Path) -> list[tuple[str, int, str]]:
     return entries
 
 
-class KittiEigenSource:
-    """KITTI raw frames listed in an Eigen split file; ground truth from the velodyne."""
+KITTI_CALIBRATION_FILES = ('calib_cam_to_cam.txt', 'calib_velo_to_cam.txt')
 
-    def __init__(self, root, split_file):
+
+class KittiEigenSource:
+    """KITTI raw frames listed in an Eigen split file.
+
+    Ground truth: KITTI's annotated depth maps when ``gt_root`` is given (the official
+    ``data_depth_annotated`` release: ``gt_root/{train,val}/<drive>_sync/proj_depth/
+    groundtruth/image_0X/<frame>.png``, uint16 metres x 256), otherwise the velodyne scan
+    projected into the image. Every drive of the split is checked when the source is made.
+    """
+
+    def __init__(self, root, split_file, gt_root=''):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f'KITTI root {self.root} not found (expected '
                                'root/<date>/<date>_drive_<nnnn>_sync/image_02/data/*.png, '
                                'velodyne_points/data/*.bin and root/<date>/calib_*.txt)')
+        self.gt_root = Path(gt_root) if gt_root else None
+        if self.gt_root is not None and not self.gt_root.is_dir():
+            raise DatasetError(f'annotated depth folder {self.gt_root} not found (expected '
+                               'gt_root/{train,val}/<drive>_sync/proj_depth/groundtruth/'
+                               "image_02/*.png, KITTI's data_depth_annotated)")
         self.entries = read_split_file(split_file, self.root)
-        first = self.root / self.entries[0][0]
-        if not first.is_dir():
-            raise DatasetError(f'split entry {self.entries[0][0]} not found under {self.root} '
-                               f'(expected the folder {first})')
+        self._gt_dirs = {}
+        self._check_drives(split_file)
         self._calibrations = {}
+
+    def _annotated_dir(self, drive: str, cam: int) -> Path | None:
+        name = Path(drive).name
+        for parent in (self.gt_root / 'train', self.gt_root / 'val', self.gt_root):
+            folder = parent / name / 'proj_depth' / 'groundtruth' / f'image_0{cam}'
+            if folder.is_dir():
+                return folder
+        return None
+
+    def _check_drives(self, split_file) -> None:
+        """One error naming every missing folder, instead of skipping samples later."""
+        missing = []
+        for drive, side in sorted({(d, s) for d, _, s in self.entries}):
+            cam = 2 if side == 'l' else 3
+            drive_dir = self.root / drive
+            images = drive_dir / f'image_0{cam}' / 'data'
+            if not images.is_dir():
+                missing.append(str(images))
+            if self.gt_root is not None:
+                folder = self._annotated_dir(drive, cam)
+                if folder is None:
+                    missing.append(f'{self.gt_root}/{{train,val}}/{Path(drive).name}/'
+                                   f'proj_depth/groundtruth/image_0{cam}')
+                self._gt_dirs[(drive, cam)] = folder
+            else:
+                scans = drive_dir / 'velodyne_points' / 'data'
+                if not scans.is_dir():
+                    missing.append(str(scans))
+                missing.extend(str(drive_dir.parent / name) for name in KITTI_CALIBRATION_FILES
+                               if not (drive_dir.parent / name).is_file())
+        if missing:
+            missing = list(dict.fromkeys(missing))
+            shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more'
+                                             if len(missing) > 5 else '')
+            raise DatasetError(f'split {split_file}: {len(missing)} folder(s)/file(s) missing '
+                               f'under {self.root}: {shown}')
 
     def __len__(self):
         return len(self.entries)
@@ -142,12 +208,11 @@ class KittiEigenSource:
         if bgr is None:
             raise DatasetError(f'cannot read image {image_path}')
         rgb = bgr[:, :, ::-1]
-        annotated = (drive_dir / 'proj_depth' / 'groundtruth' / f'image_0{cam}'
-                     / f'{frame:010d}.png')
-        if annotated.is_file():
+        if self.gt_root is not None:
+            annotated = self._gt_dirs[(drive, cam)] / f'{frame:010d}.png'
             raw = cv2.imread(str(annotated), cv2.IMREAD_UNCHANGED)
-            if raw is None:
-                raise DatasetError(f'cannot read depth map {annotated}')
+            if raw is None:   # the release leaves out the first and last frames of a drive
+                raise DatasetError(f'cannot read annotated depth {annotated}')
             depth = raw.astype(np.float32) / 256.0   # KITTI depth PNG: uint16, metres x 256
         else:
             date_dir = drive_dir.parent
@@ -254,24 +319,27 @@ class SampleDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples=None, source=None, height: int = 96, width: int = 320,
-                 augment=None, seed: int = 0, load_size=None):
+                 augment=None, seed: int = 0, load_size=None, zoom: float = 1.0):
         self.samples = samples
         self.source = source
         self.height, self.width = height, width
         self.augment = augment
         self.seed = seed
-        self.epoch = 0
         self.skipped = 0
         # Lazy sources are first resized to load_size (w, h) (then augmented/cropped).
         self.load_size = load_size
+        # Samples are ``zoom`` x larger than the image the network sees at inference (the
+        # crop margin): a crop of them shows objects zoom x larger, as if zoom x closer, so
+        # depth is divided by zoom to keep metres consistent with validation and inference.
+        self.zoom = float(zoom)
 
     def __len__(self):
         return len(self.samples) if self.samples is not None else len(self.source)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __getitem__(self, i):
+    def __getitem__(self, index):
+        # The sampler passes epoch * len + i: the epoch picks fresh augmentation without any
+        # state that DataLoader workers or a resumed run could miss.
+        epoch, i = divmod(int(index), len(self))
         if self.samples is not None:
             sample = self.samples[i]
         else:
@@ -283,8 +351,10 @@ class SampleDataset(torch.utils.data.Dataset):
                 return None
             if self.load_size is not None:
                 sample = resize_sample(sample, self.load_size[1], self.load_size[0])
+        if self.zoom != 1.0:
+            sample = dict(sample, depth=sample['depth'] / np.float32(self.zoom))
         if self.augment is not None:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
+            rng = np.random.default_rng((self.seed, epoch, i))
             sample = augment_sample(sample, self.height, self.width, self.augment, rng)
         else:
             sample = resize_sample(sample, self.height, self.width)
@@ -307,26 +377,27 @@ def _source_dataset(source, config, role: str, augment):
     data = config.data
     height, width = data.height, data.width
     with_depth, with_semantics = role == 'depth', role == 'semantic'
-    # Loaded a little larger than the network input so augmentation can crop.
+    # Loaded a little larger than the network input so augmentation can crop; the dataset
+    # treats the enlargement as a zoom (depth / scale).
     scale = 1.0 if augment is None or not augment.enabled else 1.0 + augment.crop_margin
     if source.kind == 'synthetic':
         samples = render_synthetic(source, height, width, with_depth, with_semantics,
                                    render_scale=scale, desc=f'render {role}')
         return SampleDataset(samples=samples, height=height, width=width, augment=augment,
-                             seed=config.seed)
+                             seed=config.seed, zoom=scale)
     if source.kind == 'rosbag':
         samples = load_rosbag_samples(source, round(height * scale), round(width * scale))
         return SampleDataset(samples=samples, height=height, width=width, augment=augment,
-                             seed=config.seed)
+                             seed=config.seed, zoom=scale)
     if source.kind == 'kitti':
-        lazy = KittiEigenSource(source.root, source.split)
+        lazy = KittiEigenSource(source.root, source.split, source.gt_root)
     elif source.kind == 'cityscapes':
         lazy = CityscapesSource(source.root, source.split or 'train')
     else:
         raise DatasetError(f'unknown data source kind {source.kind!r}')
     load_size = (round(width * scale), round(height * scale))
     return SampleDataset(source=lazy, height=height, width=width, augment=augment,
-                         seed=config.seed, load_size=load_size)
+                         seed=config.seed, load_size=load_size, zoom=scale)
 
 
 def load_validation_samples(source, config, limit: int) -> list[dict]:
@@ -342,7 +413,7 @@ def load_validation_samples(source, config, limit: int) -> list[dict]:
     for i in range(count):
         try:
             sample = dataset.source.load(i)
-        except (MonodepthError, OSError, ValueError) as error:
+        except (MonodepthError, OSError, ValueError, cv2.error) as error:
             LOG.warning('validation sample %d skipped: %s', i, error)
             continue
         samples.append(resize_sample(sample, config.data.height, config.data.width))

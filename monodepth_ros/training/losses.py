@@ -7,11 +7,10 @@ to the graph when a batch has no valid pixel, so a step never fails on an empty 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from monodepth_ros.model.bins import sid_bin_edges
 from monodepth_ros.semantics import IGNORE_LABEL
 
 IGNORE_BIN = -1
@@ -25,13 +24,14 @@ def depth_to_bins(gt: torch.Tensor, depth_min: float, depth_max: float,
                   num_bins: int) -> torch.Tensor:
     """Index of the spacing-increasing bin holding each depth (IGNORE_BIN where invalid).
 
-    Bin i covers [d_i, d_{i+1}) with d_i = exp(log a + log(b/a) i / K), so the index is
-    floor(K log(d/a) / log(b/a)); depth b itself falls in the last bin.
+    Bin i covers [d_i, d_{i+1}) with the edges d_i of ``sid_bin_edges`` (the network's bin
+    centres come from the same edges); depth b itself falls in the last bin.
     """
     valid = valid_depth_mask(gt, depth_min, depth_max)
-    safe = torch.where(valid, gt, torch.full_like(gt, depth_min))
-    position = num_bins * torch.log(safe / depth_min) / math.log(depth_max / depth_min)
-    index = torch.floor(position).long().clamp(0, num_bins - 1)
+    edges = torch.from_numpy(sid_bin_edges(depth_min, depth_max, num_bins)).to(gt.device)
+    safe = torch.where(valid, gt, torch.full_like(gt, depth_min)).double()
+    # right=True counts the edges <= depth, so an edge value opens its bin.
+    index = (torch.bucketize(safe, edges, right=True) - 1).clamp(0, num_bins - 1)
     return torch.where(valid, index, torch.full_like(index, IGNORE_BIN))
 
 

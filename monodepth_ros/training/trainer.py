@@ -4,14 +4,17 @@ Phase 1 (seed 004): batches alternate between the depth source and the semantic 
 one is configured). A depth batch is scored only by the depth-bin cross-entropy (plus the
 log-L1 of the fused expectation, which is what trains the attention masks); a semantic batch
 only by the semantic cross-entropy. The shared encoder/decoder gets gradients from both; each
-head only from its own batches: the other head's outputs are not part of the loss, so its
-parameters get no gradient (``.grad`` stays None) and AdamW leaves them untouched.
+head only from its own batches: the other head is not even computed (``heads=(kind,)``), so
+its parameters get no gradient (``.grad`` stays None), AdamW leaves them untouched and its
+BatchNorm statistics never see the other dataset's images.
 
 Phase 2 (the last ``phase2_steps`` steps): regression fine-tuning of the depth output with
 L1 + scale-invariant log loss (lambda 0.85) + the bin cross-entropy.
 
-Data order is a pure function of (seed, batches drawn so far), the learning rate a function
-of the stored progress, and the RNG states are saved, so ``--resume`` continues exactly.
+Data order and augmentation are a pure function of (seed, batches drawn so far): the sampler
+passes ``epoch * size + i`` to the dataset. The learning rate is a function of the stored
+progress and the RNG states are saved, so ``--resume`` continues exactly, DataLoader workers
+included. Non-finite losses or gradient norms stop the run before the update.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monodepth_ros.errors import ConfigError, MonodepthError
+from monodepth_ros.errors import ConfigError, DatasetError, MonodepthError
 from monodepth_ros.model.checkpoint import load_state_checked, read_checkpoint, save_checkpoint
 from monodepth_ros.model.metadata import ModelMetadata
 from monodepth_ros.model.network import build_network
@@ -47,6 +50,9 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
     """Endless batches; batch number c of rank r is a function of (seed, c, r) only.
 
     Each epoch is a fresh permutation seeded by (seed, epoch); ranks take disjoint slices.
+    Sample i of epoch e is yielded as the index ``e * size + i``: the dataset derives its
+    augmentation from that index, so DataLoader workers (which hold copies of the dataset)
+    and a resumed run see the epoch without any shared state.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, start: int = 0,
@@ -63,7 +69,7 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         generator = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         order = torch.randperm(self.size, generator=generator)
         first = (j * self.world_size + self.rank) * self.batch_size
-        return order[first:first + self.batch_size].tolist()
+        return [epoch * self.size + i for i in order[first:first + self.batch_size].tolist()]
 
     def __iter__(self):
         counter = self.start
@@ -84,6 +90,7 @@ class BatchStream:
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
         self.counter = 0
         self.skipped_this_epoch = 0
+        self.empty_in_a_row = 0
         self._iterator = None
         self._per_epoch = None
 
@@ -109,9 +116,22 @@ class BatchStream:
                 LOG.warning('%s data, epoch %d: skipped %d unreadable samples', self.name,
                             epoch, self.skipped_this_epoch)
             self.skipped_this_epoch = 0
-            if hasattr(self.dataset, 'set_epoch'):
-                self.dataset.set_epoch(epoch)
         return batch
+
+    def next_nonempty(self):
+        """The next batch with a readable sample; DatasetError after an epoch without one."""
+        while True:
+            batch = self.next()
+            if batch is not None:
+                self.empty_in_a_row = 0
+                return batch
+            self.empty_in_a_row += 1
+            if self.empty_in_a_row >= self._per_epoch:
+                raise DatasetError(
+                    f'{self.name} data: no readable sample in {self.empty_in_a_row} batches in '
+                    f'a row (a whole epoch of {self._per_epoch * self.batch_size} samples on '
+                    'this process); check the dataset paths and files (run with -v for the '
+                    'reason of each skip)')
 
 
 def _collate_counting(items):
@@ -262,6 +282,7 @@ class Trainer:
         self.show_progress = show_progress and rank == 0
         self.writer = None
         self.history = []
+        self.last_checkpoint = None   # the newest checkpoint with training state
         if resume:
             self.resume(resume)
 
@@ -277,6 +298,12 @@ class Trainer:
     def save(self, name: str = 'last.pt') -> Path | None:
         if self.rank != 0:
             return None
+        bad = [k for k, v in self.module.state_dict().items()
+               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingDiverged(f'weights became non-finite ({bad[0]} and {len(bad) - 1} '
+                                   f'more) at step {self.step}; not saved; '
+                                   f'{self._kept_checkpoint()}')
         extra = {'depth_batches': self.depth_stream.counter,
                  'semantic_batches': (self.semantic_stream.counter
                                       if self.semantic_stream else 0),
@@ -284,10 +311,17 @@ class Trainer:
                  'config': self.config.to_dict()}
         if self.scaler is not None:
             extra['scaler'] = self.scaler.state_dict()
-        return save_checkpoint(self.output_dir / name, self.module, self.config.network,
+        path = save_checkpoint(self.output_dir / name, self.module, self.config.network,
                                self.metadata(), optimizer=self.optimizer,
                                scheduler=self.schedule, step=self.step,
                                rng_state=rng_state(), extra=extra)
+        self.last_checkpoint = Path(path)
+        return path
+
+    def _kept_checkpoint(self) -> str:
+        if self.last_checkpoint is None:
+            return 'no checkpoint was written yet'
+        return f'the last good checkpoint is {self.last_checkpoint}'
 
     def resume(self, path) -> None:
         payload = read_checkpoint(path)
@@ -295,6 +329,7 @@ class Trainer:
             if key not in payload:
                 raise ConfigError(f'--resume {path}: checkpoint has no training state '
                                   f'({key!r} missing); it is a final model, not last.pt')
+        self._check_network_config(payload.get('network') or {}, path)
         load_state_checked(self.module, payload['model'], f'--resume {path}')
         self.optimizer.load_state_dict(payload['optimizer'])
         self.schedule.load_state_dict(payload['scheduler'])
@@ -307,7 +342,20 @@ class Trainer:
         if self.scaler is not None and 'scaler' in extra:
             self.scaler.load_state_dict(extra['scaler'])
         set_rng_state(payload['rng'])
+        self.last_checkpoint = Path(path)
         LOG.info('resumed from %s at step %d', path, self.step)
+
+    def _check_network_config(self, stored: dict, path) -> None:
+        """The resumed weights must come from the configured network ('pretrained' aside)."""
+        wanted = self.config.network.to_dict()
+        keys = (set(stored) | set(wanted)) - {'pretrained'}
+        differing = sorted(k for k in keys if _plain(stored.get(k)) != _plain(wanted.get(k)))
+        if differing:
+            details = ', '.join(f'{k}: checkpoint {stored.get(k)!r} vs config '
+                                f'{wanted.get(k)!r}' for k in differing)
+            raise ConfigError(f'--resume {path}: the checkpoint was trained with another '
+                              f'network configuration ({details}); resume with its '
+                              'config.yaml or start a new run')
 
     # -- one step -------------------------------------------------------------------------
     def progress(self) -> float:
@@ -329,14 +377,14 @@ class Trainer:
         lr = self.schedule.apply(self.step, progress)
         kind = self.batch_kind()
         stream = self.depth_stream if kind == 'depth' else self.semantic_stream
-        batch = stream.next()
-        while batch is None:   # every sample of this batch was unreadable
-            batch = stream.next()
+        batch = stream.next_nonempty()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         image = batch['image'].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            out = self.model(image)
+            # Only the head of this batch's labels runs: the other head's BatchNorm
+            # statistics must not drift towards the other dataset.
+            out = self.model(image, heads=(kind,))
         out = {k: (v.float() if torch.is_tensor(v) else [t.float() for t in v])
                for k, v in out.items()}
         if kind == 'depth':
@@ -350,16 +398,25 @@ class Trainer:
         if finite.item() < 1:
             raise TrainingDiverged(
                 f'loss became {loss.item()} at step {self.step} ({kind} batch, phase {phase}); '
-                f'stopped; the last good checkpoint is {self.output_dir / "last.pt"} '
-                '(lower optim.lr or check the data)')
+                f'stopped; {self._kept_checkpoint()} (lower optim.lr or check the data)')
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if self.config.optim.grad_clip > 0:
-            params = [p for p in self.module.parameters() if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.config.optim.grad_clip)
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        # max_norm inf measures the norm without clipping.
+        clip = self.config.optim.grad_clip if self.config.optim.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).detach().float().reshape(1)
+        if self.scaler is None:   # (GradScaler itself skips steps with inf/NaN gradients)
+            finite = torch.isfinite(grad_norm).float()
+            if self.world_size > 1:
+                torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+            if finite.item() < 1:
+                raise TrainingDiverged(
+                    f'gradient norm became {grad_norm.item()} at step {self.step} ({kind} '
+                    f'batch, phase {phase}); stopped before the update; '
+                    f'{self._kept_checkpoint()} (lower optim.lr or check the data)')
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -471,6 +528,11 @@ class Trainer:
         if self.world_size > 1:   # every rank stops at the same step
             torch.distributed.all_reduce(up, op=torch.distributed.ReduceOp.MAX)
         return bool(up.item() > 0)
+
+
+def _plain(value):
+    """Lists and tuples compare equal (YAML gives lists, dataclasses may hold tuples)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def distributed_context():
