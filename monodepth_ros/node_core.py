@@ -29,20 +29,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from monodepth_ros import topics
 from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.errors import ConfigError, MonodepthError
 
 LOGGER = logging.getLogger('monodepth_ros.node')
 
 # Output key -> topic name of the node (private, remapped in the launch file).
-OUTPUT_TOPICS = {
-    'depth': '~/output/depth',
-    'camera_info': '~/output/depth/camera_info',
-    'points': '~/output/points',
-    'semantics': '~/output/semantics',
-    'semantics_color': '~/output/semantics/color',
-    'confidence': '~/output/confidence',
-}
+OUTPUT_TOPICS = {key: '~/output' + suffix for key, suffix in topics.OUTPUT_SUFFIXES.items()}
 INPUT_IMAGE_TOPIC = '~/input/image'
 INPUT_CAMERA_INFO_TOPIC = '~/input/camera_info'
 DIAGNOSTICS_TOPIC = '/diagnostics'
@@ -73,7 +67,7 @@ PARAMETERS = (
                   'on CPU).', choices=PRECISIONS, reloads_model=True),
     ParameterSpec('engine_cache_dir', '', 'Folder for cached TensorRT engines (ONNX exports of '
                   '.pt checkpoints go to <folder>/onnx). Empty: $MONODEPTH_ENGINE_CACHE, else '
-                  '~/.cache/monodepth_ros/engines.', reloads_model=True),
+                  '$XDG_CACHE_HOME/monodepth_ros/engines (~/.cache/...).', reloads_model=True),
     ParameterSpec('output_resolution', 'network', "Resolution of every output: 'network' "
                   "(model input size, intrinsics scaled) or 'camera' (input image size).",
                   choices=('network', 'camera')),
@@ -254,7 +248,7 @@ def parameter_descriptor(spec: ParameterSpec, descriptor_class, integer_range_cl
 
 
 def outputs_to_compute(subscriber_counts: dict[str, int]) -> set[str]:
-    """Outputs someone listens to (``camera_info`` alone still needs the depth path)."""
+    """Outputs someone listens to (``camera_info`` alone runs no network)."""
     return {key for key, count in subscriber_counts.items() if count > 0 and key in OUTPUT_TOPICS}
 
 

@@ -169,27 +169,30 @@ class DepthPipeline:
         config = self.config     # one snapshot per frame: the node may swap it meanwhile
         timings = {'decode': 0.0}
 
-        start = _now_ms()
         net_w, net_h = self.network_size
-        net_rgb = resize_image(rgb, net_w, net_h)
-        batch = preprocess(net_rgb, self.metadata)
-        timings['preprocess'] = _now_ms() - start
-
-        start = _now_ms()
-        net_out = self.engine.infer(batch)
-        timings['inference'] = _now_ms() - start
-
-        start = _now_ms()
-        result = PipelineResult()
         at_camera = config.output_resolution == 'camera'
         out_w, out_h = (width, height) if at_camera else (net_w, net_h)
-        if camera is not None:
-            result.camera = camera if at_camera else camera.scaled(net_w, net_h)
         need_depth = bool(outputs & {'depth', 'points'})
         need_labels = bool(outputs & {'semantics', 'semantics_color'}) or (
             'points' in outputs and config.cloud_label)
         need_confidence = 'confidence' in outputs or (
             'points' in outputs and (config.cloud_confidence or config.confidence_threshold > 0))
+        net_out = None
+        start = _now_ms()
+        if need_depth or need_labels or need_confidence:
+            net_rgb = resize_image(rgb, net_w, net_h)
+            batch = preprocess(net_rgb, self.metadata)
+        timings['preprocess'] = _now_ms() - start
+
+        start = _now_ms()
+        if need_depth or need_labels or need_confidence:   # camera_info alone needs no network
+            net_out = self.engine.infer(batch)
+        timings['inference'] = _now_ms() - start
+
+        start = _now_ms()
+        result = PipelineResult()
+        if camera is not None:
+            result.camera = camera if at_camera else camera.scaled(net_w, net_h)
         if need_depth:
             depth = np.asarray(net_out.depth, dtype=np.float32)
             # Non-finite and non-positive depths are invalid (REP 118: NaN, never 0).

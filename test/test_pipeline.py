@@ -186,6 +186,22 @@ def test_only_requested_outputs_are_computed(engine):
     assert set(result.timings) == {'decode', 'preprocess', 'inference', 'postprocess', 'cloud'}
 
 
+def test_camera_info_alone_runs_no_network(engine, monkeypatch):
+    calls = []
+    real_infer = engine.infer
+    monkeypatch.setattr(engine, 'infer', lambda batch: calls.append(1) or real_infer(batch))
+    pipeline = DepthPipeline(engine)
+    rgb = gradient_image()
+    camera = CameraModel.from_intrinsics(200.0, 200.0, 120.0, 60.0, 256, 128)
+    result = pipeline.process_arrays(rgb, camera, outputs={'camera_info'})
+    assert calls == []
+    assert result.depth is None
+    assert result.camera.size == (TINY_NET_WIDTH, TINY_NET_HEIGHT)
+    assert result.camera.cx == pytest.approx((120.0 + 0.5) * TINY_NET_WIDTH / 256 - 0.5)
+    pipeline.process_arrays(rgb, camera, outputs={'depth'})
+    assert calls == [1]
+
+
 def test_missing_camera_info_gives_image_outputs_only(engine, types):
     out = DepthPipeline(engine).process_messages(types, image_msg(types, gradient_image()), None)
     assert set(out) == {'depth', 'semantics', 'semantics_color', 'confidence'}

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC,
                         help='PointCloud2 topic of the LiDAR')
     parser.add_argument('--semantics-topic', default=None,
-                        help='label image topic (trainIds, mono8) for the error by class')
+                        help='label image topic (trainIds, mono8) for the error by class; '
+                             "without it, errors are grouped by the model's predicted classes")
     parser.add_argument('--calib', type=Path, default=None,
                         help='KITTI calibration folder (calib_*.txt) instead of /tf_static')
     parser.add_argument('--protocol', choices=PROTOCOLS, default='default',

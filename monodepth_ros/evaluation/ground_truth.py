@@ -151,14 +151,8 @@ class GroundTruthBuilder:
                     'calibration with --calib or record /tf_static') from None
         return self._cache[key]
 
-    def ground_truth_camera(self, camera: CameraModel) -> CameraModel:
-        """The camera model the ground truth is built for (KITTI size with a calibration)."""
-        if self.protocol == 'kitti-eigen' and self.calibration is not None:
-            return self.calibration.camera_model(self.kitti_camera)
-        return camera
-
     def build(self, scan: LidarScan, camera: CameraModel, camera_frame: str) -> np.ndarray:
-        """HxW float32 ground truth (0 = no point) for ``camera`` (see ground_truth_camera).
+        """HxW float32 ground truth (0 = no point) for ``camera``.
 
         kitti-eigen without a calibration: ``camera`` must be the full-size camera (the
         camera_info of the original images); its P replaces P_rect_02 @ R_rect_00.
