@@ -101,13 +101,14 @@ def read_camera_info_yaml(path) -> CameraModel:
                        distortion_model=str(data.get('distortion_model', 'plumb_bob')))
 
 
-def camera_from_args(args, width: int, height: int) -> CameraModel | None:
+def camera_from_args(args, width: int, height: int, yaml_camera=None) -> CameraModel | None:
+    """The calibration given on the command line (``yaml_camera``: --camera-info already read)."""
     values = (args.fx, args.fy, args.cx, args.cy)
     given = [value is not None for value in values]
     if args.camera_info and any(given):
         raise ConfigError('give either --camera-info or --fx/--fy/--cx/--cy, not both')
     if args.camera_info:
-        return read_camera_info_yaml(args.camera_info)
+        return yaml_camera or read_camera_info_yaml(args.camera_info)
     if any(given) and not all(given):
         raise ConfigError('--fx, --fy, --cx and --cy go together; some are missing')
     if all(given):
@@ -118,10 +119,9 @@ def camera_from_args(args, width: int, height: int) -> CameraModel | None:
 # -- output files -----------------------------------------------------------------------------
 def depth_to_png16(depth: np.ndarray) -> np.ndarray:
     """Metres (NaN invalid) -> uint16 millimetres (0 invalid, saturating at 65.535 m)."""
-    with np.errstate(invalid='ignore'):
-        valid = np.isfinite(depth) & (depth > 0)
-    millimetres = np.where(valid, np.rint(np.nan_to_num(depth) * 1000.0), 0.0)
-    return np.clip(millimetres, 0, 65535).astype(np.uint16)
+    from monodepth_ros.messages import depth_to_millimetres
+
+    return depth_to_millimetres(depth)
 
 
 def colorize_depth(depth: np.ndarray, depth_min: float, depth_max: float) -> np.ndarray:
@@ -229,11 +229,12 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         # Same stem in different folders: number them so no file is overwritten.
         names = [f'{index:04d}_{name}' for index, name in enumerate(names)]
+    yaml_camera = read_camera_info_yaml(args.camera_info) if args.camera_info else None
     count = 0
     for image, name in tqdm(list(zip(args.images, names)), desc='infer', unit='image',
                             disable=None):
         rgb = read_rgb(image)
-        camera = camera_from_args(args, rgb.shape[1], rgb.shape[0])
+        camera = camera_from_args(args, rgb.shape[1], rgb.shape[0], yaml_camera)
         outputs = set(ALL_OUTPUTS) if camera is not None else ALL_OUTPUTS - {'points',
                                                                               'camera_info'}
         result = pipeline.process_arrays(rgb, camera, outputs)

@@ -391,6 +391,15 @@ def array_to_image(types: MessageTypes, array: np.ndarray, encoding: str, header
         data=types.uint8_array(little.reshape(-1).view(np.uint8)))
 
 
+def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
+    """Metres (NaN/Inf/<=0 invalid) -> uint16 millimetres (0 invalid, saturating at 65.535 m)."""
+    depth = np.asarray(depth_m, dtype=np.float32)
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(depth) & (depth > 0)
+    millimetres = np.where(valid, np.rint(np.where(valid, depth, 0) * 1000.0), 0.0)
+    return np.clip(millimetres, 0, 65535).astype(np.uint16)
+
+
 def depth_to_image(types: MessageTypes, depth_m: np.ndarray, header, encoding='32FC1'):
     """A depth image from HxW metres: 32FC1 (NaN invalid) or 16UC1 millimetres (0 invalid)."""
     depth = np.asarray(depth_m, dtype=np.float32)
@@ -400,9 +409,7 @@ def depth_to_image(types: MessageTypes, depth_m: np.ndarray, header, encoding='3
         return array_to_image(types, np.where(valid, depth, np.float32(np.nan)), encoding,
                               header)
     if encoding == '16UC1':
-        millimetres = np.where(valid, np.rint(depth * 1000.0), 0.0)
-        return array_to_image(types, np.clip(millimetres, 0, 65535).astype(np.uint16),
-                              encoding, header)
+        return array_to_image(types, depth_to_millimetres(depth), encoding, header)
     raise MessageError(f'depth encoding {encoding!r} unsupported, expected 32FC1 or 16UC1')
 
 

@@ -35,6 +35,14 @@ ALL_OUTPUTS = frozenset(OUTPUTS)
 STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'cloud')
 
 
+def _size_mismatch(camera: CameraModel | None, width: int, height: int) -> str | None:
+    """Why ``camera`` cannot describe a width x height image, or None when it can."""
+    if camera is None or (camera.width, camera.height) == (width, height):
+        return None
+    return (f'CameraInfo is {camera.width}x{camera.height} but the image is {width}x{height}; '
+            'expected calibration of the image as published')
+
+
 @dataclass
 class PipelineConfig:
     """What the pipeline produces and how (the node's parameters of the same names)."""
@@ -159,10 +167,9 @@ class DepthPipeline:
         if rgb.dtype != np.uint8:
             raise MessageError(f'image dtype is {rgb.dtype}, expected uint8 RGB')
         height, width = rgb.shape[:2]
-        if camera is not None and (camera.width, camera.height) != (width, height):
-            raise CalibrationError(
-                f'CameraInfo is {camera.width}x{camera.height} but the image is '
-                f'{width}x{height}; expected calibration of the image as published')
+        problem = _size_mismatch(camera, width, height)
+        if problem:
+            raise CalibrationError(problem)
         if camera is None and outputs & {'points', 'camera_info'}:
             raise CalibrationError('points and camera_info need the camera calibration '
                                    '(CameraInfo or intrinsics), none was given')
@@ -256,11 +263,8 @@ class DepthPipeline:
             camera = messages.camera_info_to_model(camera_info_msg)
         except (CalibrationError, MessageError) as error:
             return None, str(error)
-        height, width = rgb.shape[:2]
-        if (camera.width, camera.height) != (width, height):
-            return None, (f'CameraInfo is {camera.width}x{camera.height} but the image is '
-                          f'{width}x{height}; expected calibration of the image as published')
-        return camera, None
+        problem = _size_mismatch(camera, rgb.shape[1], rgb.shape[0])
+        return (None, problem) if problem else (camera, None)
 
     def decode(self, image_msg) -> np.ndarray:
         """Image or CompressedImage -> HxWx3 uint8 RGB (MessageError when unusable)."""

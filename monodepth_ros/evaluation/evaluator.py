@@ -210,11 +210,10 @@ class BagEvaluator:
             self.pipeline = self._make_pipeline()
 
     def _make_pipeline(self):
-        from monodepth_ros.engines import create_engine
+        from monodepth_ros.infer import load_engine
         from monodepth_ros.pipeline import DepthPipeline, PipelineConfig
 
-        engine = create_engine(self.config.model, backend=self.config.backend,
-                               precision=self.config.precision)
+        engine = load_engine(self.config.model, self.config.backend, self.config.precision)
         # Depth at the camera resolution: graded at the pixels the LiDAR hits.
         return DepthPipeline(engine, PipelineConfig(output_resolution='camera',
                                                     depth_upsampling='bilinear'))
@@ -375,7 +374,7 @@ class BagEvaluator:
     # -- one frame ----------------------------------------------------------------------------
     def _grade(self, frame: _Pending, window: ScanWindow, tolerance_ns: int,
                result: EvaluationResult) -> None:
-        from monodepth_ros.messages import camera_info_to_model, depth_image_to_metres
+        from monodepth_ros.messages import depth_image_to_metres
 
         config = self.config
         scan, gap = window.nearest(frame.stamp_ns)
@@ -386,14 +385,8 @@ class BagEvaluator:
             result.skip(f'no LiDAR scan within {config.max_time_diff_ms:g} ms (nearest '
                         f'{gap / 1e6:.1f} ms away)', frame.stamp_ns)
             return
-        info = _nearest_within(self._infos, frame.stamp_ns)
-        if info is None:
-            result.skip('no camera_info received before the frame', frame.stamp_ns)
-            return
-        try:
-            camera = camera_info_to_model(info)
-        except FRAME_ERRORS as error:
-            result.skip(f'bad camera_info: {error}', frame.stamp_ns)
+        info, camera = self._camera_before(self._infos, frame.stamp_ns, 'camera_info', result)
+        if camera is None:
             return
         frame_id = str(frame.msg.header.frame_id) or str(info.header.frame_id)
         labels = None
@@ -431,15 +424,10 @@ class BagEvaluator:
 
         gt_camera, gt_frame = camera, frame_id
         if 'full_info' in self._wanted:
-            full_info = _nearest_within(self._full_infos, frame.stamp_ns)
-            if full_info is None:
-                result.skip(f'no full-size camera_info ({self._wanted["full_info"]}) received '
-                            'before the frame', frame.stamp_ns)
-                return
-            try:
-                gt_camera = camera_info_to_model(full_info)
-            except FRAME_ERRORS as error:
-                result.skip(f'bad full-size camera_info: {error}', frame.stamp_ns)
+            full_info, gt_camera = self._camera_before(
+                self._full_infos, frame.stamp_ns,
+                f'full-size camera_info ({self._wanted["full_info"]})', result)
+            if gt_camera is None:
                 return
             gt_frame = str(full_info.header.frame_id) or frame_id
 
@@ -490,6 +478,21 @@ class BagEvaluator:
             if rgb is None:
                 rgb = self._camera_image(frame.stamp_ns, tolerance_ns)
             result.qualitative.append(QualitativeFrame(frame.stamp_ns, rgb, gt, pred))
+
+    @staticmethod
+    def _camera_before(infos, stamp_ns: int, what: str, result: EvaluationResult):
+        """(CameraInfo, CameraModel) nearest the frame, or (None, None) with the frame skipped."""
+        from monodepth_ros.messages import camera_info_to_model
+
+        info = _nearest_within(infos, stamp_ns)
+        if info is None:
+            result.skip(f'no {what} received before the frame', stamp_ns)
+            return None, None
+        try:
+            return info, camera_info_to_model(info)
+        except FRAME_ERRORS as error:
+            result.skip(f'bad {what}: {error}', stamp_ns)
+            return None, None
 
     def _breakdowns(self, gt_values, pred_values, label_values, cap,
                     result: EvaluationResult) -> None:
