@@ -19,7 +19,7 @@ from monodepth_ros.synthetic.world import (
 SMALL = DriveConfig(width=208, height=64)
 USED_CLASSES = {TRAIN_ID[name] for name in (
     'road', 'sidewalk', 'building', 'pole', 'traffic sign', 'vegetation', 'terrain', 'sky',
-    'car', 'person')}
+    'car', 'person', 'wall', 'fence', 'bicycle')}
 
 
 @pytest.fixture(scope='module')

@@ -40,14 +40,16 @@ R_CAMERA_FROM_LIDAR = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0
 
 # Surface materials; each maps to a Cityscapes trainId and a LiDAR reflectivity.
 (SKY, ROAD, MARKING, SIDEWALK, TERRAIN, BUILDING, CAR, GLASS, POLE, SIGN, TRUNK, FOLIAGE,
- PERSON) = range(13)
+ PERSON, WALL, FENCE, BICYCLE) = range(16)
 MATERIAL_CLASS = np.array([
     TRAIN_ID['sky'], TRAIN_ID['road'], TRAIN_ID['road'], TRAIN_ID['sidewalk'],
     TRAIN_ID['terrain'], TRAIN_ID['building'], TRAIN_ID['car'], TRAIN_ID['car'],
     TRAIN_ID['pole'], TRAIN_ID['traffic sign'], TRAIN_ID['vegetation'],
-    TRAIN_ID['vegetation'], TRAIN_ID['person']], dtype=np.uint8)
+    TRAIN_ID['vegetation'], TRAIN_ID['person'], TRAIN_ID['wall'], TRAIN_ID['fence'],
+    TRAIN_ID['bicycle']], dtype=np.uint8)
 MATERIAL_REFLECTIVITY = np.array(
-    [0.0, 0.18, 0.75, 0.3, 0.4, 0.3, 0.55, 0.08, 0.45, 0.95, 0.3, 0.45, 0.3], dtype=np.float32)
+    [0.0, 0.18, 0.75, 0.3, 0.4, 0.3, 0.55, 0.08, 0.45, 0.95, 0.3, 0.45, 0.3, 0.35, 0.4, 0.5],
+    dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class DriveConfig:
     lidar_max_range: float = 120.0
     max_distance: float = 300.0      # camera hits farther than this count as sky
     blur_sigma: float = 0.6          # slight optical blur of the RGB image (0 = off)
+    # fx and fy are KITTI's times focal_scale (principal point unchanged): < 1 is a wider
+    # lens, > 1 a longer one; the same scene then looks smaller or larger in the image.
+    focal_scale: float = 1.0
+    # Street variety (walls, fences, vans, bicycles, pale facades, bays, clouds); False gives
+    # the plainer world of earlier versions (for ablations).
+    variety: bool = True
 
     def __post_init__(self):
         if self.width < 8 or self.height < 8:
@@ -73,6 +81,8 @@ class DriveConfig:
                               'expected at least 8x8')
         if self.frame_rate_hz <= 0:
             raise ConfigError(f'DriveConfig frame_rate_hz={self.frame_rate_hz}, expected > 0')
+        if not 0.2 <= self.focal_scale <= 5.0:
+            raise ConfigError(f'DriveConfig focal_scale={self.focal_scale}, expected 0.2..5')
         if len(self.lidar_elevations_deg) < 1 or self.lidar_azimuth_steps < 8:
             raise ConfigError('DriveConfig LiDAR needs at least one beam and 8 azimuth steps')
 
@@ -119,6 +129,14 @@ class SceneParameters:
     exposure: float
     asphalt: float
     marking_yellow: bool
+    # Street variety (drawn from a stream of its own): walls and fences along the plots,
+    # vans among the parked cars, bicycles, pale facades, bays on facades, clouds.
+    wall_density: float = 0.0
+    van_fraction: float = 0.0
+    bicycle_density: float = 0.0
+    pale_facades: float = 0.0
+    facade_relief: float = 0.0
+    cloudiness: float = 0.0
 
     def road_left(self) -> float:
         return self.lane_width + self.parking_left
@@ -127,7 +145,7 @@ class SceneParameters:
         return self.lane_width + self.parking_right
 
 
-def _scene_parameters(seed: int) -> SceneParameters:
+def _scene_parameters(seed: int, variety: bool = True) -> SceneParameters:
     rng = np.random.default_rng([seed, 0])
     sun_elevation = rng.uniform(np.deg2rad(15), np.deg2rad(65))
     sun_azimuth = rng.uniform(-np.pi, np.pi)
@@ -166,7 +184,15 @@ def _scene_parameters(seed: int) -> SceneParameters:
         exposure=rng.uniform(0.85, 1.15),
         asphalt=rng.uniform(0.22, 0.38),
         marking_yellow=bool(rng.random() < 0.2),
+        **(_variety_parameters(seed) if variety else {}),
     )
+
+
+def _variety_parameters(seed: int) -> dict:
+    rng = np.random.default_rng([seed, 5])
+    return {'wall_density': rng.uniform(0.0, 0.6), 'van_fraction': rng.uniform(0.0, 0.35),
+            'bicycle_density': rng.uniform(0.0, 0.5), 'pale_facades': rng.uniform(0.0, 0.6),
+            'facade_relief': rng.uniform(0.0, 0.8), 'cloudiness': rng.uniform(0.0, 1.0)}
 
 
 class _ObjectList:
@@ -192,18 +218,21 @@ class _ObjectList:
         center = np.asarray(center, dtype=np.float64)
         self.add(raycast.SPHERE, material, center - radius, center + radius, color)
 
-    def car(self, rng, x_center, y_center, color=None):
+    def car(self, rng, x_center, y_center, color=None, van: bool = False):
         length = rng.uniform(3.8, 4.9)
         width = rng.uniform(1.65, 1.9)
         body = rng.uniform(0.85, 1.0)
         height = rng.uniform(1.4, 1.6)
         if color is None:
             color = _car_color(rng)
+        front = rng.uniform(0.22, 0.3) * length
+        back = rng.uniform(0.12, 0.2) * length
+        if van:   # a delivery van: longer, wider, a tall body with a short bonnet
+            length, width, body, height = length * 1.15, width * 1.08, 1.55, 2.25
+            front, back = 0.18 * length, 0.02 * length
         x0, x1 = x_center - length / 2, x_center + length / 2
         y0, y1 = y_center - width / 2, y_center + width / 2
         self.box(CAR, x0, x1, y0, y1, 0.0, body, color)
-        front = rng.uniform(0.22, 0.3) * length
-        back = rng.uniform(0.12, 0.2) * length
         self.box(GLASS, x0 + back, x1 - front, y0 + 0.1, y1 - 0.1, body, height, color)
 
     def arrays(self):
@@ -254,10 +283,11 @@ class SyntheticDrive:
             raise ConfigError(f'synthetic drive seed {seed} is negative, expected >= 0')
         self.seed = int(seed)
         self.config = config or DriveConfig()
-        self.scene = _scene_parameters(self.seed)
+        self.scene = _scene_parameters(self.seed, self.config.variety)
         self.frame_rate_hz = self.config.frame_rate_hz
-        full = CameraModel.from_intrinsics(KITTI_FX, KITTI_FY, KITTI_CX, KITTI_CY,
-                                           KITTI_WIDTH, KITTI_HEIGHT)
+        focal = self.config.focal_scale
+        full = CameraModel.from_intrinsics(KITTI_FX * focal, KITTI_FY * focal, KITTI_CX,
+                                           KITTI_CY, KITTI_WIDTH, KITTI_HEIGHT)
         self.full_camera = full
         self.camera = self._camera_for((self.config.width, self.config.height))
         T = np.eye(4)
@@ -309,6 +339,8 @@ class SyntheticDrive:
     def _make_chunk(self, k: int) -> dict:
         s = self.scene
         rng = np.random.default_rng([self.seed, 1, k + 1_000_000])
+        # Street variety has a stream of its own: the layout above it stays as it was.
+        extra = np.random.default_rng([self.seed, 4, k + 1_000_000])
         objects = _ObjectList()
         x0, x1 = k * CHUNK_LENGTH, (k + 1) * CHUNK_LENGTH
         for side in (1, -1):
@@ -333,9 +365,23 @@ class SyntheticDrive:
                     color = np.array([rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.85),
                                       rng.uniform(0.35, 0.8)])
                     color = color * 0.7 + color.mean() * 0.3
+                    if extra.random() < s.pale_facades:
+                        color = np.full(3, extra.uniform(0.78, 0.95)) + extra.uniform(
+                            -0.04, 0.04, 3)
                     param = (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6), rng.uniform(0.35, 0.65))
                     objects.box(BUILDING, cursor, cursor + length, side * front,
                                 side * (front + depth), 0.0, height, color, param)
+                    if extra.random() < s.facade_relief and height > 6.0 and length > 6.0:
+                        # Bays and balconies: boxes standing out of the facade.
+                        for _ in range(int(extra.integers(1, 4))):
+                            width = extra.uniform(2.0, min(6.0, length - 1.0))
+                            start = cursor + extra.uniform(0.0, length - width)
+                            bottom = extra.uniform(2.5, max(height - 3.0, 2.6))
+                            top = min(height, bottom + extra.uniform(1.0, 3.5))
+                            out = extra.uniform(0.4, 1.2)
+                            objects.box(BUILDING, start, start + width,
+                                        side * max(front - out, back + 0.2), side * front,
+                                        bottom, top, color * extra.uniform(0.8, 1.05), param)
                     if setback > 2.5 and rng.random() < 0.5:
                         objects.box(FOLIAGE, cursor, cursor + length, side * (back + 0.3),
                                     side * (back + 1.1), 0.0, rng.uniform(0.7, 1.5),
@@ -407,9 +453,43 @@ class SyntheticDrive:
                 x = x0 + rng.uniform(0.0, 8.0)
                 while x < x1:
                     if rng.random() < s.parked_density:
-                        objects.car(rng, x + 2.5, side * (road - 1.05 + rng.uniform(-0.1, 0.1)))
+                        objects.car(rng, x + 2.5, side * (road - 1.05 + rng.uniform(-0.1, 0.1)),
+                                    van=bool(extra.random() < s.van_fraction))
                     x += rng.uniform(5.5, 8.0)
+            self._walls_and_bicycles(objects, extra, side, road, walk, x0, x1)
         return objects.arrays()
+
+    def _walls_and_bicycles(self, objects, rng, side, road, walk, x0, x1) -> None:
+        """Garden walls and fences at the back of the sidewalk; bicycles parked on it."""
+        s = self.scene
+        back = road + walk
+        x = x0 + rng.uniform(0.0, 10.0)
+        while x < x1 - 3.0:
+            length = min(rng.uniform(6.0, 30.0), x1 - x)
+            if rng.random() < s.wall_density:
+                y = side * (back + rng.uniform(0.05, 0.4))
+                if rng.random() < 0.5:
+                    tone = rng.uniform(0.45, 0.95)
+                    color = np.full(3, tone) * np.array([1.0, 0.98, 0.95]) * rng.uniform(
+                        0.9, 1.05, 3)
+                    objects.box(WALL, x, x + length, y, y + side * rng.uniform(0.2, 0.35), 0.0,
+                                rng.uniform(1.2, 3.0), color)
+                else:
+                    color = np.array([0.35, 0.3, 0.25]) * rng.uniform(0.5, 1.6)
+                    objects.box(FENCE, x, x + length, y, y + side * 0.06, 0.0,
+                                rng.uniform(0.9, 2.0), color, (rng.uniform(0.1, 0.25), 0.0, 0.0))
+            x += length + rng.uniform(0.0, 15.0)
+        x = x0 + rng.uniform(0.0, 25.0)
+        while x < x1:
+            if rng.random() < s.bicycle_density:
+                y = side * (road + rng.uniform(0.3, max(walk - 0.3, 0.4)))
+                frame = np.array([0.1, 0.1, 0.12]) if rng.random() < 0.5 else _car_color(rng)
+                objects.box(BICYCLE, x - 0.85, x + 0.85, y - 0.05, y + 0.05, 0.0, 1.0, frame)
+                if rng.random() < 0.3:   # someone standing with the bicycle
+                    clothes = rng.uniform(0.05, 0.7, 3)
+                    objects.box(PERSON, x - 0.2, x + 0.2, y - side * 0.55, y - side * 0.15, 0.0,
+                                rng.uniform(1.5, 1.65) + s.sidewalk_height, clothes)
+            x += rng.uniform(4.0, 30.0)
 
     def _traffic(self, time_s: float) -> dict:
         """Moving cars at a time: one oncoming stream and maybe a lead car in our lane."""
@@ -602,7 +682,17 @@ class SyntheticDrive:
         sky = s.sky_horizon * (1 - blend) + s.sky_zenith * blend
         glow = np.clip((dirs[0] * s.sun[0] + dirs[1] * s.sun[1] + dirs[2] * s.sun[2]) / norm,
                        0.0, 1.0)
-        sky = (sky + (glow ** 8)[:, None] * 0.25).astype(np.float32)
+        sky = sky + (glow ** 8)[:, None] * 0.25
+        if s.cloudiness > 0:
+            # Clouds: noise on a plane 1 km up, seen through each upward ray.
+            up = np.maximum(dirs[2] / norm, 0.02)
+            reach = 1000.0 / up
+            cloud = self._noise((dirs[0] / norm * reach).astype(np.float32),
+                                (dirs[1] / norm * reach).astype(np.float32), 40.0)
+            cover = np.clip((cloud - (1.0 - s.cloudiness * 0.7)) * 3.0, 0.0, 1.0)
+            cover *= np.clip(elevation * 6.0, 0.0, 1.0)
+            sky = sky * (1 - cover[:, None]) + np.array([0.92, 0.92, 0.94]) * cover[:, None]
+        sky = sky.astype(np.float32)
         self._sky_cache[key] = (sky, norm.astype(np.float32))
         return self._sky_cache[key]
 
@@ -686,6 +776,22 @@ class SyntheticDrive:
         if person.size:
             legs = (oz[person] - lo[2, person] < 0.85) & (objects['kind'][ids[person]] == 0)
             color[:, person] = np.where(legs, _column([0.12, 0.12, 0.16]), color[:, person])
+        wall = np.flatnonzero(obj_material == WALL)
+        if wall.size:
+            stain = self._noise(along[wall] * 0.5, oz[wall], 0.1)
+            color[:, wall] *= 0.8 + 0.35 * stain * (1.2 - 0.4 * (oz[wall] - lo[2, wall]))
+        fence = np.flatnonzero(obj_material == FENCE)
+        if fence.size:
+            gap = objects['param'][ids[fence], 0]
+            slat = np.mod(along[fence], gap + 0.08) < 0.08
+            color[:, fence] *= np.where(slat, np.float32(1.25), np.float32(0.55))
+        bicycle = np.flatnonzero(obj_material == BICYCLE)
+        if bicycle.size:
+            # Two dark wheels: the box is 1.7 m long, wheels of radius 0.33 at either end.
+            u = np.abs(np.abs(along[bicycle] - (lo[0, bicycle] + 0.85)) - 0.5)
+            h = oz[bicycle] - lo[2, bicycle] - 0.35
+            ring = np.abs(np.sqrt(u * u + h * h) - 0.3) < 0.05
+            color[:, bicycle] = np.where(ring, np.float32(0.04), color[:, bicycle] * 0.6)
         trunk = np.flatnonzero(obj_material == TRUNK)
         if trunk.size:
             color[:, trunk] *= 0.7 + 0.6 * self._noise(oz[trunk], along[trunk], 0.05)
