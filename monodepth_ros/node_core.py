@@ -642,7 +642,7 @@ class NodeCore:
             with self._lock:
                 self.skipped_no_subscribers += 1
             return {}
-        needs_camera = bool(wanted & {'points', 'camera_info'})
+        needs_camera = bool(pipeline.outputs_needing_camera(wanted))
         info = self.camera_infos.match(
             frame.stamp_ns, int(config.camera_info_stamp_tolerance * 1e9),
             config.camera_info_cache)

@@ -90,6 +90,7 @@ class PipelineResult:
     confidence: np.ndarray | None = None
     points: dict[str, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    depth_scale: float = 1.0   # canonical-focal factor applied to the network depth
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -125,6 +126,18 @@ def resize_depth_bilinear(depth: np.ndarray, width: int, height: int) -> np.ndar
     complete = weight > 1.0 - 1e-4
     out[complete] = value[complete] / weight[complete]
     return out
+
+
+def decode_image(image_msg) -> np.ndarray:
+    """Image or CompressedImage message -> HxWx3 uint8 RGB (MessageError when unusable)."""
+    from monodepth_ros import messages
+
+    if hasattr(image_msg, 'format') and not hasattr(image_msg, 'encoding'):
+        return messages.compressed_image_to_rgb(image_msg)
+    if int(image_msg.width) == 0 or int(image_msg.height) == 0 or len(image_msg.data) == 0:
+        raise MessageError(f'image is empty ({image_msg.width}x{image_msg.height}, '
+                           f'{len(image_msg.data)} bytes); expected a non-empty image')
+    return messages.image_to_rgb(image_msg)
 
 
 def _now_ms() -> float:
@@ -198,10 +211,16 @@ class DepthPipeline:
 
         start = _now_ms()
         result = PipelineResult()
+        network_camera = camera.scaled(net_w, net_h) if camera is not None else None
         if camera is not None:
-            result.camera = camera if at_camera else camera.scaled(net_w, net_h)
+            result.camera = camera if at_camera else network_camera
         if need_depth:
             depth = np.asarray(net_out.depth, dtype=np.float32)
+            # Camera-aware models predict depth for a canonical focal length: metres for this
+            # camera scale with its focal length at the network input (ModelMetadata).
+            result.depth_scale = self.metadata.depth_scale(network_camera)
+            if result.depth_scale != 1.0:
+                depth = depth * np.float32(result.depth_scale)
             # Non-finite and non-positive depths are invalid (REP 118: NaN, never 0).
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
             if at_camera:
@@ -253,6 +272,17 @@ class DepthPipeline:
             points['label'] = result.semantics[::stride, ::stride].astype(np.float32)
         return points
 
+    def outputs_needing_camera(self, outputs) -> set[str]:
+        """Those of ``outputs`` that use the calibration.
+
+        Points and camera_info always; depth when the model is camera-aware (without a camera
+        it is the canonical camera's depth).
+        """
+        needing = {'points', 'camera_info'}
+        if self.metadata.canonical_focal > 0:
+            needing.add('depth')
+        return set(outputs) & needing
+
     # -- messages ---------------------------------------------------------------------------
     @staticmethod
     def _usable_camera(camera_info_msg, rgb: np.ndarray) -> tuple[CameraModel | None, str | None]:
@@ -268,21 +298,15 @@ class DepthPipeline:
 
     def decode(self, image_msg) -> np.ndarray:
         """Image or CompressedImage -> HxWx3 uint8 RGB (MessageError when unusable)."""
-        from monodepth_ros import messages
-
-        if hasattr(image_msg, 'format') and not hasattr(image_msg, 'encoding'):
-            return messages.compressed_image_to_rgb(image_msg)
-        if int(image_msg.width) == 0 or int(image_msg.height) == 0 or len(image_msg.data) == 0:
-            raise MessageError(f'image is empty ({image_msg.width}x{image_msg.height}, '
-                               f'{len(image_msg.data)} bytes); expected a non-empty image')
-        return messages.image_to_rgb(image_msg)
+        return decode_image(image_msg)
 
     def process_messages(self, types, image_msg, camera_info_msg=None,
                          outputs=ALL_OUTPUTS) -> dict:
         """Run on a message pair; returns output key -> message, headers copied from the input.
 
         Without a usable ``camera_info_msg`` only the image outputs are produced ('points' and
-        'camera_info' are left out): when it is missing, and when it cannot describe this image
+        'camera_info' are left out; a camera-aware model's depth is then the one of its
+        canonical camera, not rescaled): when it is missing, and when it cannot describe this image
         (another size, broken intrinsics). In the second case ``last_camera_info_problem`` says
         why (None otherwise); the node and infer-bag count it and warn. Unlike
         :meth:`process_arrays`, which raises CalibrationError for such a camera, a frame is
@@ -296,7 +320,7 @@ class DepthPipeline:
         rgb = self.decode(image_msg)
         outputs = set(outputs)
         camera = None
-        if camera_info_msg is not None and outputs & {'points', 'camera_info'}:
+        if camera_info_msg is not None and self.outputs_needing_camera(outputs):
             camera, self.last_camera_info_problem = self._usable_camera(camera_info_msg, rgb)
         decode_ms = _now_ms() - start
         if camera is None:

@@ -771,3 +771,19 @@ def test_rosbag_source_projects_lidar(tmp_path):
     with pytest.raises(DatasetError, match='lacks topics'):
         load_rosbag_samples(SourceConfig(kind='rosbag', root=str(bag),
                                          lidar_topic='/velodyne_points'), 128, 448)
+
+
+def test_encoder_learning_rate_scale_and_frozen_encoder_batchnorm(tmp_path):
+    config = small_config(tmp_path, optim={'warmup_steps': 0, 'lr': 0.01,
+                                           'encoder_lr_scale': 0.1, 'freeze_encoder_bn': True})
+    trainer = make_trainer(config, semantic=False)
+    net = trainer.module
+    encoder_before = buffers(net.encoder)
+    depth_before = buffers(net.depth_heads)
+    lr = trainer.train_step()['lr']
+    encoder_group, rest_group = trainer.optimizer.param_groups
+    assert encoder_group['lr'] == pytest.approx(0.1 * lr) and rest_group['lr'] == lr
+    assert {id(p) for p in encoder_group['params']} == {id(p) for p in net.encoder.parameters()}
+    # The encoder's statistics stay; the heads' still follow the batches.
+    assert_same_state(encoder_before, buffers(net.encoder))
+    assert any(not torch.equal(depth_before[k], v) for k, v in buffers(net.depth_heads).items())

@@ -31,6 +31,12 @@ class ModelMetadata:
     The network takes ``image``: float32 NCHW RGB, ``(pixel / 255 - mean) / std``, of size
     ``input_height x input_width``, and returns ``depth`` (N,1,H,W metres),
     ``semantic_logits`` (N,C,H,W) and ``confidence`` (N,1,H,W in [0, 1]).
+
+    Camera-aware depth: ``canonical_focal`` is the focal length, in pixels of the network
+    input, of the camera the network's depth refers to. An image from a camera whose focal
+    length at the network input is f shows every object f / canonical_focal times larger
+    than the canonical camera would, so its metric depth is the network depth times
+    ``f / canonical_focal`` (:meth:`depth_scale`). 0 means no rescaling (older models).
     """
 
     input_height: int
@@ -45,6 +51,19 @@ class ModelMetadata:
     network: dict = field(default_factory=dict)
     source_checkpoint_sha256: str = ''
     description: str = ''
+    canonical_focal: float = 0.0
+
+    def depth_scale(self, network_camera) -> float:
+        """Factor from network depth to metres for a camera at the network input size.
+
+        ``network_camera``: the CameraModel of the image as the network sees it (after the
+        resize), or None. The geometric mean of fx and fy is used, so an image squeezed
+        anisotropically to the network size is handled as well as one focal length allows.
+        """
+        if self.canonical_focal <= 0 or network_camera is None:
+            return 1.0
+        focal = (float(network_camera.fx) * float(network_camera.fy)) ** 0.5
+        return focal / float(self.canonical_focal)
 
     def bin_centers(self) -> np.ndarray:
         return sid_bin_centers(self.depth_min, self.depth_max, self.num_bins)

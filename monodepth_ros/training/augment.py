@@ -8,7 +8,10 @@ A sample is a dict of ``rgb`` (H,W,3 uint8), ``depth`` (H,W float32 metres, 0 = 
 - rotation by +-rotation_deg about the centre (depth unchanged: a roll of the camera keeps the
   distance along the optical axis of every point);
 - random crop to the network size (or resize when the image is smaller);
-- horizontal flip; colour jitter on the RGB image only.
+- horizontal flip; colour jitter on the RGB image only;
+- camera effects on the RGB image only (``camera_effects`` > 0): exposure, gamma, white
+  balance, vignetting, optical blur and sensor noise, so a model trained on rendered images
+  does not learn the renderer's clean look (sim-to-real domain randomisation).
 
 Depth and semantics use nearest-neighbour sampling so no invented values appear at edges.
 """
@@ -26,6 +29,8 @@ def resize_sample(sample: dict, height: int, width: int) -> dict:
     if sample['rgb'].shape[:2] == (height, width):
         return dict(sample)
     out = dict(sample)
+    if 'focal' in sample:   # the focal length in pixels follows the width
+        out['focal'] = sample['focal'] * width / sample['rgb'].shape[1]
     out['rgb'] = cv2.resize(sample['rgb'], (width, height), interpolation=cv2.INTER_AREA)
     out['depth'] = cv2.resize(sample['depth'], (width, height), interpolation=cv2.INTER_NEAREST)
     out['semantics'] = cv2.resize(sample['semantics'], (width, height),
@@ -62,6 +67,8 @@ def augment_sample(sample: dict, height: int, width: int, config, rng: np.random
         sample = {k: v[:, ::-1] for k, v in sample.items()}
     if config.enabled and config.color_jitter > 0:
         sample['rgb'] = color_jitter(sample['rgb'], config.color_jitter, rng)
+    if config.enabled and config.camera_effects > 0:
+        sample['rgb'] = camera_effects(sample['rgb'], config.camera_effects, rng)
     return {k: np.ascontiguousarray(v) for k, v in sample.items()}
 
 
@@ -75,3 +82,34 @@ def color_jitter(rgb: np.ndarray, amount: float, rng: np.random.Generator) -> np
     gray = image.mean(axis=2, keepdims=True)
     image = (image - gray) * saturation + gray
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def camera_effects(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Random exposure, gamma, white balance, vignetting, blur and noise (``strength`` 0..1).
+
+    At strength 1: exposure x exp(N(0, 0.3)), gamma in [0.75, 1.33], per-channel gains in
+    [0.88, 1.12], vignetting darkening the corners by up to 40 %, Gaussian blur of sigma up
+    to 1.2 px (half the time) and read + shot noise of up to 4 % of full scale.
+    """
+    height, width = rgb.shape[:2]
+    image = rgb.astype(np.float32) / 255.0
+    image *= np.float32(np.exp(rng.normal(0.0, 0.3 * strength)))
+    image *= (1.0 + rng.uniform(-0.12, 0.12, size=3) * strength).astype(np.float32)
+    gamma = float(np.exp(rng.uniform(-0.29, 0.29) * strength))
+    image = np.clip(image, 0.0, 1.0) ** np.float32(gamma)
+    vignette = rng.uniform(0.0, 0.4) * strength
+    if vignette > 0:
+        y = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / (height / 2)
+        x = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / (width / 2)
+        radius2 = (x[None, :] ** 2 + y[:, None] ** 2) / 2.0
+        image *= (1.0 - np.float32(vignette) * radius2)[:, :, None]
+    if rng.random() < 0.5:
+        sigma = rng.uniform(0.0, 1.2) * strength
+        if sigma > 0.1:
+            image = cv2.GaussianBlur(image, (0, 0), sigma)
+    noise = rng.uniform(0.0, 0.04) * strength
+    if noise > 0:
+        # Shot noise grows with the signal, read noise does not.
+        deviation = noise * np.sqrt(0.3 + 0.7 * np.clip(image, 0.0, 1.0))
+        image = image + deviation * rng.standard_normal(image.shape).astype(np.float32)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

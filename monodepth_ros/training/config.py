@@ -31,6 +31,7 @@ class SourceConfig:
     seeds: list = field(default_factory=list)    # synthetic drives to render
     frames_per_seed: int = 50
     frame_stride: int = 1       # synthetic: render every n-th frame of a drive
+    world_variety: bool = True  # synthetic: walls, fences, vans, bicycles, clouds (ablation)
     max_samples: int = 0        # 0 = all
     image_topic: str = topics.CAMERA_IMAGE_TOPIC
     camera_info_topic: str = topics.CAMERA_INFO_TOPIC
@@ -48,6 +49,7 @@ class AugmentConfig:
     flip: bool = True
     color_jitter: float = 0.2   # brightness/contrast/saturation amplitude
     crop_margin: float = 0.1    # images are loaded (1 + margin) x the network size, then cropped
+    camera_effects: float = 0.0   # exposure/gamma/white balance/vignetting/blur/noise, 0..1
 
 
 @dataclass
@@ -56,6 +58,8 @@ class DataConfig:
     width: int = 320
     batch_size: int = 8
     num_workers: int = 0
+    # Focal length (px at the network input) the depth refers to; 0 = KITTI's scaled to width.
+    canonical_focal: float = 0.0
     depth: SourceConfig = field(default_factory=lambda: SourceConfig(kind='synthetic'))
     semantic: SourceConfig = field(default_factory=SourceConfig)
     val: SourceConfig = field(default_factory=SourceConfig)
@@ -71,6 +75,8 @@ class OptimConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
+    encoder_lr_scale: float = 1.0     # encoder learning rate = lr x this (pretrained: < 1)
+    freeze_encoder_bn: bool = False   # keep the encoder's BatchNorm statistics (ImageNet's)
 
 
 @dataclass

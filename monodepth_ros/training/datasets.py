@@ -2,8 +2,10 @@
 
 Every source yields samples ``{'rgb': HxWx3 uint8, 'depth': HxW float32 metres (0 = unknown),
 'semantics': HxW uint8 trainIds (255 = ignore)}``; a depth-only source fills semantics with
-255, a semantics-only source fills depth with 0. ``SampleDataset`` turns samples into tensors
-(with augmentation) for the trainer.
+255, a semantics-only source fills depth with 0. Depth samples also carry ``focal``: the
+camera's focal length in pixels of the sample as stored (scaled by every resize).
+``SampleDataset`` turns samples into tensors (with augmentation) for the trainer, with depth
+converted to the canonical camera (:func:`to_canonical_depth`).
 
 Expected layouts (split files are given as paths):
 
@@ -45,15 +47,34 @@ from monodepth_ros.training.augment import augment_sample, resize_sample
 LOG = logging.getLogger(__name__)
 
 
-def make_sample(rgb, depth=None, semantics=None) -> dict:
+def make_sample(rgb, depth=None, semantics=None, focal=None) -> dict:
+    """A sample dict; ``focal``: the camera's focal length in pixels of this image."""
     height, width = rgb.shape[:2]
     if depth is None:
         depth = np.zeros((height, width), np.float32)
     depth = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if semantics is None:
         semantics = np.full((height, width), IGNORE_LABEL, np.uint8)
-    return {'rgb': np.ascontiguousarray(rgb, dtype=np.uint8), 'depth': depth,
-            'semantics': np.asarray(semantics, np.uint8)}
+    sample = {'rgb': np.ascontiguousarray(rgb, dtype=np.uint8), 'depth': depth,
+              'semantics': np.asarray(semantics, np.uint8)}
+    if focal is not None:
+        sample['focal'] = float(focal)
+    return sample
+
+
+def to_canonical_depth(sample: dict, canonical_focal: float) -> dict:
+    """Depth as the canonical camera (focal ``canonical_focal`` px) would see this image.
+
+    The network sees the image's pixels; an object that looks f / canonical times larger
+    than the canonical camera would show it must be predicted f / canonical times closer:
+    depth x canonical / f (ModelMetadata.canonical_focal). A sample without ``focal`` or a
+    ``canonical_focal`` of 0 is returned unchanged.
+    """
+    focal = sample.get('focal')
+    if not focal or canonical_focal <= 0 or abs(focal - canonical_focal) < 1e-9:
+        return sample
+    return dict(sample, depth=sample['depth'] * np.float32(canonical_focal / focal),
+                focal=float(canonical_focal))
 
 
 def normalize_image(rgb: np.ndarray) -> torch.Tensor:
@@ -74,7 +95,7 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
     Frames ``0, stride, 2 stride, ...`` (``frames_per_seed`` of them) of every seed, rendered
     directly at ``render_scale`` x the network size (the renderer scales the intrinsics).
     """
-    from monodepth_ros.synthetic.world import SyntheticDrive
+    from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
 
     if not source.seeds:
         raise DatasetError('synthetic source: no seeds given (data.<source>.seeds: [..])')
@@ -85,10 +106,14 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
         jobs = jobs[:source.max_samples]
     samples, drives = [], {}
     for seed, index in tqdm(jobs, desc=desc, disable=None, leave=False):
-        drive = drives.setdefault(seed, SyntheticDrive(seed=int(seed)))
+        if seed not in drives:
+            drives[seed] = SyntheticDrive(seed=int(seed),
+                                          config=DriveConfig(variety=source.world_variety))
+        drive = drives[seed]
         frame = drive.render(index, lidar=False, size=size)
         samples.append(make_sample(frame.rgb, frame.depth if with_depth else None,
-                                   frame.semantics if with_semantics else None))
+                                   frame.semantics if with_semantics else None,
+                                   focal=frame.camera.fx))
     return samples
 
 
@@ -222,7 +247,17 @@ class KittiEigenSource:
             points = read_velodyne(drive_dir / 'velodyne_points' / 'data' / f'{frame:010d}.bin')
             depth = kitti_eigen_depth_image(points, calib.velo_to_image_matrix(cam),
                                             rgb.shape[1], rgb.shape[0], depth='camera_z')
-        return make_sample(rgb, depth, None)
+        return make_sample(rgb, depth, None, focal=self._focal(drive_dir.parent, cam))
+
+    def _focal(self, date_dir: Path, cam: int) -> float | None:
+        """Fx of camera ``cam`` (None without calibration files: annotated-depth setups)."""
+        from monodepth_ros.kitti import read_calibration
+
+        if date_dir not in self._calibrations:
+            if not all((date_dir / name).is_file() for name in KITTI_CALIBRATION_FILES):
+                return None
+            self._calibrations[date_dir] = read_calibration(date_dir)
+        return float(self._calibrations[date_dir].P_rect[cam][0, 0])
 
 
 # ------------------------------------------------------------------------------ Cityscapes
@@ -303,8 +338,8 @@ def load_rosbag_samples(source, height: int, width: int) -> list[dict]:
         cloud = read_pointcloud2(nearest[2])
         points = np.stack([cloud['x'], cloud['y'], cloud['z']], axis=1)
         depth = lidar_depth_image(points[np.isfinite(points).all(axis=1)], T, camera)
-        samples.append(resize_sample(make_sample(image_to_rgb(msg), depth, None),
-                                     height, width))
+        samples.append(resize_sample(make_sample(image_to_rgb(msg), depth, None,
+                                                 focal=camera.fx), height, width))
     return samples
 
 
@@ -319,7 +354,7 @@ class SampleDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples=None, source=None, height: int = 96, width: int = 320,
-                 augment=None, seed: int = 0, load_size=None, zoom: float = 1.0):
+                 augment=None, seed: int = 0, load_size=None, canonical_focal: float = 0.0):
         self.samples = samples
         self.source = source
         self.height, self.width = height, width
@@ -328,10 +363,10 @@ class SampleDataset(torch.utils.data.Dataset):
         self.skipped = 0
         # Lazy sources are first resized to load_size (w, h) (then augmented/cropped).
         self.load_size = load_size
-        # Samples are ``zoom`` x larger than the image the network sees at inference (the
-        # crop margin): a crop of them shows objects zoom x larger, as if zoom x closer, so
-        # depth is divided by zoom to keep metres consistent with validation and inference.
-        self.zoom = float(zoom)
+        # Depth targets refer to this focal length (network input pixels). Samples stored
+        # larger than the network input (the crop margin) have a longer focal length there:
+        # a crop of them shows objects larger, as if closer, and their depth shrinks to match.
+        self.canonical_focal = float(canonical_focal)
 
     def __len__(self):
         return len(self.samples) if self.samples is not None else len(self.source)
@@ -351,8 +386,12 @@ class SampleDataset(torch.utils.data.Dataset):
                 return None
             if self.load_size is not None:
                 sample = resize_sample(sample, self.load_size[1], self.load_size[0])
-        if self.zoom != 1.0:
-            sample = dict(sample, depth=sample['depth'] / np.float32(self.zoom))
+        if 'focal' not in sample and self.canonical_focal > 0:
+            # No calibration known: the source's camera is taken to be the canonical one at
+            # the network size, so a sample stored larger has a proportionally longer focal.
+            sample = dict(sample, focal=self.canonical_focal * sample['rgb'].shape[1]
+                          / self.width)
+        sample = to_canonical_depth(sample, self.canonical_focal)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, epoch, i))
             sample = augment_sample(sample, self.height, self.width, self.augment, rng)
@@ -377,18 +416,19 @@ def _source_dataset(source, config, role: str, augment):
     data = config.data
     height, width = data.height, data.width
     with_depth, with_semantics = role == 'depth', role == 'semantic'
-    # Loaded a little larger than the network input so augmentation can crop; the dataset
-    # treats the enlargement as a zoom (depth / scale).
+    canonical = canonical_focal(config)
+    # Loaded a little larger than the network input so augmentation can crop; the larger
+    # focal length of the enlarged samples is taken into account by to_canonical_depth.
     scale = 1.0 if augment is None or not augment.enabled else 1.0 + augment.crop_margin
     if source.kind == 'synthetic':
         samples = render_synthetic(source, height, width, with_depth, with_semantics,
                                    render_scale=scale, desc=f'render {role}')
         return SampleDataset(samples=samples, height=height, width=width, augment=augment,
-                             seed=config.seed, zoom=scale)
+                             seed=config.seed, canonical_focal=canonical)
     if source.kind == 'rosbag':
         samples = load_rosbag_samples(source, round(height * scale), round(width * scale))
         return SampleDataset(samples=samples, height=height, width=width, augment=augment,
-                             seed=config.seed, zoom=scale)
+                             seed=config.seed, canonical_focal=canonical)
     if source.kind == 'kitti':
         lazy = KittiEigenSource(source.root, source.split, source.gt_root)
     elif source.kind == 'cityscapes':
@@ -397,7 +437,21 @@ def _source_dataset(source, config, role: str, augment):
         raise DatasetError(f'unknown data source kind {source.kind!r}')
     load_size = (round(width * scale), round(height * scale))
     return SampleDataset(source=lazy, height=height, width=width, augment=augment,
-                         seed=config.seed, load_size=load_size, zoom=scale)
+                         seed=config.seed, load_size=load_size, canonical_focal=canonical)
+
+
+def canonical_focal(config) -> float:
+    """The canonical focal length (network input pixels) of a training config.
+
+    ``data.canonical_focal`` when set, else KITTI's left colour camera (fx 721.5377 px at
+    1242 px wide) scaled to the network width: the camera of the synthetic world and of
+    KITTI, so models trained on either need no rescaling on that camera.
+    """
+    from monodepth_ros.synthetic.world import KITTI_FX, KITTI_WIDTH
+
+    if config.data.canonical_focal > 0:
+        return float(config.data.canonical_focal)
+    return KITTI_FX * config.data.width / KITTI_WIDTH
 
 
 def load_validation_samples(source, config, limit: int) -> list[dict]:
@@ -406,9 +460,10 @@ def load_validation_samples(source, config, limit: int) -> list[dict]:
         return []
     dataset = _source_dataset(source, config, 'depth', None)
     count = min(len(dataset), limit) if limit else len(dataset)
+    canonical = canonical_focal(config)
     if dataset.samples is not None:
-        return [resize_sample(s, config.data.height, config.data.width)
-                for s in dataset.samples[:count]]
+        return [to_canonical_depth(resize_sample(s, config.data.height, config.data.width),
+                                   canonical) for s in dataset.samples[:count]]
     samples = []
     for i in range(count):
         try:
@@ -416,7 +471,8 @@ def load_validation_samples(source, config, limit: int) -> list[dict]:
         except (MonodepthError, OSError, ValueError, cv2.error) as error:
             LOG.warning('validation sample %d skipped: %s', i, error)
             continue
-        samples.append(resize_sample(sample, config.data.height, config.data.width))
+        samples.append(to_canonical_depth(
+            resize_sample(sample, config.data.height, config.data.width), canonical))
     return samples
 
 

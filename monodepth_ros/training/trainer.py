@@ -163,7 +163,7 @@ class LRSchedule:
         self.progress = progress
         lr = self.base_lr * self.factor(step, progress)
         for group in self.optimizer.param_groups:
-            group['lr'] = lr
+            group['lr'] = lr * group.get('lr_scale', 1.0)
         return lr
 
     def state_dict(self) -> dict:
@@ -264,7 +264,7 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == 'cuda'
                 else None, find_unused_parameters=True)
-        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=config.optim.lr,
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=config.optim.lr,
                                            weight_decay=config.optim.weight_decay)
         self.schedule = LRSchedule(self.optimizer, config.optim)
         self.use_amp = config.amp and self.device.type == 'cuda'
@@ -286,14 +286,34 @@ class Trainer:
         if resume:
             self.resume(resume)
 
+    def _parameter_groups(self) -> list[dict]:
+        """Encoder parameters, at optim.encoder_lr_scale x the learning rate, and the rest.
+
+        A pretrained encoder that learns slowly keeps more of what it learned on real images.
+        """
+        scale = self.config.optim.encoder_lr_scale
+        encoder = list(self.module.encoder.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in self.module.parameters() if id(p) not in encoder_ids]
+        return [{'params': encoder, 'lr_scale': scale}, {'params': rest, 'lr_scale': 1.0}]
+
+    def _freeze_encoder_batch_norm(self) -> None:
+        """Keep the encoder's BatchNorm statistics (e.g. ImageNet's) fixed while training."""
+        for module in self.module.encoder.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
     # -- state ----------------------------------------------------------------------------
     def metadata(self) -> ModelMetadata:
+        from monodepth_ros.training.datasets import canonical_focal
+
         cfg = self.config
         return ModelMetadata(
             input_height=cfg.data.height, input_width=cfg.data.width,
             depth_min=cfg.network.depth_min, depth_max=cfg.network.depth_max,
             num_bins=cfg.network.num_bins, network=cfg.network.to_dict(),
-            description=cfg.description or f'monodepth_ros {cfg.network.encoder}')
+            description=cfg.description or f'monodepth_ros {cfg.network.encoder}',
+            canonical_focal=canonical_focal(cfg))
 
     def save(self, name: str = 'last.pt') -> Path | None:
         if self.rank != 0:
@@ -379,6 +399,8 @@ class Trainer:
         stream = self.depth_stream if kind == 'depth' else self.semantic_stream
         batch = stream.next_nonempty()
         self.model.train()
+        if self.config.optim.freeze_encoder_bn:
+            self._freeze_encoder_batch_norm()
         self.optimizer.zero_grad(set_to_none=True)
         image = batch['image'].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
