@@ -1,13 +1,15 @@
 """Grade depth against LiDAR ground truth in a bag (rosbag2 mcap/sqlite3 or ROS 1).
 
-The depth comes from a topic of the bag (--depth-topic, e.g. a recorded /monodepth/depth) or
-from running a model on the bag's images (--model). Each depth frame is matched to the LiDAR
-scan nearest in time; the scan is projected into the depth image with its camera_info and the
-LiDAR -> camera transform from /tf_static (or a KITTI calibration folder, --calib). Metrics at
-caps 80 m and 50 m. --protocol kitti-eigen grades at the full image size (the camera topic's
+The depth comes from a topic of the bag (--depth-topic, e.g. a recorded /monodepth/depth), from
+running a model on the bag's images (--model), or from a baseline that never looks at the image
+(--baseline row-prior: each image row's mean LiDAR depth over the other frames of the bag; a
+depth network is only useful where it beats it). Each depth frame is matched to the LiDAR scan
+nearest in time; the scan is projected into the depth image with its camera_info and the LiDAR
+-> camera transform from /tf_static (or a KITTI calibration folder, --calib). Metrics at caps
+80 m and 50 m. --protocol kitti-eigen grades at the full image size (the camera topic's
 camera_info, or --calib), resizing predictions of another size. Writes summary.json,
-frames.csv, report.md, plots and qualitative strips into --out and prints a summary table.
-Exit status 1 when no frame could be graded.
+frames.csv, report.md, plots and qualitative strips into --out and prints a summary table. Exit
+status 1 when no frame could be graded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from monodepth_ros import topics
 from monodepth_ros.engines import BACKENDS, PRECISIONS
+from monodepth_ros.evaluation.evaluator import BASELINES
 from monodepth_ros.evaluation.ground_truth import PROTOCOLS
 from monodepth_ros.evaluation.metrics import CROPS
 
@@ -28,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument('--model', type=Path,
                         help='model (.pt checkpoint or .onnx; TensorRT engines are built '
                              'and cached from it) to run on the camera images')
+    source.add_argument('--baseline', choices=BASELINES,
+                        help="row-prior: each image row's mean ground-truth depth over the "
+                             'other frames of the bag (leave-one-out)')
     parser.add_argument('--backend', default='auto', choices=BACKENDS,
                         help='engine backend with --model (default: auto)')
     parser.add_argument('--precision', default='fp16', choices=PRECISIONS,
@@ -70,6 +76,7 @@ def run(args) -> int:
 
     config = EvaluationConfig(
         depth_topic=args.depth_topic, model=str(args.model) if args.model else None,
+        baseline=args.baseline,
         backend=args.backend, precision=args.precision, camera_topic=args.camera_topic,
         camera_info_topic=args.camera_info_topic, lidar_topic=args.lidar_topic,
         calib_dir=str(args.calib) if args.calib else None, protocol=args.protocol,

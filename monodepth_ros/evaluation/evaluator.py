@@ -1,6 +1,10 @@
 """Grade the depth of a bag against LiDAR ground truth from the same bag.
 
-The depth is a recorded depth topic, or a model run on the bag's images.
+The depth is a recorded depth topic, a model run on the bag's images, or a baseline that
+never looks at the image (the row prior, fitted leave-one-out on the bag's own ground truth
+in a first pass over the bag). :meth:`BagEvaluator.ground_truth_frames` streams the bag
+the same way and hands each frame's ground truth to a callback instead of grading it (the
+row prior and ``monodepth adapt`` are built on it).
 
 The bag is streamed once in time order; memory stays flat in the bag length: only the LiDAR
 scans of the last ``max_time_diff_ms`` + ``PENDING_HORIZON_NS`` (recorded depth is written
@@ -67,12 +71,14 @@ MAX_SCANS = 100          # hard bound on the scans kept (a 2 s span at up to 50 
 # transform fails the run at the end only if no frame at all could be connected). Other errors
 # (a failing engine, a corrupt bag) would fail every frame alike and end the run.
 FRAME_ERRORS = (MessageError, CalibrationError)
+BASELINES = ('row-prior',)
 
 
 @dataclass
 class EvaluationConfig:
     depth_topic: str | None = None
     model: str | None = None
+    baseline: str | None = None      # 'row-prior': graded leave-one-out on the bag itself
     backend: str = 'auto'
     precision: str = 'fp16'
     camera_topic: str = topics.CAMERA_IMAGE_TOPIC
@@ -89,10 +95,19 @@ class EvaluationConfig:
     qualitative_frames: int = 4
     occlusion_filter: bool = True    # default protocol only
     progress: bool = True
+    # Frames graded: those numbered first_frame .. last_frame - 1 in the order of the source
+    # topic (None: from the first / to the last).
+    first_frame: int | None = None
+    last_frame: int | None = None
 
     def __post_init__(self):
-        if (self.depth_topic is None) == (self.model is None):
-            raise ConfigError('give exactly one depth source: a depth topic or a model')
+        sources = [s for s in (self.depth_topic, self.model, self.baseline) if s is not None]
+        if len(sources) > 1:
+            raise ConfigError('give exactly one depth source: a depth topic, a model or a '
+                              'baseline')
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise ConfigError(f'unknown baseline {self.baseline!r}, expected one of '
+                              f'{", ".join(BASELINES)}')
         if self.crop is None:
             self.crop = 'garg' if self.protocol == 'kitti-eigen' else 'none'
         if self.max_time_diff_ms < 0:
@@ -198,10 +213,17 @@ def _describe_topics(available: dict[str, str]) -> str:
 class BagEvaluator:
     """Stream one bag and grade its depth frames (see the module doc)."""
 
-    def __init__(self, config: EvaluationConfig, pipeline=None):
+    def __init__(self, config: EvaluationConfig, pipeline=None, row_prior=None):
+        """Set up the evaluation; ``row_prior`` is a fitted RowPrior for the row-prior baseline.
+
+        Without one (and with ``baseline='row-prior'``) the prior is fitted leave-one-out on
+        the graded bag; a given one (e.g. fitted on other frames) is used as it is.
+        """
         self.config = config
         self.pipeline = pipeline
         self.calibration = None
+        self.row_prior = row_prior
+        self._on_ground_truth = None    # set by ground_truth_frames
         if config.calib_dir:
             from monodepth_ros.kitti import read_calibration
 
@@ -270,14 +292,26 @@ class BagEvaluator:
         from monodepth_ros.messages import stamp_to_ns
 
         config = self.config
+        if self._on_ground_truth is None and not (config.depth_topic or config.model
+                                                  or config.baseline):
+            raise ConfigError('give exactly one depth source: a depth topic, a model or a '
+                              'baseline')
         path = Path(bag_path)
         result = EvaluationResult(config=config, bag_path=path)
         result.means = {cap: RunningMean() for cap in config.caps}
         edges = distance_band_edges(max(config.caps), 10.0)
         self._edges = edges
         result.by_distance = GroupedErrors(band_labels(edges))
-        result.depth_source = (f'topic {config.depth_topic}' if config.depth_topic else
-                               f'model {config.model}')
+        if config.baseline == 'row-prior' and self._on_ground_truth is None:
+            if self.row_prior is None:
+                self.row_prior = self._fit_row_prior(path)
+                result.depth_source = f'baseline {config.baseline} (leave-one-out)'
+            else:
+                result.depth_source = (f'baseline {config.baseline} (fitted on '
+                                       f'{self.row_prior.frames} other frames)')
+        else:
+            result.depth_source = (f'topic {config.depth_topic}' if config.depth_topic else
+                                   f'model {config.model}')
         if self.pipeline is not None and config.model is not None:
             engine = self.pipeline.engine
             result.depth_source += f' ({getattr(engine, "name", "?")}, ' \
@@ -316,9 +350,11 @@ class BagEvaluator:
                 for topic, stamp, msg in bag.messages(read):
                     progress.update(1)
                     if topic == wanted['source']:
-                        pending.append(_Pending(stamp_to_ns(msg.header.stamp), msg,
-                                                frame_index))
                         frame_index += 1
+                        if not self._selected(frame_index - 1):
+                            continue
+                        pending.append(_Pending(stamp_to_ns(msg.header.stamp), msg,
+                                                frame_index - 1))
                         if len(pending) > MAX_PENDING:
                             self._grade(pending.popleft(), window, tolerance_ns, result)
                     elif topic == wanted['lidar']:
@@ -371,6 +407,35 @@ class BagEvaluator:
         result.timing_ms['total_per_frame'] = 1e3 * elapsed / max(result.frames_evaluated, 1)
         return result
 
+    def _selected(self, index: int) -> bool:
+        first, last = self.config.first_frame, self.config.last_frame
+        return (first is None or index >= first) and (last is None or index < last)
+
+    def ground_truth_frames(self, bag_path, callback) -> EvaluationResult:
+        """Stream the bag as :meth:`evaluate` does, calling ``callback(frame, gt, camera)``.
+
+        ``frame`` has ``index`` (in the source topic), ``stamp_ns`` and ``msg`` (the source
+        message); ``gt`` is the ground-truth depth (0 = none) in ``camera``, built exactly as
+        for grading. No prediction is made; the result holds the skip counts.
+        """
+        self._on_ground_truth = callback
+        try:
+            return self.evaluate(bag_path)
+        finally:
+            self._on_ground_truth = None
+
+    def _fit_row_prior(self, path: Path):
+        from monodepth_ros.evaluation.row_prior import RowPrior
+
+        prior = RowPrior(max_depth=max(self.config.caps), min_depth=self.config.min_depth)
+        collected = self.ground_truth_frames(path, lambda frame, gt, _camera: prior.add(
+            gt, frame=frame.index))
+        if prior.frames < 2:
+            raise ConfigError(f'row prior: {prior.frames} frame(s) of {path} have ground truth '
+                              f'(skipped: {dict(collected.skipped)}); the leave-one-out prior '
+                              'needs at least 2')
+        return prior
+
     # -- one frame ----------------------------------------------------------------------------
     def _grade(self, frame: _Pending, window: ScanWindow, tolerance_ns: int,
                result: EvaluationResult) -> None:
@@ -391,8 +456,11 @@ class BagEvaluator:
         frame_id = str(frame.msg.header.frame_id) or str(info.header.frame_id)
         labels = None
         rgb = None
+        pred = None
         start = time.perf_counter()
-        if self.pipeline is not None and config.model is not None:
+        if self._on_ground_truth is not None or config.baseline:
+            pass   # no prediction, or one made from the ground truth's shape below
+        elif self.pipeline is not None and config.model is not None:
             try:
                 rgb = self.pipeline.decode(frame.msg)
                 output = self.pipeline.process_arrays(rgb, camera,
@@ -441,6 +509,12 @@ class BagEvaluator:
                         f'no LiDAR -> camera transform: {error}', frame.stamp_ns)
             return
         self._timing['ground_truth'] += time.perf_counter() - start
+        if self._on_ground_truth is not None:
+            self._on_ground_truth(frame, gt, gt_camera)
+            result.rows.append({'stamp_ns': frame.stamp_ns})
+            return
+        if pred is None:
+            pred = self.row_prior.predict(gt.shape[1], gt.shape[0], leave_out=frame.index)
         if pred.shape != gt.shape:
             # kitti-eigen: grade at the full image size, as the protocol resizes predictions
             # (bilinear; invalid depth is never blended into valid pixels).
@@ -475,7 +549,9 @@ class BagEvaluator:
         self._timing['metrics'] += time.perf_counter() - start
 
         if frame.index in self._strip_indices:
-            if rgb is None:
+            if rgb is None and config.baseline:
+                rgb = self._decode_rgb(frame.msg)   # the source topic is the camera's
+            elif rgb is None:
                 rgb = self._camera_image(frame.stamp_ns, tolerance_ns)
             result.qualitative.append(QualitativeFrame(frame.stamp_ns, rgb, gt, pred))
 
@@ -529,8 +605,10 @@ class BagEvaluator:
 
     def _camera_image(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
         msg = _nearest_within(self._images, stamp_ns, tolerance_ns)
-        if msg is None:
-            return None
+        return None if msg is None else self._decode_rgb(msg)
+
+    @staticmethod
+    def _decode_rgb(msg) -> np.ndarray | None:
         from monodepth_ros.messages import image_to_rgb
 
         try:

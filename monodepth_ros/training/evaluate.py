@@ -1,4 +1,4 @@
-"""Validation on in-memory samples with the evaluator's metrics, and the row-mean baseline."""
+"""Validation on in-memory samples with the evaluator's metrics, and the row-prior baseline."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from monodepth_ros.evaluation.metrics import average_metrics, compute_depth_metrics
+from monodepth_ros.evaluation.row_prior import RowPrior
 from monodepth_ros.training.datasets import normalize_image
 
 REPORTED = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
@@ -41,20 +42,14 @@ def evaluate_samples(model, samples, device, caps=(50.0, 80.0)) -> dict:
 
 
 def row_mean_depth(train_samples, depth_max: float = 80.0) -> np.ndarray:
-    """The trivial baseline: for each image row, the mean valid training depth of that row.
+    """The row prior of the training samples: (H,) mean valid depth of each image row.
 
-    Rows with no valid training pixel get the overall mean. Returns an (H,) array.
+    Rows with no valid training pixel get the overall mean (see evaluation.row_prior).
     """
-    sums, counts = None, None
+    prior = RowPrior(max_depth=np.nextafter(depth_max, np.inf), min_depth=0.0)
     for sample in train_samples:
-        depth = sample['depth']
-        valid = np.isfinite(depth) & (depth > 0) & (depth <= depth_max)
-        row_sum = np.where(valid, depth, 0.0).sum(axis=1)
-        row_count = valid.sum(axis=1)
-        sums = row_sum if sums is None else sums + row_sum
-        counts = row_count if counts is None else counts + row_count
-    overall = sums.sum() / max(counts.sum(), 1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), overall).astype(np.float32)
+        prior.add(sample['depth'])
+    return prior.row_means()
 
 
 def row_mean_predictions(row_means: np.ndarray, samples) -> list[np.ndarray]:
