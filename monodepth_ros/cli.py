@@ -32,7 +32,9 @@ SUBCOMMANDS = {
     'infer-bag': ('monodepth_ros.bagtools.infer_bag',
                   'run the depth pipeline on every image of a bag, write the outputs to a bag'),
     'eval-bag': ('monodepth_ros.evaluation.cli',
-                 'grade depth (a topic or a model) against LiDAR ground truth in a bag'),
+                 'grade depth (a topic, a model or a baseline) against LiDAR ground truth'),
+    'adapt': ('monodepth_ros.adapt',
+              'fine-tune a model on your camera + LiDAR bag, graded on its held-out tail'),
 }
 
 

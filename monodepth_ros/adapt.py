@@ -1,0 +1,284 @@
+"""Adapt a depth model to your own robot: fine-tune it on a camera + LiDAR rosbag.
+
+The camera frames of the bag are split in time: the first part trains, the last
+--holdout fraction is held out and graded before and after, against the LiDAR, with the
+evaluator of eval-bag (so the figures are those eval-bag would print). The training targets
+are the LiDAR ground truth exactly as the evaluator builds it (camera-z depth through the
+bag's camera_info and /tf_static, occluded points removed). Training is the regression
+phase (L1 + scale-invariant log + bin cross-entropy) on the whole network, within a time
+budget, with a progress bar. The adapted checkpoint is written only when training has
+finished (to a temporary file moved into place), so an interrupted run leaves no model
+behind; a report OUT.json holds the before/after metrics.
+
+Examples:
+  monodepth adapt my_robot.bag --out adapted.pt                  (from the default model)
+  monodepth adapt drive --model model.pt --out adapted.pt --minutes 10 --holdout 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+from monodepth_ros import topics
+
+LOG = logging.getLogger(__name__)
+REPORTED = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('bag', type=Path, help='rosbag2 folder (mcap or sqlite3) or ROS 1 .bag '
+                        'with camera images, their camera_info, a PointCloud2 LiDAR topic and '
+                        '/tf_static')
+    parser.add_argument('--model', '-m', type=Path, default=None,
+                        help='.pt checkpoint to start from (default: the packaged default model)')
+    parser.add_argument('--out', type=Path, required=True, help='adapted checkpoint (.pt)')
+    parser.add_argument('--holdout', type=float, default=0.5,
+                        help='fraction of the frames, at the end of the bag, kept out of '
+                             'training and graded before and after (default 0.5)')
+    parser.add_argument('--minutes', type=float, default=5.0,
+                        help='training time budget in minutes (default 5)')
+    parser.add_argument('--steps', type=int, default=400, help='most training steps (400)')
+    parser.add_argument('--lr', type=float, default=2e-4, help='learning rate (2e-4)')
+    parser.add_argument('--batch-size', type=int, default=4, help='batch size (4)')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch CPU threads (default: torch decides)')
+    parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
+                        help=f'camera image topic (default {topics.CAMERA_IMAGE_TOPIC})')
+    parser.add_argument('--camera-info-topic', default=None,
+                        help='its camera_info (default: the sibling camera_info topic)')
+    parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC,
+                        help=f'PointCloud2 LiDAR topic (default {topics.LIDAR_TOPIC})')
+    parser.add_argument('--protocol', choices=('default', 'kitti-eigen'), default='default',
+                        help='grading protocol of the before/after figures (training always '
+                             'uses camera-z ground truth)')
+    parser.add_argument('--calib', type=Path, default=None,
+                        help='KITTI calibration folder for --protocol kitti-eigen')
+    parser.add_argument('--seed', type=int, default=0, help='data order and augmentation seed')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+
+
+def run(args) -> int:
+    report = adapt(args)
+    print(format_report(report))
+    print(f'adapted model: {args.out}  (report: {report_path(args.out)})')
+    return 0
+
+
+def report_path(out: Path) -> Path:
+    return out.with_name(out.name + '.json')
+
+
+def _check_arguments(args) -> Path:
+    from monodepth_ros.errors import ConfigError
+    from monodepth_ros.node_core import default_model_path
+
+    model = args.model if args.model is not None else default_model_path()
+    if model.suffix != '.pt':
+        raise ConfigError(f'adapt needs a .pt checkpoint to fine-tune, got {model} (an ONNX '
+                          'file or engine holds no trainable weights; adapt the .pt it was '
+                          'exported from)')
+    if args.out.suffix != '.pt':
+        raise ConfigError(f'--out {args.out}: expected a .pt file name')
+    if args.out.resolve() == model.resolve():
+        raise ConfigError(f'--out {args.out} is the input model; choose another file')
+    if not 0.0 < args.holdout < 1.0:
+        raise ConfigError(f'--holdout {args.holdout}: expected a fraction between 0 and 1')
+    if args.minutes <= 0 or args.steps < 1 or args.batch_size < 1 or args.lr <= 0:
+        raise ConfigError('--minutes, --steps, --batch-size and --lr must be positive')
+    return model
+
+
+def _frame_split(args) -> tuple[int, int]:
+    """(training frames, frames in all) of the camera topic; BagError if unusable."""
+    from monodepth_ros.bagio import BagReader
+    from monodepth_ros.errors import BagError, DatasetError
+
+    if not Path(args.bag).exists():
+        raise BagError(f'bag {args.bag} not found (expected a rosbag2 folder or file)')
+    with BagReader(args.bag) as bag:
+        available = bag.topics
+        if args.camera_topic not in available:
+            raise BagError(f'bag {args.bag} has no camera topic {args.camera_topic!r}; its '
+                           f'topics are: {", ".join(sorted(available))} (use --camera-topic)')
+        count = bag.message_counts[args.camera_topic]
+    held_out = math.ceil(count * args.holdout)
+    if count < 2 or held_out >= count:
+        raise DatasetError(f'bag {args.bag} has {count} camera frame(s) on '
+                           f'{args.camera_topic}; adapt needs at least 2 (training frames '
+                           f'and {args.holdout:g} of them held out)')
+    return count - held_out, count
+
+
+def _evaluation_config(args, **kwargs):
+    from monodepth_ros.evaluation.evaluator import EvaluationConfig
+
+    return EvaluationConfig(camera_topic=args.camera_topic,
+                            camera_info_topic=args.camera_info_topic,
+                            lidar_topic=args.lidar_topic, qualitative_frames=0,
+                            progress=not args.no_progress, **kwargs)
+
+
+def collect_training_samples(args, train_frames: int, height: int, width: int) -> list[dict]:
+    """Images of the training frames with their LiDAR ground truth, resized to load size."""
+    from monodepth_ros.errors import DatasetError, MonodepthError
+    from monodepth_ros.evaluation.evaluator import BagEvaluator
+    from monodepth_ros.pipeline import decode_image
+    from monodepth_ros.training.augment import resize_sample
+    from monodepth_ros.training.datasets import make_sample
+
+    samples, problems = [], []
+
+    def keep(frame, gt, camera):
+        try:
+            rgb = decode_image(frame.msg)
+        except MonodepthError as error:
+            problems.append(f'frame {frame.index}: {error}')
+            return
+        if rgb.shape[:2] != (camera.height, camera.width):
+            problems.append(f'frame {frame.index}: image {rgb.shape[1]}x{rgb.shape[0]} but '
+                            f'camera_info {camera.width}x{camera.height}')
+            return
+        if not (gt > 0).any():
+            problems.append(f'frame {frame.index}: no LiDAR point lands in the image')
+            return
+        samples.append(resize_sample(make_sample(rgb, gt, None, focal=camera.fx),
+                                     height, width))
+
+    evaluator = BagEvaluator(_evaluation_config(args, last_frame=train_frames))
+    collected = evaluator.ground_truth_frames(args.bag, keep)
+    if collected.error is not None:
+        raise collected.error
+    if not samples:
+        reasons = problems + [f'{n} x {reason}' for reason, n in collected.skipped.items()]
+        raise DatasetError(f'bag {args.bag}: none of the {train_frames} training frames has '
+                           f'usable LiDAR ground truth ({"; ".join(reasons[:3]) or "no frames"})')
+    if problems or collected.skipped:
+        LOG.warning('%d of %d training frames skipped: %s', train_frames - len(samples),
+                    train_frames, '; '.join(problems[:3] + list(collected.skipped)[:3]))
+    return samples
+
+
+def grade(args, model_path: Path, first_frame: int) -> dict:
+    """eval-bag's metrics of ``model_path`` on the held-out frames (summary dict)."""
+    from monodepth_ros.evaluation.evaluator import BagEvaluator
+
+    config = _evaluation_config(args, model=str(model_path), first_frame=first_frame,
+                                protocol=args.protocol,
+                                calib_dir=str(args.calib) if args.calib else None,
+                                backend='onnxruntime' if _has_onnxruntime() else 'torch')
+    result = BagEvaluator(config).evaluate(args.bag)
+    if result.error is not None:
+        raise result.error
+    return result.summary()
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def train_config(args, payload: dict, samples: list[dict]):
+    """The fine-tuning TrainConfig: the model's network and input size, regression phase."""
+    from monodepth_ros.model.metadata import ModelMetadata
+    from monodepth_ros.training.config import config_from_dict
+
+    metadata = ModelMetadata.from_dict(dict(payload['metadata']))
+    # Camera-aware models keep their canonical focal length; older ones predict for the
+    # training camera: targets stay as they are (canonical = the bag camera's own focal).
+    canonical = metadata.canonical_focal or samples[0]['focal'] * (
+        metadata.input_width / samples[0]['rgb'].shape[1])
+    config = config_from_dict({
+        'network': dict(payload['network'], pretrained=False),   # the checkpoint has weights
+        'data': {'height': metadata.input_height, 'width': metadata.input_width,
+                 'batch_size': min(args.batch_size, len(samples)),
+                 'canonical_focal': float(canonical),
+                 # Mild augmentation: the camera is the one the model will run on.
+                 'augment': {'scale_min': 0.95, 'scale_max': 1.05, 'rotation_deg': 1.0,
+                             'crop_margin': CROP_MARGIN, 'flip': True, 'color_jitter': 0.1}},
+        'optim': {'lr': args.lr, 'warmup_steps': 10},
+        'steps': args.steps, 'phase2_steps': args.steps, 'semantic_every': 0, 'val_every': 0,
+        'checkpoint_every': 0, 'log_every': 10, 'max_minutes': args.minutes,
+        'threads': args.threads, 'seed': args.seed, 'description': metadata.description})
+    return config, metadata
+
+
+CROP_MARGIN = 0.05
+
+
+def adapt(args) -> dict:
+    """Fine-tune and grade; returns the report (also written to OUT.json)."""
+    from monodepth_ros.model.checkpoint import (
+        load_state_checked,
+        read_checkpoint,
+        save_checkpoint,
+    )
+    from monodepth_ros.model.metadata import ModelMetadata
+    from monodepth_ros.training.datasets import SampleDataset
+    from monodepth_ros.training.trainer import Trainer
+
+    model_path = _check_arguments(args)
+    payload = read_checkpoint(model_path)
+    train_frames, total = _frame_split(args)
+    metadata = ModelMetadata.from_dict(dict(payload['metadata']), source=str(model_path))
+    load_w = round(metadata.input_width * (1 + CROP_MARGIN))
+    load_h = round(metadata.input_height * (1 + CROP_MARGIN))
+    samples = collect_training_samples(args, train_frames, load_h, load_w)
+    LOG.info('training on frames 0-%d (%d usable), grading on frames %d-%d of %s',
+             train_frames - 1, len(samples), train_frames, total - 1, args.bag)
+    before = grade(args, model_path, train_frames)
+
+    config, metadata = train_config(args, payload, samples)
+    dataset = SampleDataset(samples=samples, height=config.data.height,
+                            width=config.data.width, augment=config.data.augment,
+                            seed=config.seed, canonical_focal=config.data.canonical_focal)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix='.adapt-', dir=args.out.parent))
+    try:
+        trainer = Trainer(config, {'depth': dataset, 'semantic': None, 'val': []},
+                          output_dir=work, show_progress=not args.no_progress)
+        load_state_checked(trainer.module, payload['model'], f'checkpoint {model_path}')
+        trainer.run()
+        metadata.description = (f'{metadata.description} adapted on {Path(args.bag).name} '
+                                f'({len(samples)} frames, {trainer.step} steps)').strip()
+        candidate = save_checkpoint(work / 'adapted.pt', trainer.module.cpu(),
+                                    config.network, metadata)
+        after = grade(args, candidate, train_frames)
+        report = {'bag': str(args.bag), 'model': str(model_path), 'out': str(args.out),
+                  'training_frames': [0, train_frames - 1], 'training_samples': len(samples),
+                  'held_out_frames': [train_frames, total - 1], 'steps': trainer.step,
+                  'minutes': round(trainer.elapsed_s / 60.0, 2), 'protocol': args.protocol,
+                  'before': _metrics(before), 'after': _metrics(after)}
+        # Moved into place only now: an interrupted run never leaves a model at --out.
+        candidate.replace(args.out)
+        json_tmp = work / 'report.json'
+        json_tmp.write_text(json.dumps(report, indent=2))
+        json_tmp.replace(report_path(args.out))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _metrics(summary: dict) -> dict:
+    cap = summary.get('cap_80') or {}
+    return {'frames': summary['frames_evaluated'],
+            **{name: round(float(cap[name]), 4) for name in REPORTED if name in cap}}
+
+
+def format_report(report: dict) -> str:
+    lines = [f'held-out frames {report["held_out_frames"][0]}-{report["held_out_frames"][1]} '
+             f'({report["protocol"]} protocol, cap 80 m); trained {report["steps"]} steps in '
+             f'{report["minutes"]} min on {report["training_samples"]} frames',
+             f'{"":8}' + ''.join(f'{name:>10}' for name in REPORTED)]
+    for key in ('before', 'after'):
+        lines.append(f'{key:8}' + ''.join(f'{report[key].get(name, float("nan")):>10.4f}'
+                                          for name in REPORTED))
+    return '\n'.join(lines)
