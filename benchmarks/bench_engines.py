@@ -7,7 +7,7 @@ the PyTorch / ONNX Runtime ratio, for each thread count (both backends get the s
     python benchmarks/bench_engines.py [--encoder tiny] [--runs 20] [--threads 1 2]
 
 GPU section (runs only when torch sees a CUDA GPU, otherwise it prints why it is skipped): on
-the packaged quick-recipe model (monodepth_ros/models/default.pt, 64x224) and on a fresh
+the packaged default model (monodepth_ros/models/default.pt, 96x320) and on a fresh
 network of the same kind at 384x1248, PyTorch eager FP32 against autocast FP16, a CUDA graph
 of the FP16 forward, torch.compile, ONNX Runtime's CUDA provider and TensorRT FP16 (the last
 two when installed), each as its speed-up over eager FP32, plus GPU preprocessing (upload the

@@ -1,12 +1,13 @@
 """Per-stage latency of the DepthPipeline at KITTI size (1242x375 rgb8 Image + CameraInfo in).
 
-Runs the model users get by default, the packaged monodepth_ros/models/default.pt (tiny
-encoder, 64x224 network input), opened with ``create_engine`` exactly as ``monodepth infer``
-and the node open it, on every backend available here: torch (the checkpoint), onnxruntime
-(its ONNX export, made once in the engine cache) and tensorrt (when installed). Prints median
-and p99 in milliseconds of decode, preprocess, inference, postprocess and cloud, and the total
-of everything except inference, for the 'network' and 'camera' output resolutions. The budget
-for everything except inference is 10 ms median per frame on a 2-core CPU.
+Runs the model users get by default, the packaged monodepth_ros/models/default.pt
+(EfficientNet-Lite0 encoder, 96x320 network input), opened with ``create_engine`` exactly as
+``monodepth infer`` and the node open it, on every backend available here: torch (the
+checkpoint), onnxruntime (its ONNX export, made once in the engine cache) and tensorrt (when
+installed). Prints median and p99 in milliseconds of decode, preprocess, inference, postprocess
+and cloud, and the total of everything except inference, for the 'network' and 'camera' output
+resolutions. The budget for everything except inference is 10 ms median per frame on a 2-core
+CPU.
 
 Usage: python benchmarks/bench_pipeline.py [--frames 60] [--model path.pt|path.onnx]
        [--engine-cache-dir DIR]    (--frames 2: a quick check that it runs)

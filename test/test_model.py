@@ -193,18 +193,21 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / 'monodepth_ros' / 'models'
 
 def test_packaged_default_model_loads_and_predicts():
     assert hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest() == (
-        'cb15cfd5ce02bf788f9bcf15af358ba6e5b37ebb77444ce9b09b29e0cd0286de')
+        '8cbe9db47e0d7fa21e710bfe49fa31ce388206a19db7c5cea2944761a192b523')
     model, metadata = load_model(DEFAULT_MODEL)   # strict: every tensor name and shape fits
     stored = torch.load(DEFAULT_MODEL, map_location='cpu', weights_only=True)['model']
     assert list(model.state_dict()) == list(stored)
-    assert (metadata.input_height, metadata.input_width, metadata.num_bins) == (64, 224, 64)
+    assert (metadata.input_height, metadata.input_width, metadata.num_bins) == (96, 320, 64)
+    assert metadata.network['encoder'] == 'efficientnet_lite0'
+    # Camera-aware: KITTI's focal length at 1242 px scaled to the 320 px input.
+    assert metadata.canonical_focal == pytest.approx(721.5377 * 320 / 1242)
     torch.manual_seed(0)
-    image = torch.randn(1, 3, 64, 224)
+    image = torch.randn(1, 3, 96, 320)
     with torch.no_grad():
         out = model(image)
         runtime = InferenceWrapper(model)(image)
     assert torch.equal(runtime[0], out['depth']) and torch.equal(runtime[2], out['confidence'])
-    assert out['semantic_logits'].shape == (1, 19, 64, 224)
+    assert out['semantic_logits'].shape == (1, 19, 96, 320)
     assert float(out['depth'].min()) >= 1.0 and float(out['depth'].max()) <= 80.0
 
 
@@ -213,10 +216,45 @@ def test_default_model_depth_on_a_synthetic_frame():
     world = pytest.importorskip('monodepth_ros.synthetic.world')
     from monodepth_ros.training.datasets import normalize_image
 
-    model, _ = load_model(DEFAULT_MODEL)
-    frame = world.SyntheticDrive(seed=951).render(0, lidar=False, size=(224, 64))
+    model, metadata = load_model(DEFAULT_MODEL)
+    size = (metadata.input_width, metadata.input_height)
+    frame = world.SyntheticDrive(seed=951).render(0, lidar=False, size=size)
     with torch.no_grad():
         depth = model(normalize_image(frame.rgb)[None])['depth'][0, 0].numpy()
     valid = np.isfinite(frame.depth) & (frame.depth > 1.0) & (frame.depth < 80.0)
     abs_rel = float(np.mean(np.abs(depth[valid] - frame.depth[valid]) / frame.depth[valid]))
     assert abs_rel < 0.3
+
+
+@pytest.mark.parametrize('seed', [951, 952])
+def test_default_model_gives_the_same_metric_depth_through_two_lenses(seed):
+    """One synthetic scene seen through KITTI's lens and a 1.25x longer one, same image size.
+
+    The longer lens shows every object 1.25x larger; the network alone would put it 1.25x
+    closer. With the pipeline's rescaling by the CameraInfo focal length, both give the
+    ground-truth depth (median ratio within 6 %), while the unscaled depth of the longer lens
+    is more than 15 % short.
+    """
+    import cv2
+
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.pipeline import DepthPipeline
+    from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
+
+    pipeline = DepthPipeline(create_engine(str(DEFAULT_MODEL), backend='torch'))
+    width, height = pipeline.network_size
+    ratios = {}
+    for focal_scale in (1.0, 1.25):
+        drive = SyntheticDrive(seed=seed, config=DriveConfig(width=2 * width, height=2 * height,
+                                                             focal_scale=focal_scale))
+        frame = drive.render(0, lidar=False)
+        result = pipeline.process_arrays(frame.rgb, frame.camera, {'depth'})
+        truth = cv2.resize(np.nan_to_num(frame.depth, nan=0.0), (width, height),
+                           interpolation=cv2.INTER_NEAREST)
+        valid = (truth > 1.0) & (truth < 80.0)
+        ratio = float(np.median(result.depth[valid] / truth[valid]))
+        ratios[focal_scale] = (ratio, ratio / result.depth_scale)
+    for focal_scale, (scaled, _) in ratios.items():
+        assert abs(scaled - 1.0) < 0.06, (focal_scale, ratios)
+    assert abs(ratios[1.25][0] / ratios[1.0][0] - 1.0) < 0.06
+    assert ratios[1.25][1] < 0.85   # what the network alone gives for the longer lens
