@@ -1,14 +1,16 @@
 """Adapt a depth model to your own robot: fine-tune it on a camera + LiDAR rosbag.
 
-The camera frames of the bag are split in time: the first part trains, the last
---holdout fraction is held out and graded before and after, against the LiDAR, with the
-evaluator of eval-bag (so the figures are those eval-bag would print). The training targets
-are the LiDAR ground truth exactly as the evaluator builds it (camera-z depth through the
-bag's camera_info and /tf_static, occluded points removed). Training is the regression
-phase (L1 + scale-invariant log + bin cross-entropy) on the whole network, within a time
-budget, with a progress bar. The adapted checkpoint is written only when training has
-finished (to a temporary file moved into place), so an interrupted run leaves no model
-behind; a report OUT.json holds the before/after metrics.
+The camera frames of the bag are split in time: the first part trains, the last --holdout
+fraction is held out and graded before and after, against the LiDAR, with the evaluator of
+eval-bag (so the figures are those eval-bag would print). The training targets are the LiDAR
+ground truth exactly as the evaluator builds it (camera-z depth through the bag's camera_info
+and /tf_static, occluded points removed). Training is the regression phase (L1 + scale-
+invariant log + bin cross-entropy) on the whole network, within a time budget, with a progress
+bar. --mode self-supervised needs no LiDAR: it learns from consecutive frames, synthesising
+each from its neighbours with the predicted depth and the camera motion from /tf (photometric
+loss); the figures then need a LiDAR in the bag. The adapted checkpoint is written only when
+training has finished (to a temporary file moved into place), so an interrupted run leaves no
+model behind; a report OUT.json holds the before/after metrics.
 
 Examples:
   monodepth adapt my_robot.bag --out adapted.pt                  (from the default model)
@@ -29,6 +31,8 @@ from monodepth_ros import topics
 
 LOG = logging.getLogger(__name__)
 REPORTED = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
+CROP_MARGIN = 0.05        # LiDAR mode: training images are loaded 5 % larger, then cropped
+MODES = ('lidar', 'self-supervised')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', '-m', type=Path, default=None,
                         help='.pt checkpoint to start from (default: the packaged default model)')
     parser.add_argument('--out', type=Path, required=True, help='adapted checkpoint (.pt)')
+    parser.add_argument('--mode', choices=MODES, default='lidar',
+                        help='lidar: LiDAR-supervised (default); self-supervised: photometric '
+                             'loss between consecutive frames with the ego-motion from /tf '
+                             '(for bags without LiDAR; graded only when the bag has one)')
     parser.add_argument('--holdout', type=float, default=0.5,
                         help='fraction of the frames, at the end of the bag, kept out of '
                              'training and graded before and after (default 0.5)')
@@ -94,8 +102,8 @@ def _check_arguments(args) -> Path:
     return model
 
 
-def _frame_split(args) -> tuple[int, int]:
-    """(training frames, frames in all) of the camera topic; BagError if unusable."""
+def _frame_split(args) -> tuple[int, int, bool]:
+    """(training frames, frames in all, LiDAR present) of the bag; BagError if unusable."""
     from monodepth_ros.bagio import BagReader
     from monodepth_ros.errors import BagError, DatasetError
 
@@ -107,12 +115,18 @@ def _frame_split(args) -> tuple[int, int]:
             raise BagError(f'bag {args.bag} has no camera topic {args.camera_topic!r}; its '
                            f'topics are: {", ".join(sorted(available))} (use --camera-topic)')
         count = bag.message_counts[args.camera_topic]
+        has_lidar = args.lidar_topic in available
+    if not has_lidar and args.mode == 'lidar':
+        raise BagError(f'bag {args.bag} has no LiDAR topic {args.lidar_topic!r} (LiDAR point '
+                       f'clouds, the training targets); its topics are: '
+                       f'{", ".join(sorted(available))} (use --lidar-topic, or --mode '
+                       'self-supervised for a bag without LiDAR)')
     held_out = math.ceil(count * args.holdout)
     if count < 2 or held_out >= count:
         raise DatasetError(f'bag {args.bag} has {count} camera frame(s) on '
                            f'{args.camera_topic}; adapt needs at least 2 (training frames '
                            f'and {args.holdout:g} of them held out)')
-    return count - held_out, count
+    return count - held_out, count, has_lidar
 
 
 def _evaluation_config(args, **kwargs):
@@ -124,7 +138,7 @@ def _evaluation_config(args, **kwargs):
                             progress=not args.no_progress, **kwargs)
 
 
-def collect_training_samples(args, train_frames: int, height: int, width: int) -> list[dict]:
+def collect_training_samples(args, train_frames: int, payload: dict) -> list[dict]:
     """Images of the training frames with their LiDAR ground truth, resized to load size."""
     from monodepth_ros.errors import DatasetError, MonodepthError
     from monodepth_ros.evaluation.evaluator import BagEvaluator
@@ -132,6 +146,9 @@ def collect_training_samples(args, train_frames: int, height: int, width: int) -
     from monodepth_ros.training.augment import resize_sample
     from monodepth_ros.training.datasets import make_sample
 
+    meta = payload['metadata']
+    width = round(meta['input_width'] * (1 + CROP_MARGIN))
+    height = round(meta['input_height'] * (1 + CROP_MARGIN))
     samples, problems = [], []
 
     def keep(frame, gt, camera):
@@ -168,6 +185,7 @@ def grade(args, model_path: Path, first_frame: int) -> dict:
     """eval-bag's metrics of ``model_path`` on the held-out frames (summary dict)."""
     from monodepth_ros.evaluation.evaluator import BagEvaluator
 
+    # ONNX Runtime (or torch): a TensorRT build for a model graded once would take minutes.
     config = _evaluation_config(args, model=str(model_path), first_frame=first_frame,
                                 protocol=args.protocol,
                                 calib_dir=str(args.calib) if args.calib else None,
@@ -211,52 +229,41 @@ def train_config(args, payload: dict, samples: list[dict]):
     return config, metadata
 
 
-CROP_MARGIN = 0.05
-
 
 def adapt(args) -> dict:
     """Fine-tune and grade; returns the report (also written to OUT.json)."""
-    from monodepth_ros.model.checkpoint import (
-        load_state_checked,
-        read_checkpoint,
-        save_checkpoint,
-    )
-    from monodepth_ros.model.metadata import ModelMetadata
-    from monodepth_ros.training.datasets import SampleDataset
-    from monodepth_ros.training.trainer import Trainer
+    from monodepth_ros.model.checkpoint import read_checkpoint
 
     model_path = _check_arguments(args)
     payload = read_checkpoint(model_path)
-    train_frames, total = _frame_split(args)
-    metadata = ModelMetadata.from_dict(dict(payload['metadata']), source=str(model_path))
-    load_w = round(metadata.input_width * (1 + CROP_MARGIN))
-    load_h = round(metadata.input_height * (1 + CROP_MARGIN))
-    samples = collect_training_samples(args, train_frames, load_h, load_w)
+    train_frames, total, has_lidar = _frame_split(args)
+    if args.mode == 'self-supervised':
+        sequence = collect_sequence(args, train_frames, payload)
+        used = len(sequence['images'])
+    else:
+        samples = collect_training_samples(args, train_frames, payload)
+        used = len(samples)
     LOG.info('training on frames 0-%d (%d usable), grading on frames %d-%d of %s',
-             train_frames - 1, len(samples), train_frames, total - 1, args.bag)
-    before = grade(args, model_path, train_frames)
+             train_frames - 1, used, train_frames, total - 1, args.bag)
+    before = grade(args, model_path, train_frames) if has_lidar else None
 
-    config, metadata = train_config(args, payload, samples)
-    dataset = SampleDataset(samples=samples, height=config.data.height,
-                            width=config.data.width, augment=config.data.augment,
-                            seed=config.seed, canonical_focal=config.data.canonical_focal)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix='.adapt-', dir=args.out.parent))
     try:
-        trainer = Trainer(config, {'depth': dataset, 'semantic': None, 'val': []},
-                          output_dir=work, show_progress=not args.no_progress)
-        load_state_checked(trainer.module, payload['model'], f'checkpoint {model_path}')
-        trainer.run()
-        metadata.description = (f'{metadata.description} adapted on {Path(args.bag).name} '
-                                f'({len(samples)} frames, {trainer.step} steps)').strip()
-        candidate = save_checkpoint(work / 'adapted.pt', trainer.module.cpu(),
-                                    config.network, metadata)
-        after = grade(args, candidate, train_frames)
+        if args.mode == 'self-supervised':
+            candidate, steps, seconds = train_self_supervised(args, payload, model_path,
+                                                              sequence, work)
+        else:
+            candidate, steps, seconds = train_lidar_supervised(args, payload, model_path,
+                                                               samples, work)
+        after = grade(args, candidate, train_frames) if has_lidar else None
         report = {'bag': str(args.bag), 'model': str(model_path), 'out': str(args.out),
-                  'training_frames': [0, train_frames - 1], 'training_samples': len(samples),
-                  'held_out_frames': [train_frames, total - 1], 'steps': trainer.step,
-                  'minutes': round(trainer.elapsed_s / 60.0, 2), 'protocol': args.protocol,
-                  'before': _metrics(before), 'after': _metrics(after)}
+                  'mode': args.mode, 'training_frames': [0, train_frames - 1],
+                  'training_samples': used, 'held_out_frames': [train_frames, total - 1],
+                  'steps': steps, 'minutes': round(seconds / 60.0, 2),
+                  'protocol': args.protocol,
+                  'before': _metrics(before) if before else None,
+                  'after': _metrics(after) if after else None}
         # Moved into place only now: an interrupted run never leaves a model at --out.
         candidate.replace(args.out)
         json_tmp = work / 'report.json'
@@ -267,6 +274,30 @@ def adapt(args) -> dict:
     return report
 
 
+def _describe(metadata, what: str) -> None:
+    metadata.description = f'{metadata.description} {what}'.strip()
+
+
+def train_lidar_supervised(args, payload, model_path, samples, work: Path):
+    """The regression phase on LiDAR ground truth; (checkpoint in work, steps, seconds)."""
+    from monodepth_ros.model.checkpoint import load_state_checked, save_checkpoint
+    from monodepth_ros.training.datasets import SampleDataset
+    from monodepth_ros.training.trainer import Trainer
+
+    config, metadata = train_config(args, payload, samples)
+    dataset = SampleDataset(samples=samples, height=config.data.height,
+                            width=config.data.width, augment=config.data.augment,
+                            seed=config.seed, canonical_focal=config.data.canonical_focal)
+    trainer = Trainer(config, {'depth': dataset, 'semantic': None, 'val': []},
+                      output_dir=work / 'run', show_progress=not args.no_progress)
+    load_state_checked(trainer.module, payload['model'], f'checkpoint {model_path}')
+    trainer.run()
+    _describe(metadata, f'adapted on {Path(args.bag).name} ({len(samples)} frames, LiDAR, '
+                        f'{trainer.step} steps)')
+    candidate = save_checkpoint(work / 'adapted.pt', trainer.module.cpu(), config.network,
+                                metadata)
+    return candidate, trainer.step, trainer.elapsed_s
+
 def _metrics(summary: dict) -> dict:
     cap = summary.get('cap_80') or {}
     return {'frames': summary['frames_evaluated'],
@@ -274,11 +305,142 @@ def _metrics(summary: dict) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = [f'held-out frames {report["held_out_frames"][0]}-{report["held_out_frames"][1]} '
-             f'({report["protocol"]} protocol, cap 80 m); trained {report["steps"]} steps in '
-             f'{report["minutes"]} min on {report["training_samples"]} frames',
+    trained = (f'{report["mode"]}: trained {report["steps"]} steps in {report["minutes"]} min '
+               f'on {report["training_samples"]} frames')
+    if report['before'] is None:
+        return f'{trained}; the bag has no LiDAR, so no before/after figures'
+    lines = [f'{trained}; held-out frames {report["held_out_frames"][0]}-'
+             f'{report["held_out_frames"][1]} ({report["protocol"]} protocol, cap 80 m)',
              f'{"":8}' + ''.join(f'{name:>10}' for name in REPORTED)]
     for key in ('before', 'after'):
         lines.append(f'{key:8}' + ''.join(f'{report[key].get(name, float("nan")):>10.4f}'
                                           for name in REPORTED))
     return '\n'.join(lines)
+
+
+# -- self-supervised mode -----------------------------------------------------------------------
+def collect_sequence(args, train_frames: int, payload: dict) -> dict:
+    """Training frames at network size with the camera at that size and poses from /tf.
+
+    Returns {'images': [HxWx3 uint8], 'K': [3x3], 'poses': [4x4 T_root_camera],
+    'camera': CameraModel at network size}.
+    """
+    from monodepth_ros import topics as topic_names
+    from monodepth_ros.bagio import BagReader
+    from monodepth_ros.errors import BagError, DatasetError, TransformError
+    from monodepth_ros.geometry import TransformBuffer
+    from monodepth_ros.messages import camera_info_to_model, stamp_to_ns
+    from monodepth_ros.pipeline import decode_image, resize_image
+
+    meta = payload['metadata']
+    width, height = int(meta['input_width']), int(meta['input_height'])
+    info_topic = args.camera_info_topic or f'{args.camera_topic.rsplit("/", 1)[0]}/camera_info'
+    transforms = TransformBuffer()
+    frames, infos = [], []
+    with BagReader(args.bag) as bag:
+        available = bag.topics
+        for topic, what in ((info_topic, 'camera_info of the images'),
+                            (topic_names.TF_TOPIC, 'the ego-motion that self-supervised mode '
+                                                   'learns from')):
+            if topic not in available:
+                raise BagError(f'bag {args.bag} has no topic {topic!r} ({what}); its topics '
+                               f'are: {", ".join(sorted(available))}')
+        wanted = [args.camera_topic, info_topic, topic_names.TF_TOPIC]
+        if topic_names.TF_STATIC_TOPIC in available:
+            wanted.append(topic_names.TF_STATIC_TOPIC)
+        for topic, _, msg in bag.messages(wanted):
+            if topic == args.camera_topic:
+                if len(frames) < train_frames:
+                    frames.append(msg)
+            elif topic == info_topic:
+                infos.append((stamp_to_ns(msg.header.stamp), msg))
+            else:
+                transforms.add_message(msg, static=topic == topic_names.TF_STATIC_TOPIC)
+    if len(frames) < 3:
+        raise DatasetError(f'self-supervised mode needs at least 3 consecutive training frames '
+                           f'(a frame and its two neighbours); {args.bag} gives {len(frames)}')
+    info_stamps = [stamp for stamp, _ in infos]
+    images, poses, camera = [], [], None
+    for msg in frames:
+        stamp = stamp_to_ns(msg.header.stamp)
+        rgb = decode_image(msg)
+        nearest = min(range(len(infos)), key=lambda k: abs(info_stamps[k] - stamp))
+        full = camera_info_to_model(infos[nearest][1])
+        if (full.width, full.height) != (rgb.shape[1], rgb.shape[0]):
+            raise DatasetError(f'bag {args.bag}: image {rgb.shape[1]}x{rgb.shape[0]} but '
+                               f'camera_info {full.width}x{full.height}')
+        frame_id = str(msg.header.frame_id)
+        root, moving = transforms.root_of(frame_id)
+        if not moving:
+            raise TransformError(f'bag {args.bag}: no transform on /tf moves camera frame '
+                                 f'{frame_id!r} (its tree ends at {root!r}); self-supervised '
+                                 'mode needs the ego-motion')
+        poses.append(transforms.lookup(root, frame_id, stamp))
+        images.append(resize_image(rgb, width, height))
+        camera = full.scaled(width, height)
+    return {'images': images, 'poses': poses, 'camera': camera}
+
+
+def train_self_supervised(args, payload, model_path, sequence: dict, work: Path):
+    """Photometric fine-tuning (training/photometric.py); (checkpoint, steps, seconds)."""
+    import time
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from monodepth_ros.model.checkpoint import load_model, save_checkpoint
+    from monodepth_ros.model.network import NetworkConfig
+    from monodepth_ros.training.datasets import normalize_image
+    from monodepth_ros.training.photometric import view_synthesis_loss
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, metadata = load_model(model_path)
+    model.train()
+    for module in model.modules():   # a few frames per batch: keep the BatchNorm statistics
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    camera = sequence['camera']
+    scale = metadata.depth_scale(camera)
+    K = torch.tensor(camera.K, dtype=torch.float32)
+    images = torch.stack([torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+                          for rgb in sequence['images']]).float() / 255.0
+    inputs = torch.stack([normalize_image(rgb) for rgb in sequence['images']])
+    poses = [np.asarray(T) for T in sequence['poses']]
+
+    def motion(source: int, target: int) -> torch.Tensor:
+        return torch.tensor(np.linalg.inv(poses[source]) @ poses[target], dtype=torch.float32)
+
+    targets = list(range(1, len(poses) - 1))
+    batch = min(args.batch_size, len(targets))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(args.seed)
+    started, steps = time.monotonic(), 0
+    bar = tqdm(total=args.steps, desc='adapt (self-supervised)',
+               disable=True if args.no_progress else None)
+    try:
+        while steps < args.steps and time.monotonic() - started < 60.0 * args.minutes:
+            chosen = rng.choice(targets, size=batch, replace=False)
+            depth = model(inputs[chosen], heads=('depth',))['depth'] * scale
+            terms = view_synthesis_loss(
+                images[chosen], [images[chosen - 1], images[chosen + 1]], depth,
+                K.expand(batch, 3, 3),
+                [torch.stack([motion(t - 1, t) for t in chosen]),
+                 torch.stack([motion(t + 1, t) for t in chosen])])
+            optimizer.zero_grad(set_to_none=True)
+            terms['total'].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f'{terms["total"].item():.4f}',
+                            kept=f'{terms["kept_fraction"].item():.2f}')
+    finally:
+        bar.close()
+    network = NetworkConfig.from_dict(dict(payload['network'], pretrained=False))
+    _describe(metadata, f'adapted on {Path(args.bag).name} ({len(poses)} frames, '
+                        f'self-supervised, {steps} steps)')
+    candidate = save_checkpoint(work / 'adapted.pt', model.eval(), network, metadata)
+    return candidate, steps, time.monotonic() - started

@@ -261,6 +261,18 @@ class TransformBuffer:
         for parent, child, T, stamp_ns in decoded:
             self.add(parent, child, T, stamp_ns=stamp_ns, static=static)
 
+    def root_of(self, frame: str) -> tuple[str, bool]:
+        """(the root frame above ``frame``, whether a dynamic transform lies on the way)."""
+        moving, seen = False, {frame}
+        while frame in self._edges:
+            edge = self._edges[frame]
+            moving = moving or not edge.static
+            frame = edge.parent
+            if frame in seen:   # a loop cannot come from add(), but never spin forever
+                break
+            seen.add(frame)
+        return frame, moving
+
     def _edge_transform(self, child: str, stamp_ns: int | None) -> np.ndarray:
         edge = self._edges[child]
         if edge.static or stamp_ns is None:
