@@ -8,8 +8,9 @@ to grade only, never to train the packaged model), side by side in one run:
    graded on all ten frames with eval-bag's evaluator: KITTI Eigen protocol with the
    drive's calibration, Garg crop, cap 80 m; prints the ratios against the targets
    abs_rel <= 0.8 x row prior and delta1 >= row prior + 0.10;
-2. ``monodepth adapt`` of that model on frames 0-4 (LiDAR-supervised, time budget), graded
-   on frames 5-9 before and after, next to the row prior fitted on frames 0-4.
+2. ``monodepth adapt`` of that model on frames 0-4 (LiDAR-supervised, and self-supervised
+   from the camera motion on /tf without the LiDAR), graded on frames 5-9 before and after,
+   next to the row prior fitted on frames 0-4.
 
     .venv/bin/python benchmarks/bench_sim2real.py
     .venv/bin/python benchmarks/bench_sim2real.py --model runs/x/model.pt --adapt-minutes 2
@@ -96,28 +97,31 @@ def main() -> int:
 
         from monodepth_ros.adapt import adapt
 
-        out = Path(work) / 'adapted.pt'
-        report = adapt(SimpleNamespace(
-            bag=bag, model=model, out=out, holdout=0.5, minutes=args.adapt_minutes,
-            steps=args.adapt_steps, lr=2e-4, batch_size=4, threads=0,
-            camera_topic='/kitti/camera_color_left/image_raw', camera_info_topic=None,
-            lidar_topic='/kitti/velo/pointcloud', protocol='kitti-eigen', calib=KITTI_DATE,
-            seed=0, no_progress=True))
+        reports = {}
+        for mode in ('lidar', 'self-supervised'):
+            reports[mode] = adapt(SimpleNamespace(
+                bag=bag, model=model, out=Path(work) / f'adapted-{mode}.pt', mode=mode,
+                holdout=0.5, minutes=args.adapt_minutes, steps=args.adapt_steps, lr=2e-4,
+                batch_size=4, threads=0, camera_topic='/kitti/camera_color_left/image_raw',
+                camera_info_topic=None, lidar_topic='/kitti/velo/pointcloud',
+                protocol='kitti-eigen', calib=KITTI_DATE, seed=0, no_progress=True))
         fitted = RowPrior()
         BagEvaluator(EvaluationConfig(protocol='kitti-eigen', calib_dir=str(KITTI_DATE),
                                       last_frame=5, progress=False)).ground_truth_frames(
             bag, lambda frame, gt, _camera: fitted.add(gt, frame=frame.index))
         prior_tail = evaluate(bag, baseline='row-prior', first_frame=5, row_prior=fitted)
-        print(f'\nadapt on frames 0-4 ({report["steps"]} steps, {report["minutes"]} min), '
-              'graded on frames 5-9\n')
+        print('\nadapt on frames 0-4, graded on frames 5-9\n')
         print(header())
-        print(row('model before adapt', report['before']))
-        print(row('model after adapt', report['after']))
+        print(row('model before adapt', reports['lidar']['before']))
+        for mode, report in reports.items():
+            print(row(f'after adapt, {mode} ({report["steps"]} steps, {report["minutes"]} '
+                      'min)', report['after']))
         print(row('row prior (frames 0-4)', prior_tail))
-        before, after = report['before'], report['after']
-        print(f'\nadapt: abs_rel {before["abs_rel"]:.3f} -> {after["abs_rel"]:.3f} (ratio '
-              f'{after["abs_rel"] / before["abs_rel"]:.2f}), delta1 {before["delta1"]:.3f} -> '
-              f'{after["delta1"]:.3f}')
+        for mode, report in reports.items():
+            before, after = report['before'], report['after']
+            print(f'adapt {mode}: abs_rel {before["abs_rel"]:.3f} -> {after["abs_rel"]:.3f} '
+                  f'(ratio {after["abs_rel"] / before["abs_rel"]:.2f}), delta1 '
+                  f'{before["delta1"]:.3f} -> {after["delta1"]:.3f}')
     return 0
 
 

@@ -369,3 +369,59 @@ def test_adapt_rejects_onnx_models_and_bad_options(synthetic_bag, tiny_onnx, sma
     assert main(['adapt', str(tmp_path / 'missing'), '--model', str(small_checkpoint),
                  '--out', str(tmp_path / 'a.pt')]) == 2
     assert 'not found' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- self-supervised mode
+
+def test_view_synthesis_with_true_depth_and_motion_reproduces_the_target():
+    from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
+    from monodepth_ros.training.photometric import photometric_error, view_synthesis_loss, warp
+
+    drive = SyntheticDrive(seed=4, config=DriveConfig(width=320, height=96))
+    target, source = drive.render(10, lidar=False), drive.render(11, lidar=False)
+    to_tensor = lambda rgb: torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0  # noqa
+    depth = torch.from_numpy(np.nan_to_num(target.depth, nan=1000.0))[None, None]
+    K = torch.tensor(drive.camera.K, dtype=torch.float32)[None]
+    motion = torch.tensor(np.linalg.inv(drive.T_world_from_camera(11))
+                          @ drive.T_world_from_camera(10), dtype=torch.float32)[None]
+    errors = {}
+    for factor in (0.8, 0.9, 1.0, 1.1, 1.25):
+        warped, valid = warp(to_tensor(source.rgb), depth * factor, K, motion)
+        error = photometric_error(to_tensor(target.rgb), warped)
+        errors[factor] = float((error * valid).sum() / valid.sum())
+    # The true depth synthesises the target best: 10 % off in either direction is clearly
+    # worse (what remains at 1.0 is disocclusion, the moving cars and view-dependent light).
+    assert errors[1.0] < 0.9 * min(errors[0.9], errors[1.1])
+    assert errors[0.8] > errors[0.9] and errors[1.25] > errors[1.1]
+    identity = float(photometric_error(to_tensor(target.rgb), to_tensor(source.rgb)).mean())
+    assert errors[1.0] < 0.6 * identity
+    terms = view_synthesis_loss(to_tensor(target.rgb), [to_tensor(source.rgb)], depth, K,
+                                [motion])
+    assert 0.2 < float(terms['kept_fraction']) <= 1.0 and float(terms['smoothness']) > 0
+
+
+def test_self_supervised_adapt_needs_no_lidar_and_reports_without_figures(
+        synthetic_bag, small_checkpoint, tmp_path, capsys):
+    from monodepth_ros.cli import main
+
+    bag = _copy_bag(synthetic_bag, tmp_path / 'bag', drop=(topics.LIDAR_TOPIC,))
+    out = tmp_path / 'ss.pt'
+    assert main(['adapt', str(bag), '--mode', 'self-supervised', '--model',
+                 str(small_checkpoint), '--out', str(out), '--steps', '2', '--holdout', '0.25',
+                 '--no-progress']) == 0
+    report = json.loads((tmp_path / 'ss.pt.json').read_text())
+    assert report['mode'] == 'self-supervised' and report['steps'] == 2
+    assert report['training_samples'] == 3 and report['before'] is None
+    assert 'no LiDAR' in capsys.readouterr().out and out.is_file()
+
+
+def test_self_supervised_adapt_needs_the_ego_motion(synthetic_bag, small_checkpoint, tmp_path,
+                                                    capsys):
+    from monodepth_ros.cli import main
+
+    bag = _copy_bag(synthetic_bag, tmp_path / 'bag', drop=(topics.TF_TOPIC,))
+    assert main(['adapt', str(bag), '--mode', 'self-supervised', '--model',
+                 str(small_checkpoint), '--out', str(tmp_path / 'a.pt'), '--holdout', '0.25',
+                 '--no-progress']) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no topic '/tf'" in error and 'ego-motion' in error and '\n' not in error

@@ -98,9 +98,17 @@ def test_config_overrides_and_errors(tmp_path):
 
 def test_shipped_recipes_load():
     root = os.path.join(os.path.dirname(__file__), '..', 'training', 'configs')
-    for name in ('synthetic_quick.yaml', 'kitti_cityscapes.yaml'):
+    for name in ('synthetic_default.yaml', 'synthetic_quality.yaml', 'synthetic_quick.yaml',
+                 'kitti_cityscapes.yaml'):
         config = load_config(os.path.join(root, name))
         assert config.steps > config.phase2_steps > 0
+    # The default model's recipe: 96x320 (the floor), ImageNet encoder kept close.
+    default = load_config(os.path.join(root, 'synthetic_default.yaml'))
+    assert (default.data.height, default.data.width) == (96, 320)
+    assert default.network.encoder == 'efficientnet_lite0' and default.network.pretrained
+    assert default.optim.freeze_encoder_bn and default.optim.encoder_lr_scale == 0.1
+    quality = load_config(os.path.join(root, 'synthetic_quality.yaml'))
+    assert (quality.data.height, quality.data.width) == (192, 640)
 
 
 # --------------------------------------------------------------------------------- data
