@@ -1,4 +1,4 @@
-"""Adapt a depth model to your own robot: fine-tune it on a camera + LiDAR rosbag.
+"""Adapt a depth model to your own robot: fine-tune it on a rosbag of your camera.
 
 The camera frames of the bag are split in time: the first part trains, the last --holdout
 fraction is held out and graded before and after, against the LiDAR, with the evaluator of
@@ -37,8 +37,8 @@ MODES = ('lidar', 'self-supervised')
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', type=Path, help='rosbag2 folder (mcap or sqlite3) or ROS 1 .bag '
-                        'with camera images, their camera_info, a PointCloud2 LiDAR topic and '
-                        '/tf_static')
+                        'with camera images, their camera_info, /tf_static and a PointCloud2 '
+                        'LiDAR topic (--mode self-supervised: /tf instead of the LiDAR)')
     parser.add_argument('--model', '-m', type=Path, default=None,
                         help='.pt checkpoint to start from (default: the packaged default model)')
     parser.add_argument('--out', type=Path, required=True, help='adapted checkpoint (.pt)')
@@ -181,27 +181,38 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
     return samples
 
 
-def grade(args, model_path: Path, first_frame: int) -> dict:
+def grade(args, model_path: Path, first_frame: int, cache_dir: Path) -> dict:
     """eval-bag's metrics of ``model_path`` on the held-out frames (summary dict)."""
+    from monodepth_ros.engines import choose_backend
     from monodepth_ros.evaluation.evaluator import BagEvaluator
 
-    # ONNX Runtime (or torch): a TensorRT build for a model graded once would take minutes.
+    # The fastest backend but TensorRT, whose build would take minutes for a model graded
+    # once; its ONNX export goes to the run's own folder, not the user's engine cache.
+    backend, _ = choose_backend(model_path, tensorrt_failed='not used to grade a candidate')
     config = _evaluation_config(args, model=str(model_path), first_frame=first_frame,
                                 protocol=args.protocol,
                                 calib_dir=str(args.calib) if args.calib else None,
-                                backend='onnxruntime' if _has_onnxruntime() else 'torch')
+                                backend=backend, engine_cache_dir=str(cache_dir))
     result = BagEvaluator(config).evaluate(args.bag)
     if result.error is not None:
         raise result.error
     return result.summary()
 
 
-def _has_onnxruntime() -> bool:
+def grade_if_possible(args, model_path: Path, first_frame: int, cache_dir: Path,
+                      has_lidar: bool) -> dict | None:
+    """grade(); in self-supervised mode a bag whose LiDAR cannot be graded gives None."""
+    from monodepth_ros.errors import MonodepthError
+
+    if not has_lidar:
+        return None
     try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        return grade(args, model_path, first_frame, cache_dir)
+    except MonodepthError as error:
+        if args.mode != 'self-supervised':
+            raise
+        LOG.warning('held-out frames not graded: %s', error)
+        return None
 
 
 def train_config(args, payload: dict, samples: list[dict]):
@@ -245,18 +256,18 @@ def adapt(args) -> dict:
         used = len(samples)
     LOG.info('training on frames 0-%d (%d usable), grading on frames %d-%d of %s',
              train_frames - 1, used, train_frames, total - 1, args.bag)
-    before = grade(args, model_path, train_frames) if has_lidar else None
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix='.adapt-', dir=args.out.parent))
     try:
+        before = grade_if_possible(args, model_path, train_frames, work / 'cache', has_lidar)
         if args.mode == 'self-supervised':
             candidate, steps, seconds = train_self_supervised(args, payload, model_path,
                                                               sequence, work)
         else:
             candidate, steps, seconds = train_lidar_supervised(args, payload, model_path,
                                                                samples, work)
-        after = grade(args, candidate, train_frames) if has_lidar else None
+        after = (grade_if_possible(args, candidate, train_frames, work / 'cache', has_lidar)
+                 if before is not None else None)
         report = {'bag': str(args.bag), 'model': str(model_path), 'out': str(args.out),
                   'mode': args.mode, 'training_frames': [0, train_frames - 1],
                   'training_samples': used, 'held_out_frames': [train_frames, total - 1],
@@ -322,61 +333,77 @@ def format_report(report: dict) -> str:
 def collect_sequence(args, train_frames: int, payload: dict) -> dict:
     """Training frames at network size with the camera at that size and poses from /tf.
 
-    Returns {'images': [HxWx3 uint8], 'K': [3x3], 'poses': [4x4 T_root_camera],
-    'camera': CameraModel at network size}.
+    Frames are decoded and shrunk as they are read (memory stays small for long bags); one
+    that cannot be decoded is skipped. Returns {'images': [HxWx3 uint8], 'poses': [4x4
+    T_root_camera], 'camera': CameraModel at network size}.
     """
-    from monodepth_ros import topics as topic_names
     from monodepth_ros.bagio import BagReader
-    from monodepth_ros.errors import BagError, DatasetError, TransformError
+    from monodepth_ros.errors import BagError, DatasetError, MonodepthError, TransformError
+    from monodepth_ros.evaluation.evaluator import camera_info_topic_for
     from monodepth_ros.geometry import TransformBuffer
     from monodepth_ros.messages import camera_info_to_model, stamp_to_ns
+    from monodepth_ros.node_core import match_stamp
     from monodepth_ros.pipeline import decode_image, resize_image
 
     meta = payload['metadata']
     width, height = int(meta['input_width']), int(meta['input_height'])
-    info_topic = args.camera_info_topic or f'{args.camera_topic.rsplit("/", 1)[0]}/camera_info'
     transforms = TransformBuffer()
-    frames, infos = [], []
+    frames, infos, skipped = [], [], []   # frames: (stamp, frame_id, size, small image)
     with BagReader(args.bag) as bag:
         available = bag.topics
+        info_topic = args.camera_info_topic or camera_info_topic_for(args.camera_topic,
+                                                                     available)
         for topic, what in ((info_topic, 'camera_info of the images'),
-                            (topic_names.TF_TOPIC, 'the ego-motion that self-supervised mode '
-                                                   'learns from')):
+                            (topics.TF_TOPIC, 'the ego-motion that self-supervised mode '
+                                              'learns from')):
             if topic not in available:
                 raise BagError(f'bag {args.bag} has no topic {topic!r} ({what}); its topics '
                                f'are: {", ".join(sorted(available))}')
-        wanted = [args.camera_topic, info_topic, topic_names.TF_TOPIC]
-        if topic_names.TF_STATIC_TOPIC in available:
-            wanted.append(topic_names.TF_STATIC_TOPIC)
+        wanted = [args.camera_topic, info_topic, topics.TF_TOPIC]
+        if topics.TF_STATIC_TOPIC in available:
+            wanted.append(topics.TF_STATIC_TOPIC)
+        seen = 0
         for topic, _, msg in bag.messages(wanted):
             if topic == args.camera_topic:
-                if len(frames) < train_frames:
-                    frames.append(msg)
+                seen += 1
+                if seen > train_frames:
+                    continue
+                try:
+                    rgb = decode_image(msg)
+                except MonodepthError as error:
+                    skipped.append(f'frame {seen - 1}: {error}')
+                    continue
+                frames.append((stamp_to_ns(msg.header.stamp), str(msg.header.frame_id),
+                               (rgb.shape[1], rgb.shape[0]), resize_image(rgb, width, height)))
             elif topic == info_topic:
                 infos.append((stamp_to_ns(msg.header.stamp), msg))
             else:
-                transforms.add_message(msg, static=topic == topic_names.TF_STATIC_TOPIC)
+                transforms.add_message(msg, static=topic == topics.TF_STATIC_TOPIC)
+    if skipped:
+        LOG.warning('%d training frame(s) skipped: %s', len(skipped), '; '.join(skipped[:3]))
     if len(frames) < 3:
         raise DatasetError(f'self-supervised mode needs at least 3 consecutive training frames '
                            f'(a frame and its two neighbours); {args.bag} gives {len(frames)}')
+    infos.sort(key=lambda item: item[0])
     info_stamps = [stamp for stamp, _ in infos]
     images, poses, camera = [], [], None
-    for msg in frames:
-        stamp = stamp_to_ns(msg.header.stamp)
-        rgb = decode_image(msg)
-        nearest = min(range(len(infos)), key=lambda k: abs(info_stamps[k] - stamp))
-        full = camera_info_to_model(infos[nearest][1])
-        if (full.width, full.height) != (rgb.shape[1], rgb.shape[0]):
-            raise DatasetError(f'bag {args.bag}: image {rgb.shape[1]}x{rgb.shape[0]} but '
-                               f'camera_info {full.width}x{full.height}')
-        frame_id = str(msg.header.frame_id)
+    for stamp, frame_id, size, image in frames:
+        index = match_stamp(info_stamps, stamp, 0, use_latest=True)
+        if index is None:
+            raise DatasetError(f'bag {args.bag}: no CameraInfo on {info_topic}')
+        info = infos[index][1]
+        full = camera_info_to_model(info)
+        if (full.width, full.height) != size:
+            raise DatasetError(f'bag {args.bag}: image {size[0]}x{size[1]} but camera_info '
+                               f'{full.width}x{full.height}')
+        frame_id = frame_id or str(info.header.frame_id)
         root, moving = transforms.root_of(frame_id)
         if not moving:
             raise TransformError(f'bag {args.bag}: no transform on /tf moves camera frame '
                                  f'{frame_id!r} (its tree ends at {root!r}); self-supervised '
                                  'mode needs the ego-motion')
         poses.append(transforms.lookup(root, frame_id, stamp))
-        images.append(resize_image(rgb, width, height))
+        images.append(image)
         camera = full.scaled(width, height)
     return {'images': images, 'poses': poses, 'camera': camera}
 

@@ -34,7 +34,7 @@ SUBCOMMANDS = {
     'eval-bag': ('monodepth_ros.evaluation.cli',
                  'grade depth (a topic, a model or a baseline) against LiDAR ground truth'),
     'adapt': ('monodepth_ros.adapt',
-              'fine-tune a model on your camera + LiDAR bag, graded on its held-out tail'),
+              'fine-tune a model on a bag of your camera (LiDAR or self-supervised)'),
 }
 
 

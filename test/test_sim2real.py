@@ -57,9 +57,9 @@ def test_efficientnet_lite0_without_the_package_warns_and_starts_random(monkeypa
 def test_depth_scale_follows_the_focal_length_at_the_network_input():
     meta = ModelMetadata(input_height=96, input_width=320, canonical_focal=200.0)
     camera = CameraModel.from_intrinsics(1000.0, 1000.0, 640.0, 360.0, 1280, 720)
-    # At 320x96 the focal lengths are 250 (x) and 133.33 (y): geometric mean 182.57.
+    # At 320x96, fx is 1000 x 320 / 1280 = 250: the horizontal focal length, as in training.
     network = camera.scaled(320, 96)
-    assert meta.depth_scale(network) == pytest.approx(np.sqrt(250.0 * 1000.0 * 96 / 720) / 200)
+    assert meta.depth_scale(network) == pytest.approx(250.0 / 200.0)
     assert meta.depth_scale(None) == 1.0
     assert ModelMetadata(input_height=96, input_width=320).depth_scale(network) == 1.0
 
@@ -247,6 +247,21 @@ def test_eval_bag_row_prior_baseline_is_graded_leave_one_out(synthetic_bag, tmp_
                                                         rel=1e-5)
 
 
+def test_row_prior_is_fitted_for_each_evaluation(synthetic_bag):
+    from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
+
+    def config(**kwargs):
+        return EvaluationConfig(baseline='row-prior', progress=False, qualitative_frames=0,
+                                **kwargs)
+
+    reused = BagEvaluator(config())
+    reused.evaluate(synthetic_bag)
+    reused.config = config(first_frame=2)
+    second = reused.evaluate(synthetic_bag).summary()
+    fresh = BagEvaluator(config(first_frame=2)).evaluate(synthetic_bag).summary()
+    assert second['cap_80'] == fresh['cap_80'] and 'leave-one-out' in second['depth_source']
+
+
 def test_frame_range_selects_the_graded_frames(synthetic_bag):
     from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
 
@@ -286,10 +301,12 @@ def small_checkpoint(tmp_path_factory):
 
 
 def test_adapt_fine_tunes_and_reports_before_and_after(synthetic_bag, small_checkpoint,
-                                                       tmp_path, capsys):
+                                                       tmp_path, capsys, monkeypatch):
     from monodepth_ros.cli import main
     from monodepth_ros.model.checkpoint import read_checkpoint
 
+    user_cache = tmp_path / 'user_cache'
+    monkeypatch.setenv('MONODEPTH_ENGINE_CACHE', str(user_cache))
     out = tmp_path / 'adapted.pt'
     assert main(['adapt', str(synthetic_bag), '--model', str(small_checkpoint), '--out',
                  str(out), '--steps', '4', '--minutes', '2', '--batch-size', '2',
@@ -305,6 +322,8 @@ def test_adapt_fine_tunes_and_reports_before_and_after(synthetic_bag, small_chec
     assert any(not torch.equal(before['model'][k], after['model'][k]) for k in before['model']
                if before['model'][k].is_floating_point())
     assert not list(tmp_path.glob('.adapt-*'))
+    # The ONNX exports made to grade went to the run's folder, not the user's engine cache.
+    assert not user_cache.exists() or not any(user_cache.rglob('*.onnx'))
 
 
 def test_interrupted_adapt_leaves_no_model(synthetic_bag, small_checkpoint, tmp_path,

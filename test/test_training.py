@@ -795,3 +795,14 @@ def test_encoder_learning_rate_scale_and_frozen_encoder_batchnorm(tmp_path):
     # The encoder's statistics stay; the heads' still follow the batches.
     assert_same_state(encoder_before, buffers(net.encoder))
     assert any(not torch.equal(depth_before[k], v) for k, v in buffers(net.depth_heads).items())
+
+
+def test_resume_of_another_optimizer_layout_is_a_clear_error(tmp_path):
+    trainer = make_trainer(small_config(tmp_path))
+    trainer.train_step()
+    path = trainer.save()
+    payload = torch.load(path, map_location='cpu', weights_only=True)
+    payload['optimizer']['param_groups'] = payload['optimizer']['param_groups'][:1]
+    torch.save(payload, path)
+    with pytest.raises(ConfigError, match='1 parameter group'):
+        make_trainer(small_config(tmp_path), resume=path)

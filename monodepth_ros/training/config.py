@@ -242,6 +242,11 @@ def validate(config: TrainConfig) -> None:
                           f'({config.steps})')
     if config.data.batch_size < 1 or config.steps < 1:
         raise ConfigError('data.batch_size and steps must be >= 1')
+    if not 0.0 <= config.data.augment.camera_effects <= 1.0:
+        raise ConfigError(f'data.augment.camera_effects ({config.data.augment.camera_effects}) '
+                          'must lie in [0, 1]')
+    if config.optim.encoder_lr_scale <= 0 or config.data.canonical_focal < 0:
+        raise ConfigError('optim.encoder_lr_scale must be > 0 and data.canonical_focal >= 0')
 
 
 def save_config(config: TrainConfig, path) -> None:

@@ -222,7 +222,7 @@ class KittiEigenSource:
         return len(self.entries)
 
     def load(self, i: int) -> dict:
-        from monodepth_ros.kitti import read_calibration, read_velodyne
+        from monodepth_ros.kitti import read_velodyne
         from monodepth_ros.projection import kitti_eigen_depth_image
 
         drive, frame, side = self.entries[i]
@@ -240,24 +240,26 @@ class KittiEigenSource:
                 raise DatasetError(f'cannot read annotated depth {annotated}')
             depth = raw.astype(np.float32) / 256.0   # KITTI depth PNG: uint16, metres x 256
         else:
-            date_dir = drive_dir.parent
-            if date_dir not in self._calibrations:
-                self._calibrations[date_dir] = read_calibration(date_dir)
-            calib = self._calibrations[date_dir]
+            calib = self._calibration(drive_dir.parent)
+            if calib is None:
+                raise DatasetError(f'KITTI calibration files missing in {drive_dir.parent}')
             points = read_velodyne(drive_dir / 'velodyne_points' / 'data' / f'{frame:010d}.bin')
             depth = kitti_eigen_depth_image(points, calib.velo_to_image_matrix(cam),
                                             rgb.shape[1], rgb.shape[0], depth='camera_z')
-        return make_sample(rgb, depth, None, focal=self._focal(drive_dir.parent, cam))
+        # fx of the camera; unknown (None) without calibration files (annotated-depth setups).
+        calib = self._calibration(drive_dir.parent)
+        focal = float(calib.P_rect[cam][0, 0]) if calib is not None else None
+        return make_sample(rgb, depth, None, focal=focal)
 
-    def _focal(self, date_dir: Path, cam: int) -> float | None:
-        """Fx of camera ``cam`` (None without calibration files: annotated-depth setups)."""
+    def _calibration(self, date_dir: Path):
+        """The date folder's calibration, read once; None when its files are absent."""
         from monodepth_ros.kitti import read_calibration
 
         if date_dir not in self._calibrations:
             if not all((date_dir / name).is_file() for name in KITTI_CALIBRATION_FILES):
                 return None
             self._calibrations[date_dir] = read_calibration(date_dir)
-        return float(self._calibrations[date_dir].P_rect[cam][0, 0])
+        return self._calibrations[date_dir]
 
 
 # ------------------------------------------------------------------------------ Cityscapes

@@ -351,7 +351,14 @@ class Trainer:
                                   f'({key!r} missing); it is a final model, not last.pt')
         self._check_network_config(payload.get('network') or {}, path)
         load_state_checked(self.module, payload['model'], f'--resume {path}')
+        groups = len(payload['optimizer'].get('param_groups', []))
+        if groups != len(self.optimizer.param_groups):
+            raise ConfigError(f'--resume {path}: its optimizer state has {groups} parameter '
+                              f'group(s), this version trains {len(self.optimizer.param_groups)}'
+                              ' (encoder, rest); start a new run from its model weights')
         self.optimizer.load_state_dict(payload['optimizer'])
+        # The configured encoder scale, not the stored one (groups: encoder, rest).
+        self.optimizer.param_groups[0]['lr_scale'] = self.config.optim.encoder_lr_scale
         self.schedule.load_state_dict(payload['scheduler'])
         self.step = int(payload['step'])
         extra = payload['extra']
