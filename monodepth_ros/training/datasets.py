@@ -393,12 +393,15 @@ class SampleDataset(torch.utils.data.Dataset):
             # the network size, so a sample stored larger has a proportionally longer focal.
             sample = dict(sample, focal=self.canonical_focal * sample['rgb'].shape[1]
                           / self.width)
+        height, width = sample['rgb'].shape[:2]
+        if self.augment is None or height < self.height or width < self.width:
+            # Resized before the conversion, so the focal length is the one the network sees
+            # (a crop keeps the focal length, a resize does not).
+            sample = resize_sample(sample, self.height, self.width)
         sample = to_canonical_depth(sample, self.canonical_focal)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, epoch, i))
             sample = augment_sample(sample, self.height, self.width, self.augment, rng)
-        else:
-            sample = resize_sample(sample, self.height, self.width)
         return {'image': normalize_image(sample['rgb']),
                 'depth': torch.from_numpy(np.ascontiguousarray(sample['depth']))[None],
                 'semantics': torch.from_numpy(sample['semantics'].astype(np.int64))}
