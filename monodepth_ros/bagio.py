@@ -224,6 +224,33 @@ class BagReader:
     def messages(self, topics: Sequence[str] | None = None) -> Iterator[tuple[str, int, object]]:
         """Yield (topic, stamp_ns, msg) in bag-time order; ``topics=None`` reads them all."""
         reader = self._opened()
+        for connection, stamp_ns, raw in self._records(topics):
+            yield connection.topic, stamp_ns, self._decoded(reader.deserialize, raw,
+                                                            connection.msgtype)
+
+    def serialized_messages(self, topics: Sequence[str] | None = None
+                            ) -> Iterator[tuple[str, str, int, bytes]]:
+        """Yield (topic, msgtype, stamp_ns, CDR bytes) in bag-time order, without decoding.
+
+        The bytes are what a ROS 2 publisher sends (a replay publishes them as they are);
+        messages of a ROS 1 bag are converted to CDR.
+        """
+        reader = self._opened()
+        for connection, stamp_ns, raw in self._records(topics):
+            if not reader.is2:
+                raw = self._decoded(reader.typestore.ros1_to_cdr, raw, connection.msgtype)
+            yield connection.topic, connection.msgtype, stamp_ns, bytes(raw)
+
+    def _decoded(self, decode, raw, msgtype: str):
+        """``decode(raw, msgtype)``; a failure is a BagError naming the bag (a cut message)."""
+        try:
+            return decode(raw, msgtype)
+        except Exception as err:
+            raise BagError(f'bag {self.path} is corrupt or truncated: {err}') from err
+
+    def _records(self, topics: Sequence[str] | None):
+        """(connection, stamp_ns, raw) of ``topics`` (all when None); BagError when unreadable."""
+        reader = self._opened()
         if isinstance(topics, str):
             topics = [topics]
         if topics is not None:
@@ -238,8 +265,7 @@ class BagReader:
             return
         try:
             for connection, stamp_ns, raw in reader.messages(connections=connections):
-                yield connection.topic, int(stamp_ns), reader.deserialize(raw,
-                                                                          connection.msgtype)
+                yield connection, int(stamp_ns), raw
         except BagError:
             raise
         except Exception as err:

@@ -12,6 +12,7 @@ from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import BagError
 from monodepth_ros.geometry import TransformBuffer, make_transform
 from monodepth_ros.messages import (
+    MessageTypes,
     array_to_image,
     camera_info_to_model,
     make_header,
@@ -102,6 +103,26 @@ def test_start_and_end_time_span_the_messages(tmp_path, storage):
         assert bag.end_time_ns - 1 == max(stamp for _, stamp, _ in bag.messages())
     with pytest.raises(BagError, match='is not open; use BagReader as a context manager'):
         _ = bag.start_time_ns
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_serialized_messages_are_the_cdr_of_the_decoded_ones(tmp_path, storage):
+    images, _ = write_drive(tmp_path / 'drive', storage, 'humble', frames=2)
+    typestore = MessageTypes.rosbags('humble').typestore
+    with BagReader(tmp_path / 'drive') as bag:
+        decoded = list(bag.messages(['/camera/image_raw', '/camera/camera_info']))
+        raw = list(bag.serialized_messages(['/camera/image_raw', '/camera/camera_info']))
+        with pytest.raises(BagError, match='has no topic'):
+            next(bag.serialized_messages(['/nope']))
+    assert [(topic, stamp) for topic, _, stamp, _ in raw] == \
+        [(topic, stamp) for topic, stamp, _ in decoded]
+    assert [msgtype for _, msgtype, _, _ in raw][:2] == ['sensor_msgs/msg/Image',
+                                                         'sensor_msgs/msg/CameraInfo']
+    for (_, msgtype, _, data), (_, _, msg) in zip(raw, decoded):
+        assert isinstance(data, bytes)
+        assert data == bytes(typestore.serialize_cdr(msg, msgtype))
+    image = typestore.deserialize_cdr(raw[2][3], 'sensor_msgs/msg/Image')
+    np.testing.assert_array_equal(np.asarray(image.data).reshape(20, 32, 3), images[1])
 
 
 def test_reader_accepts_the_storage_file_itself(tmp_path):
