@@ -12,6 +12,7 @@ hangs, in which case a late publish on the destroyed node is ignored).
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 
@@ -27,6 +28,37 @@ def _parameter_error_classes() -> tuple[type[BaseException], ...]:
     names = ('ParameterException', 'InvalidParameterTypeException',
              'InvalidParameterValueException', 'ParameterImmutableException')
     return tuple(getattr(exceptions, name) for name in names if hasattr(exceptions, name))
+
+
+def _parameter_error_text(error: BaseException) -> str:
+    """The message of an rclpy parameter exception (its args are message, parameter name)."""
+    if error.args and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
+
+
+class _ContextLogger:
+    """The node's logger while its context is valid, Python logging after that.
+
+    A frame or a model load that ends after Ctrl-C shut the context down still logs; through
+    the node's logger that line would fail to reach /rosout and rcl would print an error.
+    """
+
+    def __init__(self, node):
+        self._node = node
+        self._fallback = logging.getLogger(node.get_name())
+
+    def _target(self):
+        return self._node.get_logger() if self._node.context.ok() else self._fallback
+
+    def info(self, message: str) -> None:
+        self._target().info(message)
+
+    def warning(self, message: str) -> None:
+        self._target().warning(message)
+
+    def error(self, message: str) -> None:
+        self._target().error(message)
 
 
 def _make_node_class():
@@ -67,7 +99,8 @@ def _make_node_class():
                 self.get_logger().fatal(f'invalid parameters: {error}')
                 raise
             self.types = MessageTypes.rclpy()
-            self.core = NodeCore(self.types, config, logger=self.get_logger())
+            self.safe_logger = _ContextLogger(self)
+            self.core = NodeCore(self.types, config, logger=self.safe_logger)
             self.add_on_set_parameters_callback(self._on_set_parameters)
 
             reliability = (ReliabilityPolicy.BEST_EFFORT
@@ -83,9 +116,13 @@ def _make_node_class():
                 for key, topic in OUTPUT_TOPICS.items()}
             self.diagnostics_publisher = self.create_publisher(
                 self.types.DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
-            image_type = (self.types.CompressedImage if config.use_compressed_input
-                          else self.types.Image)
-            self.create_subscription(image_type, INPUT_IMAGE_TOPIC, self._on_image,
+            if config.use_compressed_input:
+                # image_transport's name for the compressed stream of the (remapped) base topic.
+                image_type = self.types.CompressedImage
+                image_topic = self.resolve_topic_name(INPUT_IMAGE_TOPIC) + '/compressed'
+            else:
+                image_type, image_topic = self.types.Image, INPUT_IMAGE_TOPIC
+            self.create_subscription(image_type, image_topic, self._on_image,
                                      qos_profile_sensor_data)
             self.create_subscription(self.types.CameraInfo, INPUT_CAMERA_INFO_TOPIC,
                                      self.core.on_camera_info, qos_profile_sensor_data)
@@ -103,7 +140,8 @@ def _make_node_class():
                 try:
                     self.declare_parameter(spec.name, spec.default, descriptor)
                 except parameter_errors as error:
-                    raise ConfigError(f'parameter {spec.name}: {error}') from None
+                    raise ConfigError(f'parameter {spec.name}: {_parameter_error_text(error)}'
+                                      ) from None
             values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
             return NodeConfig.from_parameters(values)
 
@@ -156,7 +194,7 @@ def _make_node_class():
             self.core.close()
             self._worker.join(timeout=timeout)
             if self._worker.is_alive():
-                self.get_logger().warning(
+                self.safe_logger.warning(
                     f'the worker did not stop within {timeout:.0f} s; shutting down anyway')
                 return False
             self.core.release_model()

@@ -91,12 +91,16 @@ PARAMETERS = (
     ParameterSpec('output_qos_depth', 2, 'History depth of the output publishers.', minimum=1,
                   maximum=100, read_only=True),
     ParameterSpec('use_compressed_input', False, 'Subscribe to sensor_msgs/CompressedImage '
-                  'instead of Image on ~/input/image.', read_only=True),
+                  'on <~/input/image>/compressed (the image_transport convention: a remap of '
+                  '~/input/image applies) instead of Image on ~/input/image.', read_only=True),
     ParameterSpec('camera_info_cache', True, 'When no CameraInfo stamp is within '
                   'camera_info_stamp_tolerance of the image stamp, use the newest one stamped '
                   'at or before the image (drivers that publish it rarely).'),
     ParameterSpec('camera_info_stamp_tolerance', 0.001, 'Largest |image - camera_info| stamp '
                   'difference (seconds) counted as a match.', minimum=0.0),
+    ParameterSpec('camera_info_wait', 0.1, 'Seconds to wait for the CameraInfo of an image '
+                  'that arrived before it (drivers publish the image first); 0: do not wait.',
+                  minimum=0.0, maximum=1.0),
     ParameterSpec('queue_size', 1, 'Images waiting for the worker; when full the oldest is '
                   'dropped and counted (1 = always process the latest frame).', minimum=1,
                   maximum=10),
@@ -130,6 +134,7 @@ class NodeConfig:
     use_compressed_input: bool = False
     camera_info_cache: bool = True
     camera_info_stamp_tolerance: float = 0.001
+    camera_info_wait: float = 0.1
     queue_size: int = 1
     diagnostics_period: float = 1.0
     model_retry_period: float = 10.0
@@ -347,6 +352,7 @@ class CameraInfoCache:
         self._messages: OrderedDict[int, Any] = OrderedDict()    # stamp -> msg, receive order
         self._sorted: list[int] | None = None
         self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
 
     def add(self, msg, stamp_ns: int) -> None:
         with self._lock:
@@ -355,6 +361,28 @@ class CameraInfoCache:
             if self._size is not None and len(self._messages) > self._size:
                 self._messages.popitem(last=False)
             self._sorted = None
+            self._added.notify_all()
+
+    def wait_for(self, stamp_ns: int, tolerance_ns: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a CameraInfo within ``tolerance_ns`` of ``stamp_ns``.
+
+        A camera driver publishes an image and its CameraInfo on two topics (image_transport:
+        the image first), so the CameraInfo may land just after the image. Returns True when
+        one is there; False at once when a newer CameraInfo already came (CameraInfos arrive
+        in stamp order, so this one will not), or after ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                stamps = list(self._messages)
+                if any(abs(stamp - stamp_ns) <= tolerance_ns for stamp in stamps):
+                    return True
+                if any(stamp > stamp_ns for stamp in stamps):
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._added.wait(remaining)
 
     def match(self, stamp_ns: int, tolerance_ns: int, use_latest: bool):
         with self._lock:
@@ -481,6 +509,7 @@ class NodeCore:
         self._clock = clock
         self.slot = LatestFrameSlot(self.config.queue_size)
         self.camera_infos = CameraInfoCache()
+        self._camera_info_paired = True     # did the last frame find its own CameraInfo?
         self.stats = LatencyStats()
         self.throttle = Throttle(5.0, clock)
         self._lock = threading.Lock()        # guards pipeline/config swaps and counters
@@ -643,9 +672,14 @@ class NodeCore:
                 self.skipped_no_subscribers += 1
             return {}
         needs_camera = bool(pipeline.outputs_needing_camera(wanted))
-        info = self.camera_infos.match(
-            frame.stamp_ns, int(config.camera_info_stamp_tolerance * 1e9),
-            config.camera_info_cache)
+        tolerance_ns = int(config.camera_info_stamp_tolerance * 1e9)
+        if needs_camera:
+            # Wait only while CameraInfos come paired with images: a driver that publishes it
+            # rarely would otherwise cost every frame the whole wait.
+            wait = config.camera_info_wait if self._camera_info_paired else 0.0
+            self._camera_info_paired = self.camera_infos.wait_for(frame.stamp_ns,
+                                                                  tolerance_ns, wait)
+        info = self.camera_infos.match(frame.stamp_ns, tolerance_ns, config.camera_info_cache)
         if info is None and needs_camera:
             with self._lock:
                 self.frames_without_camera_info += 1

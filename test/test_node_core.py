@@ -3,7 +3,7 @@
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -224,6 +224,50 @@ def test_camera_info_cache_matching():
     cache.add('info400', 400)                # size 3: the oldest received (300) falls out
     assert cache.match(300, 10, use_latest=False) is None
     assert (len(cache), cache.match(100, 0, use_latest=False)) == (3, 'info100')
+
+
+def test_camera_info_cache_waits_for_a_camera_info_that_comes_after_its_image():
+    cache = CameraInfoCache()
+    cache.add('info100', 100)
+    started = time.monotonic()
+    assert cache.wait_for(100, 0, timeout=5.0)                    # there already
+    assert not cache.wait_for(50, 0, timeout=5.0)                 # a newer one came: never
+    assert time.monotonic() - started < 1.0
+    threading.Timer(0.05, cache.add, ('info200', 200)).start()
+    started = time.monotonic()
+    assert cache.wait_for(200, 0, timeout=5.0)                    # woken by its arrival
+    assert 0.04 < time.monotonic() - started < 1.0
+    started = time.monotonic()
+    assert not cache.wait_for(300, 0, timeout=0.1)                # none: the whole timeout
+    assert time.monotonic() - started >= 0.1
+
+
+def test_core_uses_the_camera_info_that_comes_after_its_image(types, tiny_onnx):
+    core, _, _ = make_core(types, tiny_onnx)
+    core.on_camera_info(info_msg(types, stamp_ns=STAMP_NS - 10**9))     # the previous one
+    later = replace(CAMERA, K=CAMERA.K * [[1.25], [1.25], [1]],
+                    P=CAMERA.P * [[1.25], [1.25], [1]])       # another focal length
+    core.on_image(image_msg(types, gradient_image()), 0)
+    threading.Timer(0.03, core.on_camera_info, (info_msg(types, camera=later),)).start()
+    out = core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
+    expected = later.scaled(*core.pipeline.network_size)
+    assert list(out['camera_info'].k) == list(expected.K.ravel())
+    assert core.diagnostics().values['frames_without_camera_info'] == '0'
+
+    # A frame whose CameraInfo never comes waits once (camera_info_wait) and uses the newest
+    # one; the following frames of such a driver do not wait, until one pairs again.
+    waits = []
+    wait_for = core.camera_infos.wait_for
+    core.camera_infos.wait_for = lambda stamp, tolerance, timeout: (
+        waits.append(timeout) or wait_for(stamp, tolerance, timeout))
+    for index in (1, 2, 3, 4):
+        stamp = STAMP_NS + index * 10**8
+        if index == 3:
+            core.on_camera_info(info_msg(types, camera=later, stamp_ns=stamp))
+        core.on_image(image_msg(types, gradient_image(), stamp_ns=stamp), 0)
+        out = core.process_next(ALL_SUBSCRIBED, now_fn(), 0)
+        assert list(out['camera_info'].k) == list(expected.K.ravel())
+    assert waits == [0.1, 0.0, 0.0, 0.1]
 
 
 def test_match_stamp_rule():
@@ -557,10 +601,10 @@ def test_node_entry_point_without_ros_says_why(capsys):
         assert main([]) == 1
         assert 'depth_node needs ROS 2 (rclpy)' in capsys.readouterr().err
     else:
-        pytest.skip('rclpy is installed: the launch test covers the node')
+        pytest.skip('rclpy is installed: test_ros_node.py runs the node on it')
 
 
-# -- node.py wiring, with a stand-in rclpy (the real one is exercised by test_launch.py) -------
+# -- node.py wiring, with a stand-in rclpy (the real one: test_ros_node.py, test_launch.py) --
 class _FakePublisher:
     def __init__(self, msg_type, topic, qos):
         self.msg_type, self.topic, self.qos = msg_type, topic, qos
