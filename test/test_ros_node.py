@@ -1,0 +1,534 @@
+"""depth_node on a real ROS 2, fed by an rclpy replay of a synthetic and a KITTI bag.
+
+Each frame's outputs are checked against what they must be (types, headers, encodings,
+CameraInfo scaled to the output, organized cloud = back-projected depth) and against the
+offline pipeline run here on the same messages: the node and offline processing share one
+pipeline, so the bytes must be equal. Also: /diagnostics, parameter validation through the
+parameter services, a CameraInfo of another size, a broken image, SIGINT while frames flow.
+
+Needs a sourced ROS 2 (rclpy, rosidl_runtime_py, sensor_msgs, diagnostic_msgs,
+rcl_interfaces); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+except ImportError as error:
+    pytest.skip(f'needs ROS 2 (rclpy, sensor_msgs, diagnostic_msgs, rcl_interfaces): {error}',
+                allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rosbag_replay import BagReplayer, read_serialized  # noqa: E402
+
+from monodepth_ros import messages, topics  # noqa: E402
+from monodepth_ros.messages import MessageTypes  # noqa: E402
+from monodepth_ros.node_core import NodeConfig, create_engine_from_config  # noqa: E402
+from monodepth_ros.pipeline import DepthPipeline  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+OUTPUT_TYPES = {'depth': Image, 'camera_info': CameraInfo, 'points': PointCloud2,
+                'semantics': Image, 'semantics_color': Image, 'confidence': Image}
+OUTPUT_ENCODINGS = {'depth': '32FC1', 'semantics': 'mono8', 'semantics_color': 'rgb8',
+                    'confidence': '32FC1'}
+INPUT_TOPICS = [topics.CAMERA_INFO_TOPIC, topics.CAMERA_IMAGE_TOPIC]
+START_TIMEOUT_S = 120.0     # model load (an export of the packaged checkpoint on 2 CPU cores)
+FRAME_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+CAMERA_INFO_DELAY_S = 0.02      # a CameraInfo that arrives this long after its image is used
+
+
+# -- the node process and the probe ------------------------------------------------------------
+class DepthNodeProcess:
+    """``python -m monodepth_ros.node`` with a name and parameters; its log goes to a file."""
+
+    def __init__(self, name: str, parameters: dict, log_path: Path,
+                 remaps: dict[str, str] | None = None):
+        self.name = name
+        self.log_path = log_path
+        command = [sys.executable, '-m', 'monodepth_ros.node', '--ros-args',
+                   '-r', f'__node:={name}']
+        for key, value in parameters.items():
+            value = str(value).lower() if isinstance(value, bool) else value    # YAML
+            command += ['-p', f'{key}:={value}']
+        for source, target in (remaps or {}).items():
+            command += ['-r', f'{source}:={target}']
+        self._log = open(log_path, 'w')     # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def topic(self, relative: str) -> str:
+        return f'/{self.name}/{relative}'
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def interrupt(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGINT (Ctrl-C); the exit code, or None when it did not exit within ``timeout``."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+class Probe:
+    """The test's own rclpy node: replays frames to the depth node and collects its outputs."""
+
+    def __init__(self, depth_node: DepthNodeProcess, records):
+        self.depth_node = depth_node
+        self.node = rclpy.create_node(f'monodepth_probe_{depth_node.name}')
+        self.replayer = BagReplayer(self.node, records, remap={
+            topics.CAMERA_IMAGE_TOPIC: depth_node.topic('input/image'),
+            topics.CAMERA_INFO_TOPIC: depth_node.topic('input/camera_info')},
+            topic_order=INPUT_TOPICS)
+        self.received: dict[str, dict[int, object]] = {key: {} for key in OUTPUT_TYPES}
+        self.arrival: dict[int, float] = {}
+        for key, suffix in topics.OUTPUT_SUFFIXES.items():
+            self.node.create_subscription(OUTPUT_TYPES[key], depth_node.topic('output' + suffix),
+                                          lambda msg, key=key: self._on_output(key, msg), 50)
+        self.diagnostics: list[DiagnosticStatus] = []
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
+        self.image_publisher = self.replayer.publishers[topics.CAMERA_IMAGE_TOPIC]
+        self.info_publisher = self.replayer.publishers[topics.CAMERA_INFO_TOPIC]
+
+    def _on_output(self, key: str, msg) -> None:
+        stamp = messages.stamp_to_ns(msg.header.stamp)
+        self.received[key][stamp] = msg
+        if key == 'depth':
+            self.arrival[stamp] = time.monotonic()
+
+    def _on_diagnostics(self, msg) -> None:
+        self.diagnostics += [status for status in msg.status
+                             if status.name == f'{self.depth_node.name}: depth']
+
+    def spin_until(self, condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f'{what}: not within {timeout:.0f} s. Node log:\n'
+                            f'{self.depth_node.log()[-3000:]}')
+            if self.depth_node.process.poll() is not None:
+                pytest.fail(f'{what}: the node exited with {self.depth_node.process.returncode}.'
+                            f' Node log:\n{self.depth_node.log()[-3000:]}')
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def wait_until_running(self, image_publisher=None) -> None:
+        """Model loaded (diagnostics OK) and both sides of every topic discovered."""
+        image_publisher = image_publisher or self.image_publisher
+        self.spin_until(lambda: any(s.level == DiagnosticStatus.OK for s in self.diagnostics),
+                        START_TIMEOUT_S, 'diagnostics OK (model loaded)')
+        self.spin_until(
+            lambda: min(image_publisher.get_subscription_count(),
+                        self.info_publisher.get_subscription_count()) > 0,
+            FRAME_TIMEOUT_S, 'the node subscribed to the image and camera_info')
+        self.spin_until(
+            lambda: all(self.node.count_publishers(self.depth_node.topic('output' + suffix)) > 0
+                        for suffix in topics.OUTPUT_SUFFIXES.values()),
+            FRAME_TIMEOUT_S, 'the node publishes every output')
+        self.spin_for(1.0)      # let the node see our subscriptions too
+
+    def publish_and_wait(self, index: int, keys=tuple(OUTPUT_TYPES)) -> tuple[int, float]:
+        """Publish frame ``index``; wait for its ``keys`` outputs; (stamp, latency seconds)."""
+        started = time.monotonic()
+        stamp = self.replayer.publish_frame(index)
+        self.spin_until(lambda: all(stamp in self.received[key] for key in keys),
+                        FRAME_TIMEOUT_S, f'outputs {list(keys)} of frame {index} (stamp {stamp})')
+        return stamp, self.arrival[stamp] - started
+
+    def outputs(self, stamp: int) -> dict[str, object]:
+        return {key: got[stamp] for key, got in self.received.items() if stamp in got}
+
+    def latest_diagnostics(self, condition, what: str) -> DiagnosticStatus:
+        self.spin_until(lambda: any(condition(s) for s in self.diagnostics[-3:]),
+                        FRAME_TIMEOUT_S, what)
+        return next(s for s in reversed(self.diagnostics) if condition(s))
+
+    def call(self, service_type, service: str, request):
+        client = self.node.create_client(service_type, self.depth_node.topic(service))
+        try:
+            self.spin_until(lambda: client.service_is_ready(), FRAME_TIMEOUT_S,
+                            f'service {service}')
+            future = client.call_async(request)
+            self.spin_until(future.done, FRAME_TIMEOUT_S, f'answer of {service}')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameter(self, name: str, value):
+        request = SetParameters.Request(parameters=[Parameter(name=name,
+                                                              value=parameter_value(value))])
+        return self.call(SetParameters, 'set_parameters', request).results[0]
+
+    def close(self) -> None:
+        self.node.destroy_node()
+
+
+def parameter_value(value) -> ParameterValue:
+    if isinstance(value, bool):
+        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    if isinstance(value, int):
+        return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    if isinstance(value, float):
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+
+
+def diagnostic_values(status) -> dict[str, str]:
+    return {item.key: item.value for item in status.values}
+
+
+# -- what every frame's outputs must be -----------------------------------------------------------
+def image_array(msg) -> np.ndarray:
+    return messages.image_to_array(msg)
+
+
+def check_frame(outputs: dict, image: Image, info: CameraInfo, expected: dict,
+                cloud_stride: int = 1, cloud_max_range: float = 80.0) -> None:
+    """The outputs of one frame: their own invariants, then equality with the offline run."""
+    assert set(outputs) == set(expected)
+    for key, msg in outputs.items():
+        assert isinstance(msg, OUTPUT_TYPES[key]), key
+        assert msg.header.stamp == image.header.stamp, key
+        assert msg.header.frame_id == image.header.frame_id, key
+        if key in OUTPUT_ENCODINGS:
+            assert msg.encoding == OUTPUT_ENCODINGS[key], key
+            assert msg.is_bigendian == (sys.byteorder == 'big'), key
+
+    depth_msg = outputs['depth']
+    depth = image_array(depth_msg)
+    assert depth.dtype == np.float32 and depth_msg.step == 4 * depth_msg.width
+    # REP 118: invalid is NaN, never 0 or inf.
+    assert not np.any(np.isinf(depth)) and not np.any(depth <= 0)
+
+    if 'camera_info' in outputs:
+        out_info = outputs['camera_info']
+        assert (out_info.width, out_info.height) == (depth_msg.width, depth_msg.height)
+        sx, sy = depth_msg.width / info.width, depth_msg.height / info.height
+        k_in, k_out = np.reshape(info.k, (3, 3)), np.reshape(out_info.k, (3, 3))
+        np.testing.assert_allclose(k_out[0], k_in[0] * [sx, 1, sx] + [0, 0, (sx - 1) / 2],
+                                   rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(k_out[1], k_in[1] * [1, sy, sy] + [0, 0, (sy - 1) / 2],
+                                   rtol=1e-12, atol=1e-9)
+        assert list(out_info.d) == list(info.d)
+
+    if 'points' in outputs:
+        cloud = outputs['points']
+        rows, cols = math.ceil(depth_msg.height / cloud_stride), math.ceil(
+            depth_msg.width / cloud_stride)
+        assert (cloud.height, cloud.width) == (rows, cols)     # organized
+        assert not cloud.is_dense and cloud.row_step == cloud.width * cloud.point_step
+        xyz = {name: values.reshape(rows, cols)
+               for name, values in messages.read_pointcloud2(cloud).items()}
+        z = depth[::cloud_stride, ::cloud_stride]
+        valid = z <= cloud_max_range
+        assert np.array_equal(np.isnan(xyz['z']), ~valid)
+        k_out = np.reshape(outputs['camera_info'].k, (3, 3))
+        u = np.arange(depth_msg.width)[::cloud_stride]
+        v = np.arange(depth_msg.height)[::cloud_stride]
+        np.testing.assert_array_equal(xyz['z'][valid], z[valid])
+        expected_x = (u[None, :] - k_out[0, 2]) / k_out[0, 0] * z
+        expected_y = (v[:, None] - k_out[1, 2]) / k_out[1, 1] * z
+        np.testing.assert_allclose(xyz['x'][valid], expected_x[valid], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(xyz['y'][valid], expected_y[valid], rtol=1e-5, atol=1e-5)
+
+    for key, msg in outputs.items():     # the node and the offline pipeline agree exactly
+        want = expected[key]
+        if isinstance(msg, CameraInfo):
+            assert (list(msg.k), list(msg.p), msg.width, msg.height) == \
+                (list(want.k), list(want.p), want.width, want.height)
+        else:
+            assert (msg.height, msg.width) == (want.height, want.width), key
+            assert bytes(msg.data) == bytes(want.data), f'{key} differs from the offline run'
+
+
+def offline_pipeline(parameters: dict) -> DepthPipeline:
+    config = NodeConfig.from_parameters({**NodeConfig().__dict__, **parameters})
+    return DepthPipeline(create_engine_from_config(config), config.pipeline_config())
+
+
+def frame_messages(replayer: BagReplayer, index: int) -> tuple[Image, CameraInfo]:
+    data = dict(replayer.frames[index][1])
+    return (deserialize_message(data[topics.CAMERA_IMAGE_TOPIC], Image),
+            deserialize_message(data[topics.CAMERA_INFO_TOPIC], CameraInfo))
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def ros_context():
+    # A domain of its own, so that parallel runs on one machine do not see each other.
+    os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+class RunningNode:
+    """A depth node process, the probe talking to it and the parameters it was started with."""
+
+    def __init__(self, name: str, bag: Path, parameters: dict, tmp_path: Path, frames: int):
+        self.parameters = parameters
+        self.node = DepthNodeProcess(name, parameters, tmp_path / f'{name}.log')
+        self.probe = Probe(self.node, read_serialized(bag, INPUT_TOPICS))
+        assert len(self.probe.replayer.frames) >= frames
+        self.probe.wait_until_running()
+
+    def close(self) -> None:
+        self.probe.close()
+        self.node.stop()
+
+
+@pytest.fixture(scope='module')
+def synthetic_bag(tmp_path_factory) -> Path:
+    bag = tmp_path_factory.mktemp('ros_synthetic_bag') / 'drive'
+    subprocess.run([sys.executable, '-m', 'monodepth_ros.cli', 'synth-bag', str(bag),
+                    '--frames', '4', '--seed', '3'], check=True, capture_output=True)
+    return bag
+
+
+def tiny_model_parameters(tiny_onnx) -> dict:
+    return {'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32',
+            'diagnostics_period': 0.2}
+
+
+@pytest.fixture(scope='module')
+def synthetic(ros_context, tiny_onnx, synthetic_bag, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp('ros_synthetic')
+    running = RunningNode(f'depth_node_synthetic_{os.getpid()}', synthetic_bag,
+                          tiny_model_parameters(tiny_onnx), tmp_path, 4)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope='module')
+def kitti(ros_context, kitti_bag, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp('ros_kitti')
+    # The packaged default model; its ONNX export is cached in a folder of the test's own.
+    parameters = {'backend': 'onnxruntime', 'precision': 'fp32', 'diagnostics_period': 0.2,
+                  'engine_cache_dir': str(tmp_path / 'engines')}
+    running = RunningNode(f'depth_node_kitti_{os.getpid()}', kitti_bag[0], parameters,
+                          tmp_path, 3)
+    yield running
+    running.close()
+
+
+def run_frames(running: RunningNode, indices, **changes) -> list[float]:
+    """Publish frames one at a time; check each one's outputs; return the latencies (s).
+
+    ``changes``: parameters set on the node since its start (the offline run uses them too).
+    """
+    parameters = {**running.parameters, **changes}
+    pipeline = offline_pipeline(parameters)
+    latencies = []
+    for index in indices:
+        stamp, latency = running.probe.publish_and_wait(index)
+        image, info = frame_messages(running.probe.replayer, index)
+        expected = pipeline.process_messages(MessageTypes.rclpy(), image, info)
+        check_frame(running.probe.outputs(stamp), image, info, expected,
+                    cloud_stride=parameters.get('cloud_stride', 1),
+                    cloud_max_range=parameters.get('cloud_max_range', 80.0))
+        latencies.append(latency)
+    return latencies
+
+
+def report_latency(what: str, latencies: list[float]) -> None:
+    milliseconds = np.array(latencies) * 1e3
+    print(f'\n{what}: input->output latency over {len(latencies)} frames (publish -> depth '
+          f'received): median {np.median(milliseconds):.1f} ms, max {milliseconds.max():.1f} ms')
+
+
+# -- synthetic drive (tiny model) -------------------------------------------------------------
+class TestSyntheticDrive:
+
+    def test_every_output_of_every_frame(self, synthetic):
+        latencies = run_frames(synthetic, range(3))
+        report_latency('synthetic, tiny model', latencies)
+        assert all(latency > 0 for latency in latencies)
+
+    def test_diagnostics_count_the_frames(self, synthetic):
+        probe = synthetic.probe
+        status = probe.latest_diagnostics(
+            lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames')
+        values = diagnostic_values(status)
+        assert status.level == DiagnosticStatus.OK and status.message == 'running'
+        assert values['backend'] == 'onnxruntime' and values['errors'] == '0'
+        assert values['frames_without_camera_info'] == '0'
+        assert float(values['input_to_output_ms_median']) > 0
+
+    def test_parameters_are_validated_by_the_parameter_service(self, synthetic):
+        probe = synthetic.probe
+        refused = {'cloud_stride': 0, 'backend': 'bogus', 'cloud_max_range': 'far',
+                   'use_compressed_input': True, 'queue_size': 2.5}
+        for name, value in refused.items():
+            result = probe.set_parameter(name, value)
+            assert not result.successful, f'{name}={value!r} was accepted'
+            assert result.reason, f'{name}={value!r} refused without a reason'
+        assert 'bogus' in probe.set_parameter('backend', 'bogus').reason
+        got = probe.call(GetParameters, 'get_parameters',
+                         GetParameters.Request(names=['cloud_stride', 'backend']))
+        assert (got.values[0].integer_value, got.values[1].string_value) == (1, 'onnxruntime')
+        described = probe.call(DescribeParameters, 'describe_parameters',
+                               DescribeParameters.Request(names=['cloud_stride']))
+        assert described.descriptors[0].integer_range[0].from_value == 1
+        assert described.descriptors[0].description
+
+        # Accepted changes apply from the next frame on (a cloud of every 2nd pixel, NaN
+        # beyond 12 m: check_frame asserts both against the depth image).
+        changes = {'cloud_stride': 2, 'cloud_max_range': 12.0}
+        for name, value in changes.items():
+            assert probe.set_parameter(name, value).successful
+        run_frames(synthetic, [3], **changes)
+        for name in changes:
+            assert probe.set_parameter(name, NodeConfig().__dict__[name]).successful
+
+    def test_camera_info_of_another_size_gives_depth_without_points(self, synthetic):
+        probe = synthetic.probe
+        image, info = frame_messages(probe.replayer, 0)
+        before = int(diagnostic_values(probe.diagnostics[-1])['camera_info_rejected'])
+        stamp_ns = messages.stamp_to_ns(image.header.stamp) + 1_000_000_000_000
+        image.header.stamp = info.header.stamp = messages.make_time(MessageTypes.rclpy(),
+                                                                    stamp_ns)
+        info.width, info.height = 2 * info.width, 2 * info.height
+        probe.info_publisher.publish(info)
+        probe.image_publisher.publish(image)
+        keys = ('depth', 'semantics', 'semantics_color', 'confidence')
+        probe.spin_until(lambda: all(stamp_ns in probe.received[key] for key in keys),
+                         FRAME_TIMEOUT_S, 'image outputs of the frame with a bad CameraInfo')
+        probe.spin_for(1.0)
+        assert stamp_ns not in probe.received['points']
+        assert stamp_ns not in probe.received['camera_info']
+        status = probe.latest_diagnostics(
+            lambda s: int(diagnostic_values(s)['camera_info_rejected']) == before + 1,
+            'camera_info_rejected counted')
+        assert status.level == DiagnosticStatus.WARN
+        assert 'CameraInfo not used' in status.message
+        assert str(info.width) in diagnostic_values(status)['last_camera_info_problem']
+
+    def test_camera_info_published_just_after_its_image_is_the_one_used(self, synthetic):
+        # image_transport's CameraPublisher publishes the image first, then its CameraInfo, and
+        # two topics may arrive some milliseconds apart: the node must use that CameraInfo,
+        # not an older one from its cache.
+        probe = synthetic.probe
+        image, info = frame_messages(probe.replayer, 2)
+        stamp_ns = messages.stamp_to_ns(image.header.stamp) + 3_000_000_000_000
+        image.header.stamp = info.header.stamp = messages.make_time(MessageTypes.rclpy(),
+                                                                    stamp_ns)
+        info.k = [value * 1.25 if index in (0, 4) else value
+                  for index, value in enumerate(info.k)]
+        info.p = [value * 1.25 if index in (0, 5) else value
+                  for index, value in enumerate(info.p)]
+        probe.image_publisher.publish(image)
+        time.sleep(CAMERA_INFO_DELAY_S)
+        probe.info_publisher.publish(info)
+        probe.spin_until(lambda: stamp_ns in probe.received['camera_info'], FRAME_TIMEOUT_S,
+                         'camera_info output of a frame whose CameraInfo came second')
+        expected = offline_pipeline(synthetic.parameters).process_messages(
+            MessageTypes.rclpy(), image, info)
+        assert list(probe.received['camera_info'][stamp_ns].k) == list(expected['camera_info'].k)
+
+    def test_broken_image_is_counted_and_the_node_carries_on(self, synthetic):
+        probe = synthetic.probe
+        image, _ = frame_messages(probe.replayer, 1)
+        image.header.stamp = messages.make_time(
+            MessageTypes.rclpy(), messages.stamp_to_ns(image.header.stamp) + 2_000_000_000_000)
+        image.data = bytes(image.data)[:100]     # far shorter than height * step
+        errors = int(diagnostic_values(probe.diagnostics[-1])['errors'])
+        probe.image_publisher.publish(image)
+        status = probe.latest_diagnostics(
+            lambda s: int(diagnostic_values(s)['errors']) == errors + 1, 'error counted')
+        assert status.level == DiagnosticStatus.WARN and 'bad input' in status.message
+        assert 'data' in diagnostic_values(status)['last_error']
+        run_frames(synthetic, [2])      # and the next good frame is processed as before
+
+    def test_sigint_while_frames_flow_exits_cleanly(self, synthetic):
+        node, probe = synthetic.node, synthetic.probe
+        for index in range(3):
+            probe.replayer.publish_frame(index)
+            probe.spin_for(0.05)
+        code = node.interrupt()
+        log = node.log()
+        assert code == 0, f'exit code {code} after SIGINT. Log:\n{log[-3000:]}'
+        assert 'Traceback' not in log, log
+
+
+def test_compressed_input_comes_on_the_image_transport_topic(ros_context, tiny_onnx,
+                                                             synthetic_bag, tmp_path):
+    # With use_compressed_input the node reads <~/input/image>/compressed, after the remap of
+    # ~/input/image: /<camera>/image_raw/compressed, where image_transport publishes it.
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    name = f'depth_node_compressed_{os.getpid()}'
+    base_topic = f'/{name}_camera/image_raw'
+    parameters = {**tiny_model_parameters(tiny_onnx), 'use_compressed_input': True}
+    node = DepthNodeProcess(name, parameters, tmp_path / 'node.log',
+                            remaps={'~/input/image': base_topic})
+    probe = Probe(node, read_serialized(synthetic_bag, INPUT_TOPICS))
+    try:
+        publisher = probe.node.create_publisher(CompressedImage, base_topic + '/compressed', 10)
+        probe.wait_until_running(image_publisher=publisher)
+        assert probe.node.count_subscribers(base_topic) == 0    # not the raw topic
+        image, info = frame_messages(probe.replayer, 0)
+        rgb = messages.image_to_rgb(image)
+        compressed = CompressedImage(header=image.header, format='rgb8; png compressed bgr8',
+                                     data=cv2.imencode('.png', rgb[:, :, ::-1])[1].tobytes())
+        probe.info_publisher.publish(info)
+        publisher.publish(compressed)
+        stamp = messages.stamp_to_ns(image.header.stamp)
+        probe.spin_until(lambda: all(stamp in got for got in probe.received.values()),
+                         FRAME_TIMEOUT_S, 'outputs of a compressed frame')
+        expected = offline_pipeline(parameters).process_messages(MessageTypes.rclpy(),
+                                                                 compressed, info)
+        check_frame(probe.outputs(stamp), image, info, expected)
+        assert node.interrupt() == 0
+    finally:
+        probe.close()
+        node.stop()
+
+
+# -- KITTI drive (the packaged default model) -------------------------------------------------
+class TestKittiDrive:
+
+    def test_every_output_of_every_frame(self, kitti):
+        latencies = run_frames(kitti, range(3))
+        report_latency('KITTI 1242x375, default model', latencies)
+        probe = kitti.probe
+        depth = image_array(probe.received['depth'][max(probe.received['depth'])])
+        assert 3.0 < float(np.nanmedian(depth)) < 40.0     # a road scene, in metres
+
+    def test_diagnostics_and_sigint(self, kitti):
+        node, probe = kitti.node, kitti.probe
+        status = probe.latest_diagnostics(
+            lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames')
+        assert status.level == DiagnosticStatus.OK
+        assert diagnostic_values(status)['model_input'] == '320x96'
+        code = node.interrupt()
+        assert code == 0, f'exit code {code} after SIGINT. Log:\n{node.log()[-3000:]}'
