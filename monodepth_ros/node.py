@@ -7,12 +7,14 @@ and publishes. rclpy is imported inside ``main`` so the package imports without 
 
 Shutdown (Ctrl-C): the worker is told to stop and finishes its current frame without
 publishing it; the node is destroyed only after that (or after ``STOP_TIMEOUT_S`` when a frame
-hangs, in which case a late publish on the destroyed node is ignored).
+hangs, in which case a late publish on the destroyed node is ignored). Further SIGINTs during
+that cleanup are ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 
@@ -222,6 +224,11 @@ def main(args=None) -> int:
     except ConfigError:
         return 2
     finally:
+        # Ctrl-C on `ros2 launch` signals the node twice (the terminal signals the whole
+        # process group, then launch forwards its own SIGINT): the second must not cut the
+        # cleanup short with a KeyboardInterrupt. SIGTERM and SIGKILL still end it.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.stop()
             try:

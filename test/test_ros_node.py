@@ -382,6 +382,12 @@ class TestSyntheticDrive:
         assert values['backend'] == 'onnxruntime' and values['errors'] == '0'
         assert values['frames_without_camera_info'] == '0'
         assert float(values['input_to_output_ms_median']) > 0
+        # Per frame, receive -> output spans the processing (frame_total) and more.
+        frame_total = float(values['frame_total_ms_median'])
+        assert float(values['receive_to_output_ms_median']) >= frame_total > 0
+        print(f'\nnode diagnostics: frame_total median {frame_total:.1f} ms (inference '
+              f'{values["inference_ms_median"]} ms), receive_to_output median '
+              f'{values["receive_to_output_ms_median"]} ms')
 
     def test_parameters_are_validated_by_the_parameter_service(self, synthetic):
         probe = synthetic.probe
@@ -469,10 +475,13 @@ class TestSyntheticDrive:
         run_frames(synthetic, [2])      # and the next good frame is processed as before
 
     def test_sigint_while_frames_flow_exits_cleanly(self, synthetic):
+        # Ctrl-C on `ros2 launch`: the terminal signals the node, and launch signals it again.
         node, probe = synthetic.node, synthetic.probe
         for index in range(3):
             probe.replayer.publish_frame(index)
             probe.spin_for(0.05)
+        node.process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
         code = node.interrupt()
         log = node.log()
         assert code == 0, f'exit code {code} after SIGINT. Log:\n{log[-3000:]}'
