@@ -111,6 +111,7 @@ class Probe:
             self.node.create_subscription(OUTPUT_TYPES[key], depth_node.topic('output' + suffix),
                                           lambda msg, key=key: self._on_output(key, msg), 50)
         self.diagnostics: list[DiagnosticStatus] = []
+        self.diagnostics_stamps: list = []
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
         self.image_publisher = self.replayer.publishers[topics.CAMERA_IMAGE_TOPIC]
         self.info_publisher = self.replayer.publishers[topics.CAMERA_INFO_TOPIC]
@@ -122,8 +123,10 @@ class Probe:
             self.arrival[stamp] = time.monotonic()
 
     def _on_diagnostics(self, msg) -> None:
-        self.diagnostics += [status for status in msg.status
-                             if status.name == f'{self.depth_node.name}: depth']
+        ours = [status for status in msg.status
+                if status.name == f'{self.depth_node.name}: depth']
+        self.diagnostics += ours
+        self.diagnostics_stamps += [msg.header.stamp] * len(ours)
 
     def spin_until(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -474,6 +477,29 @@ class TestSyntheticDrive:
         assert 'data' in diagnostic_values(status)['last_error']
         run_frames(synthetic, [2])      # and the next good frame is processed as before
 
+    def test_a_model_that_cannot_load_is_an_error_until_a_good_one_is_set(self, synthetic):
+        probe = synthetic.probe
+        good = synthetic.parameters['model_path']
+        assert probe.set_parameter('model_path', '/nonexistent/model.onnx').successful
+        status = probe.latest_diagnostics(lambda s: s.level == DiagnosticStatus.ERROR,
+                                          'ERROR diagnostics for a missing model')
+        assert 'cannot load model /nonexistent/model.onnx' in status.message
+        skipped = int(diagnostic_values(status)['skipped_no_model'])
+        image, info = frame_messages(probe.replayer, 0)
+        stamp_ns = messages.stamp_to_ns(image.header.stamp) + 4_000_000_000_000
+        image.header.stamp = info.header.stamp = messages.make_time(MessageTypes.rclpy(),
+                                                                    stamp_ns)
+        probe.info_publisher.publish(info)
+        probe.image_publisher.publish(image)
+        probe.latest_diagnostics(
+            lambda s: int(diagnostic_values(s)['skipped_no_model']) == skipped + 1,
+            'a frame skipped without a model')
+        probe.spin_for(0.3)
+        assert all(stamp_ns not in received for received in probe.received.values())
+        assert probe.set_parameter('model_path', good).successful
+        probe.latest_diagnostics(lambda s: s.level == DiagnosticStatus.OK, 'model reloaded')
+        run_frames(synthetic, [1])
+
     def test_sigint_while_frames_flow_exits_cleanly(self, synthetic):
         # Ctrl-C on `ros2 launch`: the terminal signals the node, and launch signals it again.
         node, probe = synthetic.node, synthetic.probe
@@ -517,6 +543,53 @@ def test_compressed_input_comes_on_the_image_transport_topic(ros_context, tiny_o
         expected = offline_pipeline(parameters).process_messages(MessageTypes.rclpy(),
                                                                  compressed, info)
         check_frame(probe.outputs(stamp), image, info, expected)
+        assert node.interrupt() == 0
+    finally:
+        probe.close()
+        node.stop()
+
+
+def test_sim_time_follows_the_clock_topic(ros_context, tiny_onnx, synthetic_bag, tmp_path):
+    # kitti.launch.py with bag:=... runs the node on sim time (ros2 bag play --clock): the
+    # diagnostics timer and the input->output latency then follow /clock, not the wall clock.
+    from rosgraph_msgs.msg import Clock
+
+    name = f'depth_node_sim_time_{os.getpid()}'
+    parameters = {**tiny_model_parameters(tiny_onnx), 'use_sim_time': True}
+    node = DepthNodeProcess(name, parameters, tmp_path / 'node.log')
+    probe = Probe(node, read_serialized(synthetic_bag, INPUT_TOPICS))
+    clock = probe.node.create_publisher(Clock, '/clock', 10)
+    first_stamp = probe.replayer.frames[0][0]
+
+    def tick(stamp_ns: int) -> None:
+        clock.publish(Clock(clock=messages.make_time(MessageTypes.rclpy(), stamp_ns)))
+
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not any(s.level == DiagnosticStatus.OK for s in probe.diagnostics):
+            assert time.monotonic() < deadline, f'no OK diagnostics on sim time:\n{node.log()}'
+            tick(first_stamp + int(1e9 * (START_TIMEOUT_S - (deadline - time.monotonic()))))
+            probe.spin_for(0.05)
+        probe.wait_until_running()
+        for index in range(3):
+            stamp = probe.replayer.frames[index][0]
+            tick(stamp + 30_000_000)        # the bag's clock: 30 ms after the frame's stamp
+            probe.spin_for(0.1)
+            probe.publish_and_wait(index)
+        last = probe.replayer.frames[2][0]
+        found = []
+        for step in range(1, 100):          # the timer runs on sim time: let the clock go on
+            tick(last + 30_000_000 + step * 50_000_000)
+            probe.spin_for(0.05)
+            found = [(status, stamp) for status, stamp in zip(probe.diagnostics,
+                                                               probe.diagnostics_stamps)
+                     if diagnostic_values(status).get('processed') == '3']
+            if found:
+                break
+        assert found, f'no diagnostics after 3 frames:\n{node.log()}'
+        status, stamp = found[-1]
+        assert last < messages.stamp_to_ns(stamp) < last + 10**10     # sim time, not wall
+        assert float(diagnostic_values(status)['input_to_output_ms_median']) == 30.0
         assert node.interrupt() == 0
     finally:
         probe.close()
