@@ -362,6 +362,12 @@ def run_frames(running: RunningNode, indices, **changes) -> list[float]:
     return latencies
 
 
+def report_node_timings(what: str, values: dict[str, str]) -> None:
+    print(f'\n{what}: node diagnostics: frame_total median {values["frame_total_ms_median"]} '
+          f'ms (inference {values["inference_ms_median"]} ms), receive_to_output median '
+          f'{values["receive_to_output_ms_median"]} ms')
+
+
 def report_latency(what: str, latencies: list[float]) -> None:
     milliseconds = np.array(latencies) * 1e3
     print(f'\n{what}: input->output latency over {len(latencies)} frames (publish -> depth '
@@ -388,9 +394,7 @@ class TestSyntheticDrive:
         # Per frame, receive -> output spans the processing (frame_total) and more.
         frame_total = float(values['frame_total_ms_median'])
         assert float(values['receive_to_output_ms_median']) >= frame_total > 0
-        print(f'\nnode diagnostics: frame_total median {frame_total:.1f} ms (inference '
-              f'{values["inference_ms_median"]} ms), receive_to_output median '
-              f'{values["receive_to_output_ms_median"]} ms')
+        report_node_timings('synthetic, tiny model', values)
 
     def test_parameters_are_validated_by_the_parameter_service(self, synthetic):
         probe = synthetic.probe
@@ -612,5 +616,6 @@ class TestKittiDrive:
             lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames')
         assert status.level == DiagnosticStatus.OK
         assert diagnostic_values(status)['model_input'] == '320x96'
+        report_node_timings('KITTI, default model', diagnostic_values(status))
         code = node.interrupt()
         assert code == 0, f'exit code {code} after SIGINT. Log:\n{node.log()[-3000:]}'
