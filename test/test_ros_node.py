@@ -610,12 +610,49 @@ class TestKittiDrive:
         depth = image_array(probe.received['depth'][max(probe.received['depth'])])
         assert 3.0 < float(np.nanmedian(depth)) < 40.0     # a road scene, in metres
 
-    def test_diagnostics_and_sigint(self, kitti):
-        node, probe = kitti.node, kitti.probe
+    def test_diagnostics(self, kitti):
+        probe = kitti.probe
         status = probe.latest_diagnostics(
             lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames')
         assert status.level == DiagnosticStatus.OK
         assert diagnostic_values(status)['model_input'] == '320x96'
         report_node_timings('KITTI, default model', diagnostic_values(status))
-        code = node.interrupt()
-        assert code == 0, f'exit code {code} after SIGINT. Log:\n{node.log()[-3000:]}'
+
+    def test_a_camera_faster_than_inference_keeps_the_newest_frame(self, kitti):
+        # Frames at 30 Hz, faster than this CPU runs the model: the node processes the frame in
+        # hand, keeps only the newest waiting (queue_size 1), counts the replaced ones as
+        # dropped, and loses none silently.
+        probe = kitti.probe
+        before = diagnostic_values(probe.latest_diagnostics(
+            lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames'))
+        assert before['received'] == '3'
+        count = len(probe.replayer.frames)
+        for received in probe.received.values():    # frames 0-2 came before: forget them
+            received.clear()
+        stamps = []
+        for index in range(count):
+            stamps.append(probe.replayer.publish_frame(index))
+            time.sleep(1 / 30)      # outputs wait in the subscriptions' history meanwhile
+        probe.spin_until(lambda: stamps[-1] in probe.received['depth'], FRAME_TIMEOUT_S,
+                         'outputs of the newest frame of the burst')
+
+        def delta(status, key: str) -> int:
+            return int(diagnostic_values(status)[key]) - int(before[key])
+
+        # Every frame received, and each one processed or dropped (none in flight, none lost).
+        status = probe.latest_diagnostics(
+            lambda s: delta(s, 'received') == count == delta(s, 'processed') + delta(s, 'dropped'),
+            'every frame received and accounted for')
+        values = diagnostic_values(status)
+        processed, dropped = delta(status, 'processed'), delta(status, 'dropped')
+        assert values['errors'] == '0'
+        print(f'\nKITTI at 30 Hz: {processed} of {count} frames processed, {dropped} dropped')
+        probe.spin_for(0.5)
+        published = [stamp for stamp in stamps if stamp in probe.received['depth']]
+        assert len(published) == processed     # the dropped ones have no outputs
+        for stamp in published:                 # a processed frame has all its outputs
+            assert all(stamp in probe.received[key] for key in OUTPUT_TYPES)
+
+    def test_sigint(self, kitti):
+        code = kitti.node.interrupt()
+        assert code == 0, f'exit code {code} after SIGINT. Log:\n{kitti.node.log()[-3000:]}'
