@@ -13,7 +13,6 @@ that cleanup are ignored.
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -40,27 +39,43 @@ def _parameter_error_text(error: BaseException) -> str:
 
 
 class _ContextLogger:
-    """The node's logger while its context is valid, Python logging after that.
+    """The node's logger while its context is valid, stderr after that.
 
     A frame or a model load that ends after Ctrl-C shut the context down still logs; through
     the node's logger that line would fail to reach /rosout and rcl would print an error.
+    Each level calls the rclpy logger from its own line: rclpy refuses a second severity at
+    one call site.
     """
 
     def __init__(self, node):
         self._node = node
-        self._fallback = logging.getLogger(node.get_name())
 
-    def _target(self):
-        return self._node.get_logger() if self._node.context.ok() else self._fallback
+    def _ros_logger(self):
+        return self._node.get_logger() if self._node.context.ok() else None
+
+    def _stderr(self, level: str, message: str) -> None:
+        print(f'[{level}] [{self._node.get_name()}]: {message}', file=sys.stderr)
 
     def info(self, message: str) -> None:
-        self._target().info(message)
+        logger = self._ros_logger()
+        if logger is None:
+            self._stderr('INFO', message)
+        else:
+            logger.info(message)
 
     def warning(self, message: str) -> None:
-        self._target().warning(message)
+        logger = self._ros_logger()
+        if logger is None:
+            self._stderr('WARN', message)
+        else:
+            logger.warning(message)
 
     def error(self, message: str) -> None:
-        self._target().error(message)
+        logger = self._ros_logger()
+        if logger is None:
+            self._stderr('ERROR', message)
+        else:
+            logger.error(message)
 
 
 def _make_node_class():
@@ -177,6 +192,8 @@ def _make_node_class():
                     self.core.record_error(error, 'worker')
 
         def _subscriber_counts(self) -> dict[str, int]:
+            if not self._can_publish():
+                return {}       # shutting down: nothing to compute (rcl would raise)
             return {key: publisher.get_subscription_count()
                     for key, publisher in self.output_publishers.items()}
 
@@ -205,6 +222,27 @@ def _make_node_class():
     return DepthNode
 
 
+def _interrupt_once() -> None:
+    """The first SIGINT raises KeyboardInterrupt, later ones are ignored.
+
+    Ctrl-C on `ros2 launch` signals the node twice (the terminal signals the whole process
+    group, then launch forwards its own SIGINT): the second must not cut the cleanup short.
+    Installed before ``rclpy.init``, whose handler shuts the context down and then calls it.
+    SIGTERM and SIGKILL still end a node whose cleanup hangs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return      # signal handlers belong to the main thread
+
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        if not interrupted:
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
 def main(args=None) -> int:
     try:
         import rclpy
@@ -214,6 +252,7 @@ def main(args=None) -> int:
         return 1
     from monodepth_ros.errors import ConfigError
 
+    _interrupt_once()
     rclpy.init(args=args)
     node = None
     try:
@@ -224,11 +263,6 @@ def main(args=None) -> int:
     except ConfigError:
         return 2
     finally:
-        # Ctrl-C on `ros2 launch` signals the node twice (the terminal signals the whole
-        # process group, then launch forwards its own SIGINT): the second must not cut the
-        # cleanup short with a KeyboardInterrupt. SIGTERM and SIGKILL still end it.
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.stop()
             try:

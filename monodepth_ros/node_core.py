@@ -350,7 +350,10 @@ class CameraInfoCache:
     def __init__(self, size: int | None = 30):
         self._size = size
         self._messages: OrderedDict[int, Any] = OrderedDict()    # stamp -> msg, receive order
+        self._arrivals = 0                          # CameraInfos added so far
+        self._arrival: dict[int, int] = {}          # stamp -> its arrival number
         self._sorted: list[int] | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self._added = threading.Condition(self._lock)
 
@@ -358,31 +361,50 @@ class CameraInfoCache:
         with self._lock:
             self._messages.pop(stamp_ns, None)
             self._messages[stamp_ns] = msg
+            self._arrivals += 1
+            self._arrival[stamp_ns] = self._arrivals
             if self._size is not None and len(self._messages) > self._size:
-                self._messages.popitem(last=False)
+                oldest, _ = self._messages.popitem(last=False)
+                del self._arrival[oldest]
             self._sorted = None
             self._added.notify_all()
+
+    def _has(self, stamp_ns: int, tolerance_ns: int) -> bool:
+        return any(abs(stamp - stamp_ns) <= tolerance_ns for stamp in self._messages)
+
+    def has(self, stamp_ns: int, tolerance_ns: int) -> bool:
+        """True when a CameraInfo within ``tolerance_ns`` of ``stamp_ns`` is here."""
+        with self._lock:
+            return self._has(stamp_ns, tolerance_ns)
 
     def wait_for(self, stamp_ns: int, tolerance_ns: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a CameraInfo within ``tolerance_ns`` of ``stamp_ns``.
 
         A camera driver publishes an image and its CameraInfo on two topics (image_transport:
         the image first), so the CameraInfo may land just after the image. Returns True when
-        one is there; False at once when a newer CameraInfo already came (CameraInfos arrive
-        in stamp order, so this one will not), or after ``timeout``.
+        one is there; False after ``timeout``, after :meth:`close`, or as soon as a newer
+        CameraInfo arrives during the wait (they come in stamp order: the image's own was
+        lost). CameraInfos that came before the wait do not end it: after a bag loops or sim
+        time jumps back, the cache still holds newer stamps from the previous pass.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
+            waiting_since = self._arrivals
             while True:
-                stamps = list(self._messages)
-                if any(abs(stamp - stamp_ns) <= tolerance_ns for stamp in stamps):
+                if self._has(stamp_ns, tolerance_ns):
                     return True
-                if any(stamp > stamp_ns for stamp in stamps):
-                    return False
+                newer_arrived = any(stamp > stamp_ns and self._arrival[stamp] > waiting_since
+                                    for stamp in self._messages)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if newer_arrived or self._closed or remaining <= 0:
                     return False
                 self._added.wait(remaining)
+
+    def close(self) -> None:
+        """End a wait in progress and any later one at once (the node is stopping)."""
+        with self._lock:
+            self._closed = True
+            self._added.notify_all()
 
     def match(self, stamp_ns: int, tolerance_ns: int, use_latest: bool):
         with self._lock:
@@ -509,7 +531,9 @@ class NodeCore:
         self._clock = clock
         self.slot = LatestFrameSlot(self.config.queue_size)
         self.camera_infos = CameraInfoCache()
-        self._camera_info_paired = True     # did the last frame find its own CameraInfo?
+        # Wait for a frame's CameraInfo while they come with their images (see _process).
+        self._wait_for_camera_info = True
+        self._previous_stamp_ns: int | None = None
         self.stats = LatencyStats()
         self.throttle = Throttle(5.0, clock)
         self._lock = threading.Lock()        # guards pipeline/config swaps and counters
@@ -673,12 +697,20 @@ class NodeCore:
             return {}
         needs_camera = bool(pipeline.outputs_needing_camera(wanted))
         tolerance_ns = int(config.camera_info_stamp_tolerance * 1e9)
+        wait_ms = None
         if needs_camera:
-            # Wait only while CameraInfos come paired with images: a driver that publishes it
-            # rarely would otherwise cost every frame the whole wait.
-            wait = config.camera_info_wait if self._camera_info_paired else 0.0
-            self._camera_info_paired = self.camera_infos.wait_for(frame.stamp_ns,
-                                                                  tolerance_ns, wait)
+            # Wait only while CameraInfos come with their images: a driver that publishes it
+            # rarely would otherwise cost every frame the whole wait. After a frame that found
+            # none, waiting resumes once a CameraInfo for that frame turns up late.
+            if not self._wait_for_camera_info and self._previous_stamp_ns is not None:
+                self._wait_for_camera_info = self.camera_infos.has(self._previous_stamp_ns,
+                                                                   tolerance_ns)
+            wait = config.camera_info_wait if self._wait_for_camera_info else 0.0
+            wait_started = time.perf_counter()
+            self._wait_for_camera_info = self.camera_infos.wait_for(frame.stamp_ns,
+                                                                    tolerance_ns, wait)
+            wait_ms = (time.perf_counter() - wait_started) * 1e3
+            self._previous_stamp_ns = frame.stamp_ns
         info = self.camera_infos.match(frame.stamp_ns, tolerance_ns, config.camera_info_cache)
         if info is None and needs_camera:
             with self._lock:
@@ -706,6 +738,8 @@ class NodeCore:
             for stage, milliseconds in pipeline.last_timings.items():
                 self.stats.add(stage, milliseconds)
             self.stats.add('frame_total', self.last_frame_ms)
+            if wait_ms is not None:
+                self.stats.add('camera_info_wait', wait_ms)
             self.stats.add('input_to_output', (now_ns() - frame.stamp_ns) / 1e6)
             self.stats.add('receive_to_output', (now_ns() - frame.received_ns) / 1e6)
         with self._lock:
@@ -770,6 +804,7 @@ class NodeCore:
     def close(self) -> None:
         """Wake and stop the worker (no more frames); the engine stays until release_model."""
         self.slot.close()
+        self.camera_infos.close()
 
 
 def parameter_defaults() -> dict[str, Any]:

@@ -4,7 +4,9 @@ Each frame's outputs are checked against what they must be (types, headers, enco
 CameraInfo scaled to the output, organized cloud = back-projected depth) and against the
 offline pipeline run here on the same messages: the node and offline processing share one
 pipeline, so the bytes must be equal. Also: /diagnostics, parameter validation through the
-parameter services, a CameraInfo of another size, a broken image, SIGINT while frames flow.
+parameter services, a CameraInfo of another size or arriving after its image, a broken image,
+a model that cannot load, compressed input, sim time, frames faster than inference, and
+SIGINT (twice) while frames flow. The input-to-output latency is printed (``-s``).
 
 Needs a sourced ROS 2 (rclpy, rosidl_runtime_py, sensor_msgs, diagnostic_msgs,
 rcl_interfaces); skipped with the reason otherwise.
@@ -170,6 +172,13 @@ class Probe:
     def outputs(self, stamp: int) -> dict[str, object]:
         return {key: got[stamp] for key, got in self.received.items() if stamp in got}
 
+    def current_counters(self) -> dict[str, str]:
+        """The values of a diagnostics message published from now on (not an older one)."""
+        self.diagnostics.clear()
+        self.diagnostics_stamps.clear()
+        self.spin_until(lambda: self.diagnostics, FRAME_TIMEOUT_S, 'a new diagnostics message')
+        return diagnostic_values(self.diagnostics[-1])
+
     def latest_diagnostics(self, condition, what: str) -> DiagnosticStatus:
         self.spin_until(lambda: any(condition(s) for s in self.diagnostics[-3:]),
                         FRAME_TIMEOUT_S, what)
@@ -287,11 +296,15 @@ def frame_messages(replayer: BagReplayer, index: int) -> tuple[Image, CameraInfo
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def ros_context():
-    # A domain of its own, so that parallel runs on one machine do not see each other.
-    os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+    # A domain of its own (unless one is set), so that parallel runs on one machine do not
+    # see each other; the node processes inherit it.
+    previous = os.environ.get('ROS_DOMAIN_ID')
+    os.environ['ROS_DOMAIN_ID'] = previous or str(1 + os.getpid() % 100)
     rclpy.init()
     yield
     rclpy.try_shutdown()
+    if previous is None:
+        del os.environ['ROS_DOMAIN_ID']
 
 
 class RunningNode:
@@ -362,6 +375,19 @@ def run_frames(running: RunningNode, indices, **changes) -> list[float]:
     return latencies
 
 
+def interrupt_cleanly(node: DepthNodeProcess, signals: int = 1) -> None:
+    """SIGINT ``signals`` times (10 ms apart): exit code 0, and no error logged meanwhile."""
+    logged_before = len(node.log())
+    for _ in range(signals - 1):
+        node.process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    code = node.interrupt()
+    log = node.log()[logged_before:]
+    assert code == 0, f'exit code {code} after SIGINT. Log since:\n{log[-3000:]}'
+    for sign in ('Traceback', 'Error', 'ERROR', 'skipped', 'Failed'):
+        assert sign not in log, f'{sign!r} logged after SIGINT:\n{log[-3000:]}'
+
+
 def report_node_timings(what: str, values: dict[str, str]) -> None:
     print(f'\n{what}: node diagnostics: frame_total median {values["frame_total_ms_median"]} '
           f'ms (inference {values["inference_ms_median"]} ms), receive_to_output median '
@@ -378,15 +404,17 @@ def report_latency(what: str, latencies: list[float]) -> None:
 class TestSyntheticDrive:
 
     def test_every_output_of_every_frame(self, synthetic):
-        latencies = run_frames(synthetic, range(3))
-        report_latency('synthetic, tiny model', latencies)
-        assert all(latency > 0 for latency in latencies)
+        report_latency('synthetic, tiny model', run_frames(synthetic, range(3)))
 
     def test_diagnostics_count_the_frames(self, synthetic):
         probe = synthetic.probe
+        before = probe.current_counters()
+        run_frames(synthetic, range(2))
         status = probe.latest_diagnostics(
-            lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames')
+            lambda s: int(diagnostic_values(s)['processed']) == int(before['processed']) + 2,
+            'diagnostics counting 2 more frames')
         values = diagnostic_values(status)
+        assert int(values['received']) == int(before['received']) + 2
         assert status.level == DiagnosticStatus.OK and status.message == 'running'
         assert values['backend'] == 'onnxruntime' and values['errors'] == '0'
         assert values['frames_without_camera_info'] == '0'
@@ -510,12 +538,7 @@ class TestSyntheticDrive:
         for index in range(3):
             probe.replayer.publish_frame(index)
             probe.spin_for(0.05)
-        node.process.send_signal(signal.SIGINT)
-        time.sleep(0.01)
-        code = node.interrupt()
-        log = node.log()
-        assert code == 0, f'exit code {code} after SIGINT. Log:\n{log[-3000:]}'
-        assert 'Traceback' not in log, log
+        interrupt_cleanly(node, signals=2)
 
 
 def test_compressed_input_comes_on_the_image_transport_topic(ros_context, tiny_onnx,
@@ -547,7 +570,7 @@ def test_compressed_input_comes_on_the_image_transport_topic(ros_context, tiny_o
         expected = offline_pipeline(parameters).process_messages(MessageTypes.rclpy(),
                                                                  compressed, info)
         check_frame(probe.outputs(stamp), image, info, expected)
-        assert node.interrupt() == 0
+        interrupt_cleanly(node)
     finally:
         probe.close()
         node.stop()
@@ -594,7 +617,7 @@ def test_sim_time_follows_the_clock_topic(ros_context, tiny_onnx, synthetic_bag,
         status, stamp = found[-1]
         assert last < messages.stamp_to_ns(stamp) < last + 10**10     # sim time, not wall
         assert float(diagnostic_values(status)['input_to_output_ms_median']) == 30.0
-        assert node.interrupt() == 0
+        interrupt_cleanly(node)
     finally:
         probe.close()
         node.stop()
@@ -612,47 +635,46 @@ class TestKittiDrive:
 
     def test_diagnostics(self, kitti):
         probe = kitti.probe
+        before = probe.current_counters()
+        run_frames(kitti, [3])
         status = probe.latest_diagnostics(
-            lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames')
+            lambda s: int(diagnostic_values(s)['processed']) == int(before['processed']) + 1,
+            'diagnostics counting one more frame')
         assert status.level == DiagnosticStatus.OK
         assert diagnostic_values(status)['model_input'] == '320x96'
         report_node_timings('KITTI, default model', diagnostic_values(status))
 
-    def test_a_camera_faster_than_inference_keeps_the_newest_frame(self, kitti):
+    def test_a_camera_faster_than_inference_drops_and_counts_stale_frames(self, kitti):
         # Frames at 30 Hz, faster than this CPU runs the model: the node processes the frame in
-        # hand, keeps only the newest waiting (queue_size 1), counts the replaced ones as
-        # dropped, and loses none silently.
+        # hand, keeps only the newest waiting (queue_size 1), and counts every frame it got
+        # as processed or dropped; the dropped ones have no outputs.
         probe = kitti.probe
-        before = diagnostic_values(probe.latest_diagnostics(
-            lambda s: diagnostic_values(s).get('processed') == '3', 'diagnostics after 3 frames'))
-        assert before['received'] == '3'
+        before = probe.current_counters()
         count = len(probe.replayer.frames)
-        for received in probe.received.values():    # frames 0-2 came before: forget them
+        for received in probe.received.values():    # earlier frames came before: forget them
             received.clear()
         stamps = []
         for index in range(count):
             stamps.append(probe.replayer.publish_frame(index))
             time.sleep(1 / 30)      # outputs wait in the subscriptions' history meanwhile
-        probe.spin_until(lambda: stamps[-1] in probe.received['depth'], FRAME_TIMEOUT_S,
-                         'outputs of the newest frame of the burst')
-
-        def delta(status, key: str) -> int:
-            return int(diagnostic_values(status)[key]) - int(before[key])
-
-        # Every frame received, and each one processed or dropped (none in flight, none lost).
-        status = probe.latest_diagnostics(
-            lambda s: delta(s, 'received') == count == delta(s, 'processed') + delta(s, 'dropped'),
-            'every frame received and accounted for')
-        values = diagnostic_values(status)
-        processed, dropped = delta(status, 'processed'), delta(status, 'dropped')
-        assert values['errors'] == '0'
-        print(f'\nKITTI at 30 Hz: {processed} of {count} frames processed, {dropped} dropped')
+        deadline = time.monotonic() + FRAME_TIMEOUT_S      # the backlog: at most two frames
+        while stamps[-1] not in probe.received['depth'] and time.monotonic() < deadline:
+            probe.spin_for(0.05)
         probe.spin_for(0.5)
+        after = probe.current_counters()
+        received, processed, dropped = (int(after[key]) - int(before[key])
+                                        for key in ('received', 'processed', 'dropped'))
+        print(f'\nKITTI at 30 Hz: {received} of {count} frames received, {processed} '
+              f'processed, {dropped} dropped (frame_total median '
+              f'{after["frame_total_ms_median"]} ms)')
+        assert 0 < received <= count and processed + dropped == received
+        assert after['errors'] == before['errors']
         published = [stamp for stamp in stamps if stamp in probe.received['depth']]
-        assert len(published) == processed     # the dropped ones have no outputs
+        assert len(published) == processed
         for stamp in published:                 # a processed frame has all its outputs
             assert all(stamp in probe.received[key] for key in OUTPUT_TYPES)
+        if float(after['frame_total_ms_median']) > 2 * 1000 / 30:
+            assert dropped > 0      # slower than two camera frames: some must be dropped
 
     def test_sigint(self, kitti):
-        code = kitti.node.interrupt()
-        assert code == 0, f'exit code {code} after SIGINT. Log:\n{kitti.node.log()[-3000:]}'
+        interrupt_cleanly(kitti.node)
