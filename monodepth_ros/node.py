@@ -43,39 +43,27 @@ class _ContextLogger:
 
     A frame or a model load that ends after Ctrl-C shut the context down still logs; through
     the node's logger that line would fail to reach /rosout and rcl would print an error.
-    Each level calls the rclpy logger from its own line: rclpy refuses a second severity at
-    one call site.
+    Each level calls the rclpy logger from a line of its own: rclpy refuses a second severity
+    at one call site.
     """
 
     def __init__(self, node):
         self._node = node
 
-    def _ros_logger(self):
-        return self._node.get_logger() if self._node.context.ok() else None
-
-    def _stderr(self, level: str, message: str) -> None:
-        print(f'[{level}] [{self._node.get_name()}]: {message}', file=sys.stderr)
+    def _log(self, level: str, message: str, log) -> None:
+        if self._node.context.ok():
+            log(self._node.get_logger())
+        else:
+            print(f'[{level}] [{self._node.get_name()}]: {message}', file=sys.stderr)
 
     def info(self, message: str) -> None:
-        logger = self._ros_logger()
-        if logger is None:
-            self._stderr('INFO', message)
-        else:
-            logger.info(message)
+        self._log('INFO', message, lambda logger: logger.info(message))
 
     def warning(self, message: str) -> None:
-        logger = self._ros_logger()
-        if logger is None:
-            self._stderr('WARN', message)
-        else:
-            logger.warning(message)
+        self._log('WARN', message, lambda logger: logger.warning(message))
 
     def error(self, message: str) -> None:
-        logger = self._ros_logger()
-        if logger is None:
-            self._stderr('ERROR', message)
-        else:
-            logger.error(message)
+        self._log('ERROR', message, lambda logger: logger.error(message))
 
 
 def _make_node_class():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -539,6 +540,31 @@ class TestSyntheticDrive:
             probe.replayer.publish_frame(index)
             probe.spin_for(0.05)
         interrupt_cleanly(node, signals=2)
+
+
+def test_node_logger_takes_every_level_and_falls_back_to_stderr_after_shutdown(capfd):
+    from rclpy.context import Context
+
+    from monodepth_ros.node import _ContextLogger
+
+    context = Context()
+    rclpy.init(context=context)
+    name = f'monodepth_logger_{os.getpid()}'
+    node = rclpy.create_node(name, context=context)
+    logger = _ContextLogger(node)
+    for _ in range(2):      # rclpy ties a call site to one severity: each level has its own
+        logger.info('an info line')
+        logger.warning('a warning line')
+        logger.error('an error line')
+    context.shutdown()
+    logger.warning('after shutdown')
+    node.destroy_node()
+    err = capfd.readouterr().err
+    for level, text in (('INFO', 'an info line'), ('WARN', 'a warning line'),
+                        ('ERROR', 'an error line')):      # through rclpy: with a timestamp
+        assert len(re.findall(rf'\[{level}\] \[\d+\.\d+\] \[{name}\]: {text}', err)) == 2
+    assert f'[WARN] [{name}]: after shutdown' in err
+    assert 'rosout' not in err      # no "failed to publish log message to rosout"
 
 
 def test_compressed_input_comes_on_the_image_transport_topic(ros_context, tiny_onnx,
