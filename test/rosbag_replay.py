@@ -66,9 +66,6 @@ class BagReplayer:
             self.publishers[topic].publish(data)
         return stamp_ns
 
-    def subscription_count(self, topic: str) -> int:
-        return self.publishers[topic].get_subscription_count()
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -220,10 +220,6 @@ def diagnostic_values(status) -> dict[str, str]:
 
 
 # -- what every frame's outputs must be -----------------------------------------------------------
-def image_array(msg) -> np.ndarray:
-    return messages.image_to_array(msg)
-
-
 def check_frame(outputs: dict, image: Image, info: CameraInfo, expected: dict,
                 cloud_stride: int = 1, cloud_max_range: float = 80.0) -> None:
     """The outputs of one frame: their own invariants, then equality with the offline run."""
@@ -237,7 +233,7 @@ def check_frame(outputs: dict, image: Image, info: CameraInfo, expected: dict,
             assert msg.is_bigendian == (sys.byteorder == 'big'), key
 
     depth_msg = outputs['depth']
-    depth = image_array(depth_msg)
+    depth = messages.image_to_array(depth_msg)
     assert depth.dtype == np.float32 and depth_msg.step == 4 * depth_msg.width
     # REP 118: invalid is NaN, never 0 or inf.
     assert not np.any(np.isinf(depth)) and not np.any(depth <= 0)
@@ -283,15 +279,29 @@ def check_frame(outputs: dict, image: Image, info: CameraInfo, expected: dict,
             assert bytes(msg.data) == bytes(want.data), f'{key} differs from the offline run'
 
 
+_OFFLINE_PIPELINES: dict[tuple, DepthPipeline] = {}
+
+
 def offline_pipeline(parameters: dict) -> DepthPipeline:
-    config = NodeConfig.from_parameters({**NodeConfig().__dict__, **parameters})
-    return DepthPipeline(create_engine_from_config(config), config.pipeline_config())
+    """The pipeline the node runs with ``parameters``, made once per set of parameters."""
+    key = tuple(sorted(parameters.items()))
+    if key not in _OFFLINE_PIPELINES:
+        config = NodeConfig.from_parameters({**NodeConfig().__dict__, **parameters})
+        _OFFLINE_PIPELINES[key] = DepthPipeline(create_engine_from_config(config),
+                                                config.pipeline_config())
+    return _OFFLINE_PIPELINES[key]
 
 
-def frame_messages(replayer: BagReplayer, index: int) -> tuple[Image, CameraInfo]:
+def frame_messages(replayer: BagReplayer, index: int,
+                   shift_ns: int = 0) -> tuple[Image, CameraInfo]:
+    """Image and CameraInfo of frame ``index``, both stamped ``shift_ns`` later."""
     data = dict(replayer.frames[index][1])
-    return (deserialize_message(data[topics.CAMERA_IMAGE_TOPIC], Image),
-            deserialize_message(data[topics.CAMERA_INFO_TOPIC], CameraInfo))
+    image = deserialize_message(data[topics.CAMERA_IMAGE_TOPIC], Image)
+    info = deserialize_message(data[topics.CAMERA_INFO_TOPIC], CameraInfo)
+    if shift_ns:
+        image.header.stamp = info.header.stamp = messages.make_time(
+            MessageTypes.rclpy(), messages.stamp_to_ns(image.header.stamp) + shift_ns)
+    return image, info
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -453,11 +463,9 @@ class TestSyntheticDrive:
 
     def test_camera_info_of_another_size_gives_depth_without_points(self, synthetic):
         probe = synthetic.probe
-        image, info = frame_messages(probe.replayer, 0)
+        image, info = frame_messages(probe.replayer, 0, shift_ns=1_000_000_000_000)
+        stamp_ns = messages.stamp_to_ns(image.header.stamp)
         before = int(diagnostic_values(probe.diagnostics[-1])['camera_info_rejected'])
-        stamp_ns = messages.stamp_to_ns(image.header.stamp) + 1_000_000_000_000
-        image.header.stamp = info.header.stamp = messages.make_time(MessageTypes.rclpy(),
-                                                                    stamp_ns)
         info.width, info.height = 2 * info.width, 2 * info.height
         probe.info_publisher.publish(info)
         probe.image_publisher.publish(image)
@@ -479,10 +487,8 @@ class TestSyntheticDrive:
         # two topics may arrive some milliseconds apart: the node must use that CameraInfo,
         # not an older one from its cache.
         probe = synthetic.probe
-        image, info = frame_messages(probe.replayer, 2)
-        stamp_ns = messages.stamp_to_ns(image.header.stamp) + 3_000_000_000_000
-        image.header.stamp = info.header.stamp = messages.make_time(MessageTypes.rclpy(),
-                                                                    stamp_ns)
+        image, info = frame_messages(probe.replayer, 2, shift_ns=3_000_000_000_000)
+        stamp_ns = messages.stamp_to_ns(image.header.stamp)
         info.k = [value * 1.25 if index in (0, 4) else value
                   for index, value in enumerate(info.k)]
         info.p = [value * 1.25 if index in (0, 5) else value
@@ -498,9 +504,7 @@ class TestSyntheticDrive:
 
     def test_broken_image_is_counted_and_the_node_carries_on(self, synthetic):
         probe = synthetic.probe
-        image, _ = frame_messages(probe.replayer, 1)
-        image.header.stamp = messages.make_time(
-            MessageTypes.rclpy(), messages.stamp_to_ns(image.header.stamp) + 2_000_000_000_000)
+        image, _ = frame_messages(probe.replayer, 1, shift_ns=2_000_000_000_000)
         image.data = bytes(image.data)[:100]     # far shorter than height * step
         errors = int(diagnostic_values(probe.diagnostics[-1])['errors'])
         probe.image_publisher.publish(image)
@@ -518,10 +522,8 @@ class TestSyntheticDrive:
                                           'ERROR diagnostics for a missing model')
         assert 'cannot load model /nonexistent/model.onnx' in status.message
         skipped = int(diagnostic_values(status)['skipped_no_model'])
-        image, info = frame_messages(probe.replayer, 0)
-        stamp_ns = messages.stamp_to_ns(image.header.stamp) + 4_000_000_000_000
-        image.header.stamp = info.header.stamp = messages.make_time(MessageTypes.rclpy(),
-                                                                    stamp_ns)
+        image, info = frame_messages(probe.replayer, 0, shift_ns=4_000_000_000_000)
+        stamp_ns = messages.stamp_to_ns(image.header.stamp)
         probe.info_publisher.publish(info)
         probe.image_publisher.publish(image)
         probe.latest_diagnostics(
@@ -656,7 +658,7 @@ class TestKittiDrive:
         latencies = run_frames(kitti, range(3))
         report_latency('KITTI 1242x375, default model', latencies)
         probe = kitti.probe
-        depth = image_array(probe.received['depth'][max(probe.received['depth'])])
+        depth = messages.image_to_array(probe.received['depth'][max(probe.received['depth'])])
         assert 3.0 < float(np.nanmedian(depth)) < 40.0     # a road scene, in metres
 
     def test_diagnostics(self, kitti):
