@@ -174,10 +174,17 @@ class Probe:
         return {key: got[stamp] for key, got in self.received.items() if stamp in got}
 
     def current_counters(self) -> dict[str, str]:
-        """The values of a diagnostics message published from now on (not an older one)."""
+        """The values of a diagnostics message published from now on.
+
+        Judged by its stamp (the node runs on wall time here): one published earlier may
+        still wait in the subscription's queue.
+        """
+        since_ns = self.node.get_clock().now().nanoseconds
         self.diagnostics.clear()
         self.diagnostics_stamps.clear()
-        self.spin_until(lambda: self.diagnostics, FRAME_TIMEOUT_S, 'a new diagnostics message')
+        self.spin_until(lambda: any(messages.stamp_to_ns(stamp) >= since_ns
+                                    for stamp in self.diagnostics_stamps),
+                        FRAME_TIMEOUT_S, 'a new diagnostics message')
         return diagnostic_values(self.diagnostics[-1])
 
     def latest_diagnostics(self, condition, what: str) -> DiagnosticStatus:
