@@ -30,7 +30,7 @@ setup(
     entry_points={
         'console_scripts': [
             'monodepth = monodepth_ros.cli:main',
-            'depth_node = monodepth_ros.node:main',
+            'depth_node = monodepth_ros.ros.node:main',
         ],
     },
 )

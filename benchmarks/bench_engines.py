@@ -68,8 +68,9 @@ def time_round_robin(engines: dict, batch, runs: int, warmup: int = 3) -> dict:
 def run_cpu(args) -> None:
     import torch
 
-    from monodepth_ros.engines import create_engine, preprocess
-    from monodepth_ros.export import export_onnx
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.model.export import export_onnx
+    from monodepth_ros.model.preprocess import preprocess
 
     rng = np.random.default_rng(0)
     print(f'encoder {args.encoder}, {args.runs} runs, torch {torch.__version__}')
@@ -252,12 +253,13 @@ def bench_gpu_model(checkpoint: Path, onnx_path: Path, args, folder: Path) -> No
     """All GPU paths on one model at its own input size."""
     import torch
 
-    from monodepth_ros.engines import create_engine, preprocess
+    from monodepth_ros.engines import create_engine
     from monodepth_ros.engines.tensorrt_engine import tensorrt_status
     from monodepth_ros.errors import EngineError
     from monodepth_ros.model.checkpoint import load_model
     from monodepth_ros.model.metadata import INPUT_NAME
     from monodepth_ros.model.network import InferenceWrapper
+    from monodepth_ros.model.preprocess import preprocess
 
     model, metadata = load_model(str(checkpoint), device='cuda')
     wrapper = InferenceWrapper(model).eval()
@@ -383,7 +385,7 @@ def run_gpu(args) -> None:
         return
     import torch
 
-    from monodepth_ros.export import export_onnx
+    from monodepth_ros.model.export import export_onnx
 
     # Fixed input sizes: let cuDNN pick its fastest convolution algorithms (all paths alike).
     torch.backends.cudnn.benchmark = True

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros import topics
 from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
 from monodepth_ros.evaluation.metrics import compute_depth_metrics
-from monodepth_ros.kitti import KittiDrive, read_velodyne
-from monodepth_ros.projection import lidar_depth_image
+from monodepth_ros.io import topics
+from monodepth_ros.io.kitti import KittiDrive, read_velodyne
+from monodepth_ros.runtime.projection import lidar_depth_image
 
 DRIVE = (Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'kitti_raw'
          / '2011_09_26' / '2011_09_26_drive_0009_sync')
@@ -42,9 +42,9 @@ DEPTH_TOPIC = '/bench/depth'
 
 def write_bag(path: Path, drive: KittiDrive, frames: int) -> Path:
     """A bag of ``frames`` frames cycling over the excerpt's scans, 10 Hz stamps."""
-    from monodepth_ros.bagio import BagWriter
     from monodepth_ros.bagtools.kitti2bag import static_transforms
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagWriter
+    from monodepth_ros.io.messages import (
         depth_to_image,
         make_header,
         make_pointcloud2,

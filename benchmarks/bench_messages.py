@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
-from monodepth_ros.geometry import backproject_depth
-from monodepth_ros.messages import (
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.geometry import backproject_depth
+from monodepth_ros.io.messages import (
     MessageTypes,
     array_to_image,
     image_to_array,

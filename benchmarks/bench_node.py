@@ -21,9 +21,10 @@ import time
 import numpy as np
 from bench_pipeline import HEIGHT, WIDTH, add_model_arguments, kitti_like_messages, model_path
 
-from monodepth_ros import messages
-from monodepth_ros.node_core import NodeConfig, NodeCore
-from monodepth_ros.pipeline import STAGES
+from monodepth_ros.io import messages
+from monodepth_ros.ros.core import NodeCore
+from monodepth_ros.ros.parameters import NodeConfig
+from monodepth_ros.runtime.pipeline import STAGES
 
 ALL_SUBSCRIBED = {key: 1 for key in ('depth', 'camera_info', 'points', 'semantics',
                                      'semantics_color', 'confidence')}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros import messages
-from monodepth_ros.pipeline import ALL_OUTPUTS, STAGES, DepthPipeline, PipelineConfig
+from monodepth_ros.io import messages
+from monodepth_ros.runtime.pipeline import ALL_OUTPUTS, STAGES, DepthPipeline, PipelineConfig
 
 WIDTH, HEIGHT = 1242, 375
 
@@ -35,7 +35,7 @@ def add_model_arguments(parser) -> None:
 
 def model_path(model: Path | None) -> Path:
     """``model``, or the packaged default model that users get when they name none."""
-    from monodepth_ros.node_core import default_model_path
+    from monodepth_ros.model.files import default_model_path
 
     path = Path(model) if model is not None else default_model_path()
     if not path.is_file():
@@ -44,7 +44,7 @@ def model_path(model: Path | None) -> Path:
 
 
 def kitti_like_messages(types):
-    from monodepth_ros.camera import CameraModel
+    from monodepth_ros.io.camera import CameraModel
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)

@@ -70,7 +70,7 @@ def main() -> int:
     from monodepth_ros.bagtools.kitti2bag import convert
     from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
     from monodepth_ros.evaluation.row_prior import RowPrior
-    from monodepth_ros.node_core import default_model_path
+    from monodepth_ros.model.files import default_model_path
 
     model = args.model or default_model_path()
     with tempfile.TemporaryDirectory() as work:
@@ -95,7 +95,7 @@ def main() -> int:
 
         from types import SimpleNamespace
 
-        from monodepth_ros.adapt import adapt
+        from monodepth_ros.training.adapt import adapt
 
         reports = {}
         for mode in ('lidar', 'self-supervised'):

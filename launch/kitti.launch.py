@@ -18,7 +18,7 @@ from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from monodepth_ros import topics
+from monodepth_ros.io import topics
 
 NODE_NAME = 'depth_node'
 

@@ -30,7 +30,7 @@ def make_tiny_onnx(path) -> Path:
     """Export a small randomly initialised network (the real architecture) to ``path``."""
     import torch
 
-    from monodepth_ros.export import export_model
+    from monodepth_ros.model.export import export_model
     from monodepth_ros.model.metadata import ModelMetadata
     from monodepth_ros.model.network import NetworkConfig, build_network
 

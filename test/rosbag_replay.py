@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monodepth_ros.bagio import BagReader  # noqa: E402
+from monodepth_ros.io.bagio import BagReader  # noqa: E402
 
 
 def read_serialized(bag: Path, topics: list[str]) -> list[tuple[str, str, int, bytes]]:

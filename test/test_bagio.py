@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
-from monodepth_ros.bagio import BagReader, BagWriter, default_storage
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import BagError
-from monodepth_ros.geometry import TransformBuffer, make_transform
-from monodepth_ros.messages import (
+from monodepth_ros.io.bagio import BagReader, BagWriter, default_storage
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.geometry import make_transform
+from monodepth_ros.io.messages import (
     MessageTypes,
     array_to_image,
     camera_info_to_model,
@@ -22,6 +22,7 @@ from monodepth_ros.messages import (
     read_pointcloud2,
     stamp_to_ns,
 )
+from monodepth_ros.io.transforms import TransformBuffer
 
 CAMERA = CameraModel.from_intrinsics(50.0, 52.0, 15.5, 9.25, 32, 20)
 STEP_NS = 100_000_000

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from monodepth_ros.camera import CameraModel, RegionOfInterest
 from monodepth_ros.errors import CalibrationError
+from monodepth_ros.io.camera import CameraModel, RegionOfInterest
 
 KITTI = CameraModel.from_intrinsics(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
 

@@ -11,7 +11,7 @@ from monodepth_ros.cli import SUBCOMMANDS, build_parser, main
 from monodepth_ros.errors import ConfigError, ModelFileError
 from monodepth_ros.model.bins import sid_bin_centers, sid_bin_edges
 from monodepth_ros.model.metadata import ModelMetadata
-from monodepth_ros.semantics import CITYSCAPES_CLASSES, IGNORE_LABEL, colorize_labels
+from monodepth_ros.model.semantics import CITYSCAPES_CLASSES, IGNORE_LABEL, colorize_labels
 
 
 def test_sid_edges_follow_the_seed_formula():

@@ -12,16 +12,11 @@ import numpy as np
 import pytest
 from conftest import CHECKPOINT_HEIGHT, CHECKPOINT_WIDTH, save_tiny_checkpoint
 
-from monodepth_ros.engines import (
-    EngineOutput,
-    choose_backend,
-    create_engine,
-    ensure_onnx,
-    preprocess,
-)
+from monodepth_ros.engines import EngineOutput, choose_backend, create_engine, ensure_onnx
 from monodepth_ros.engines.cache import EngineCache, EngineKey, atomic_write_bytes, file_lock
 from monodepth_ros.errors import EngineError, ModelFileError
 from monodepth_ros.model.metadata import ModelMetadata
+from monodepth_ros.model.preprocess import preprocess
 
 HEIGHT, WIDTH = CHECKPOINT_HEIGHT, CHECKPOINT_WIDTH   # small for CPU tests
 
@@ -35,7 +30,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def onnx_path(checkpoint):
-    from monodepth_ros.export import export_onnx
+    from monodepth_ros.model.export import export_onnx
 
     return export_onnx(checkpoint, checkpoint.with_suffix('.onnx'), verify=False).path
 

@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 from conftest import EIGEN_REFERENCE, KITTI_DATE_DIR
 
-from monodepth_ros import topics
 from monodepth_ros.errors import BagError, TransformError
 from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
 from monodepth_ros.evaluation.metrics import crop_bounds
-from monodepth_ros.kitti import read_calibration, read_timestamps, read_velodyne
-from monodepth_ros.messages import pointcloud2_to_xyz
-from monodepth_ros.projection import filter_occluded, kitti_eigen_depth_image, lidar_depth_image
+from monodepth_ros.io import topics
+from monodepth_ros.io.kitti import read_calibration, read_timestamps, read_velodyne
+from monodepth_ros.io.messages import pointcloud2_to_xyz
+from monodepth_ros.runtime.projection import (
+    filter_occluded,
+    kitti_eigen_depth_image,
+    lidar_depth_image,
+)
 
 FRAMES = 3
 DEPTH_TOPIC = '/test/depth'
@@ -33,10 +37,10 @@ def write_kitti_bag(path, drive_dir, depth_of=None, depth_shift_ns=0, tf_static=
     """
     import cv2
 
-    from monodepth_ros.bagio import BagWriter
     from monodepth_ros.bagtools.kitti2bag import static_transforms
-    from monodepth_ros.kitti import KittiDrive
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagWriter
+    from monodepth_ros.io.kitti import KittiDrive
+    from monodepth_ros.io.messages import (
         array_to_image,
         depth_to_image,
         make_header,
@@ -150,8 +154,8 @@ def test_scaled_depth_gives_the_scale_error_and_median_scaling_removes_it(kitti_
 def test_kitti_eigen_protocol_from_a_bag_matches_the_reference(kitti_drive_dir, tmp_path):
     if not EIGEN_REFERENCE.is_file():
         pytest.skip(f'{EIGEN_REFERENCE} not found')
-    from monodepth_ros.bagio import BagReader
     from monodepth_ros.evaluation.ground_truth import GroundTruthBuilder, scan_from_message
+    from monodepth_ros.io.bagio import BagReader
 
     def eigen_depth(scan, calibration):
         return kitti_eigen_depth_image(scan, calibration.velo_to_image_matrix(2), 1242, 375)
@@ -370,7 +374,7 @@ def test_synthetic_bag_ground_truth_depth_agrees_with_its_lidar(tmp_path):
 
 def test_scan_reading_fast_path_equals_the_field_reader():
     from monodepth_ros.evaluation.ground_truth import scan_from_message
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.messages import (
         MessageTypes,
         make_header,
         make_pointcloud2,
@@ -399,13 +403,13 @@ def test_model_on_a_synthetic_bag(tmp_path, tiny_onnx):
     # expected figures are rebuilt here frame by frame: the same model at the camera size,
     # the frame's own scan projected (occlusion-filtered) into its camera_info's camera with
     # the /tf_static transform, metrics per frame, averaged.
-    from monodepth_ros.bagio import BagReader
     from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
     from monodepth_ros.engines import create_engine
     from monodepth_ros.evaluation.metrics import compute_depth_metrics_caps
-    from monodepth_ros.geometry import TransformBuffer
-    from monodepth_ros.messages import camera_info_to_model, image_to_rgb, stamp_to_ns
-    from monodepth_ros.pipeline import DepthPipeline, PipelineConfig
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import camera_info_to_model, image_to_rgb, stamp_to_ns
+    from monodepth_ros.io.transforms import TransformBuffer
+    from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     bag = write_synthetic_bag(tmp_path / 'synth', frames=2, seed=1, size=(416, 128))
     result = evaluate(bag, depth_topic=None, model=str(tiny_onnx), backend='onnxruntime',
@@ -453,9 +457,9 @@ def test_bad_input_of_one_frame_skips_that_frame_with_the_reason(tmp_path, tiny_
     # half-size image (CalibrationError in the pipeline), frame 1's image is 32FC1 (not a
     # colour image: MessageError), frame 2 is intact. Both bad frames are skipped and counted
     # with their reason; the run goes on and grades frame 2.
-    from monodepth_ros.bagio import BagReader, BagWriter
     from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagReader, BagWriter
+    from monodepth_ros.io.messages import (
         array_to_image,
         camera_info_to_model,
         make_header,
@@ -498,8 +502,8 @@ def test_kitti_eigen_without_calib_grades_at_the_full_camera_size(kitti_drive_di
     # and /tf_static (no --calib), the depth resized to it.
     if not EIGEN_REFERENCE.is_file():
         pytest.skip(f'{EIGEN_REFERENCE} not found')
-    from monodepth_ros.bagio import BagReader, BagWriter
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagReader, BagWriter
+    from monodepth_ros.io.messages import (
         camera_info_to_model,
         depth_to_image,
         make_header,
@@ -573,7 +577,7 @@ def _fixed_depth_pipeline(model_path, depth):
     returns) is the real pipeline's; only the depth array is swapped.
     """
     from monodepth_ros.engines import create_engine
-    from monodepth_ros.pipeline import DepthPipeline, PipelineConfig
+    from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     class FixedDepthPipeline(DepthPipeline):
         def process_arrays(self, rgb, camera=None, outputs=frozenset({'depth'})):
@@ -695,8 +699,8 @@ def test_ros1_bag(kitti_drive_dir, tmp_path):
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     from monodepth_ros.bagtools.kitti2bag import static_transforms
-    from monodepth_ros.kitti import KittiDrive
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.kitti import KittiDrive
+    from monodepth_ros.io.messages import (
         MessageTypes,
         array_to_image,
         depth_to_image,

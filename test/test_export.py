@@ -9,7 +9,7 @@ from conftest import CHECKPOINT_WIDTH as WIDTH
 from conftest import save_tiny_checkpoint
 
 from monodepth_ros.errors import ConfigError, ModelFileError
-from monodepth_ros.export import (
+from monodepth_ros.model.export import (
     DEPTH_REL_TOL,
     OPSET,
     compare_outputs,
@@ -98,7 +98,7 @@ def test_log_softmax_decomposition_is_exact_and_stable(tmp_path):
     import onnxruntime
     from onnx import TensorProto, helper
 
-    from monodepth_ros.export import decompose_channel_log_softmax
+    from monodepth_ros.model.export import decompose_channel_log_softmax
 
     graph = helper.make_graph(
         [helper.make_node('LogSoftmax', ['x'], ['y'], axis=1)], 'g',
@@ -152,7 +152,7 @@ def test_missing_and_truncated_checkpoints_name_the_file(tiny_checkpoint, tmp_pa
 
 
 def test_synthetic_check_image_when_no_frame_is_given(monkeypatch):
-    monkeypatch.setattr('monodepth_ros.export.default_check_image_path', lambda: None)
+    monkeypatch.setattr('monodepth_ros.model.export.default_check_image_path', lambda: None)
     rgb, source = load_check_image(64, 96)
     assert rgb.shape == (64, 96, 3) and rgb.dtype == np.uint8 and 'synthetic' in source
     assert rgb.std() > 20   # a textured image, not a constant
@@ -180,7 +180,7 @@ def _first_frame():
 
 
 def test_failed_self_check_raises_and_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
-    import monodepth_ros.export as export
+    import monodepth_ros.model.export as export
     from monodepth_ros.errors import EngineError
 
     original = export.compare_outputs

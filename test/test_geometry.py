@@ -8,20 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import CalibrationError, MessageError, TransformError
-from monodepth_ros.geometry import (
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.geometry import (
     MIN_QUATERNION_NORM,
-    TransformBuffer,
     backproject_depth,
     invert_transform,
     make_transform,
     matrix_to_quaternion,
     quaternion_to_matrix,
     transform_points,
-    transform_stamped_to_matrix,
 )
-from monodepth_ros.messages import MessageTypes, make_header, make_tf_message
+from monodepth_ros.io.messages import MessageTypes, make_header, make_tf_message
+from monodepth_ros.io.transforms import TransformBuffer, transform_stamped_to_matrix
 
 # 4x3 image, principal point well off the centre (1.5, 1.0 would be the centre).
 CAMERA = CameraModel.from_intrinsics(fx=100.0, fy=200.0, cx=0.5, cy=2.0, width=4, height=3)

@@ -16,11 +16,12 @@ from test_pipeline import (
     upsample2,
 )
 
-from monodepth_ros import cli, messages, topics
-from monodepth_ros.bagio import BagReader, BagWriter
-from monodepth_ros.camera import CameraModel
+from monodepth_ros import cli
 from monodepth_ros.errors import BagError, CalibrationError, DatasetError
-from monodepth_ros.infer import (
+from monodepth_ros.io import messages, topics
+from monodepth_ros.io.bagio import BagReader, BagWriter
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.runtime.infer import (
     colorize_depth,
     depth_to_png16,
     read_camera_info_yaml,
@@ -222,7 +223,7 @@ def test_infer_bag_errors(tmp_path, tiny_onnx, capsys):
 def test_infer_bag_function_without_camera_info(tmp_path, tiny_onnx):
     from monodepth_ros.bagtools.infer_bag import infer_bag
     from monodepth_ros.engines import create_engine
-    from monodepth_ros.pipeline import DepthPipeline
+    from monodepth_ros.runtime.pipeline import DepthPipeline
 
     with BagWriter(tmp_path / 'in', distro='jazzy') as bag:
         bag.write('/cam/image_raw', image_msg(bag.types, gradient_image()), 5)
@@ -242,7 +243,7 @@ def test_infer_bag_matches_camera_info_like_the_node(tmp_path, tiny_onnx, capsys
     """Stamp within 1 ms wins over an older exact-less one; a wrong-size one keeps depth."""
     from monodepth_ros.bagtools.infer_bag import format_summary, infer_bag
     from monodepth_ros.engines import create_engine
-    from monodepth_ros.pipeline import DepthPipeline
+    from monodepth_ros.runtime.pipeline import DepthPipeline
 
     stamp = 2_000_000_000
     near = CameraModel.from_intrinsics(210.0, 210.0, 100.0, 70.0, 256, 128)
@@ -271,7 +272,7 @@ def test_infer_bag_matches_camera_info_like_the_node(tmp_path, tiny_onnx, capsys
 def test_engine_cache_dir_help_names_the_real_default():
     import argparse
 
-    from monodepth_ros.infer import add_model_arguments
+    from monodepth_ros.runtime.infer import add_model_arguments
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import KITTI_DATE_DIR
 
-from monodepth_ros import topics
 from monodepth_ros.errors import BagError, CalibrationError, DatasetError
-from monodepth_ros.kitti import (
+from monodepth_ros.io import topics
+from monodepth_ros.io.kitti import (
     OXTS_FIELDS,
     mercator_scale,
     oxts_pose,
@@ -129,14 +129,14 @@ def test_oxts_pose_hand_values():
 # The converted excerpt is the session fixture ``kitti_bag`` of conftest.py.
 
 def test_kitti2bag_round_trip(kitti_bag, kitti_drive_dir):
-    from monodepth_ros.bagio import BagReader
-    from monodepth_ros.geometry import TransformBuffer
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import (
         camera_info_to_model,
         image_to_rgb,
         read_pointcloud2,
         stamp_to_ns,
     )
+    from monodepth_ros.io.transforms import TransformBuffer
 
     path, counts = kitti_bag
     calibration = read_calibration(KITTI_DATE_DIR)
@@ -232,11 +232,11 @@ def test_kitti2bag_frames_numbered_from_5(kitti_drive_dir, tmp_path):
     # content of the k-th file.
     import cv2
 
-    from monodepth_ros.bagio import BagReader
     from monodepth_ros.bagtools.kitti2bag import convert
-    from monodepth_ros.geometry import quaternion_to_matrix
-    from monodepth_ros.kitti import oxts_rotation
-    from monodepth_ros.messages import image_to_rgb, read_pointcloud2
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.geometry import quaternion_to_matrix
+    from monodepth_ros.io.kitti import oxts_rotation
+    from monodepth_ros.io.messages import image_to_rgb, read_pointcloud2
 
     date_dir = tmp_path / KITTI_DATE_DIR.name
     drive = date_dir / kitti_drive_dir.name

@@ -37,7 +37,7 @@ except PackageNotFoundError:
     pytest.skip('launch test needs monodepth_ros in the ament index: colcon build this package '
                 'and source install/setup.bash', allow_module_level=True)
 
-from monodepth_ros import topics  # noqa: E402
+from monodepth_ros.io import topics  # noqa: E402
 
 FRAMES = 5
 SEED = 7
@@ -51,8 +51,8 @@ def _prepare(work_dir: Path) -> tuple[Path, Path, set[int]]:
     sys.path.insert(0, str(TEST_DIR))
     from conftest import make_tiny_onnx
 
-    from monodepth_ros.bagio import BagReader
-    from monodepth_ros.messages import stamp_to_ns
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import stamp_to_ns
 
     model = make_tiny_onnx(work_dir / 'tiny.onnx')
     bag = work_dir / 'drive'

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monodepth_ros.camera import CameraModel, RegionOfInterest
 from monodepth_ros.errors import CalibrationError, MessageError
-from monodepth_ros.geometry import make_transform, transform_stamped_to_matrix
-from monodepth_ros.messages import (
+from monodepth_ros.io.camera import CameraModel, RegionOfInterest
+from monodepth_ros.io.geometry import make_transform
+from monodepth_ros.io.messages import (
     MESSAGE_NAMES,
     MessageTypes,
     array_to_image,
@@ -34,6 +34,7 @@ from monodepth_ros.messages import (
     stamp_to_ns,
     unpack_rgb,
 )
+from monodepth_ros.io.transforms import transform_stamped_to_matrix
 
 STAMP_NS = 1_317_000_000_123_456_789
 ENCODINGS = {

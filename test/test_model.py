@@ -238,7 +238,7 @@ def test_default_model_gives_the_same_metric_depth_through_two_lenses(seed):
     import cv2
 
     from monodepth_ros.engines import create_engine
-    from monodepth_ros.pipeline import DepthPipeline
+    from monodepth_ros.runtime.pipeline import DepthPipeline
     from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
 
     pipeline = DepthPipeline(create_engine(str(DEFAULT_MODEL), backend='torch'))

@@ -17,26 +17,20 @@ from test_pipeline import (
     info_msg,
 )
 
-from monodepth_ros import messages
 from monodepth_ros.errors import ConfigError
-from monodepth_ros.node_core import (
+from monodepth_ros.io import messages
+from monodepth_ros.ros.core import NodeCore, create_engine_from_config, outputs_to_compute
+from monodepth_ros.ros.diagnostics import DiagnosticsReport, Throttle, diagnostics_message
+from monodepth_ros.ros.frame_slot import Frame, LatestFrameSlot
+from monodepth_ros.ros.parameters import (
     PARAMETER_SPECS,
     PARAMETERS,
-    CameraInfoCache,
-    DiagnosticsReport,
-    Frame,
-    LatestFrameSlot,
     NodeConfig,
-    NodeCore,
-    Throttle,
     check_parameter,
-    create_engine_from_config,
-    diagnostics_message,
-    match_stamp,
-    outputs_to_compute,
     parameter_defaults,
     parameter_descriptor,
 )
+from monodepth_ros.runtime.sync import CameraInfoCache, match_stamp
 
 CONFIG_YAML = Path(__file__).resolve().parents[1] / 'config' / 'kitti.yaml'
 ALL_SUBSCRIBED = {key: 1 for key in ('depth', 'camera_info', 'points', 'semantics',
@@ -167,11 +161,10 @@ def test_parameter_descriptors_show_types_ranges_and_choices():
 
 
 def test_backends_and_precisions_come_from_the_engines():
-    from monodepth_ros import engines, node_core
+    from monodepth_ros import engines
 
-    assert node_core.BACKENDS is engines.BACKENDS
-    assert node_core.PRECISIONS is engines.PRECISIONS
     assert PARAMETER_SPECS['backend'].choices is engines.BACKENDS
+    assert PARAMETER_SPECS['precision'].choices is engines.PRECISIONS
 
 
 def test_config_consistency_and_read_only():
@@ -612,11 +605,11 @@ def test_diagnostics_message_round_trips_through_cdr(types):
 
 
 def test_node_entry_point_without_ros_says_why(capsys):
-    pytest.importorskip('monodepth_ros.node')
+    pytest.importorskip('monodepth_ros.ros.node')
     try:
         import rclpy  # noqa: F401
     except ImportError:
-        from monodepth_ros.node import main
+        from monodepth_ros.ros.node import main
         assert main([]) == 1
         assert 'depth_node needs ROS 2 (rclpy)' in capsys.readouterr().err
     else:
@@ -743,8 +736,8 @@ def _fake_ros_modules(overrides):
 
 
 def _stand_in_node(types, monkeypatch, overrides):
-    from monodepth_ros import node as node_module
-    from monodepth_ros.messages import MessageTypes
+    from monodepth_ros.io.messages import MessageTypes
+    from monodepth_ros.ros import node as node_module
 
     modules, Parameter = _fake_ros_modules(overrides)
     for name, module in modules.items():
@@ -761,7 +754,7 @@ def _wait_for(condition, seconds=20.0):
 
 
 def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
-    from monodepth_ros.node_core import OUTPUT_TOPICS
+    from monodepth_ros.ros.core import OUTPUT_TOPICS
 
     node_class, Parameter = _stand_in_node(types, monkeypatch, {
         'model_path': str(tiny_onnx), 'backend': 'onnxruntime', 'precision': 'fp32',
@@ -878,7 +871,7 @@ def test_diagnostics_of_a_node_whose_worker_died(types, tiny_onnx, monkeypatch):
 
 
 def test_rviz_config_shows_camera_depth_and_cloud():
-    from monodepth_ros import topics
+    from monodepth_ros.io import topics
 
     rviz = yaml.safe_load((CONFIG_YAML.parent / 'kitti.rviz').read_text())
     manager = rviz['Visualization Manager']

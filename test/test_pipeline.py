@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import TINY_NET_HEIGHT, TINY_NET_WIDTH
 
-from monodepth_ros import messages
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
-from monodepth_ros.pipeline import (
+from monodepth_ros.io import messages
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.runtime.pipeline import (
     DepthPipeline,
     PipelineConfig,
     resize_depth_bilinear,
@@ -64,7 +64,7 @@ def cdr_round_trip(types, msg):
 
 def direct_output(engine, rgb):
     """The engine run by hand on ``rgb`` shrunk to the network size (what the pipeline wraps)."""
-    from monodepth_ros.engines import preprocess
+    from monodepth_ros.model.preprocess import preprocess
 
     small = cv2.resize(rgb, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
     return engine.infer(preprocess(small, engine.metadata))
@@ -100,7 +100,7 @@ def test_messages_network_resolution(engine, types):
     np.testing.assert_array_equal(messages.image_to_array(out['confidence']),
                                   expected.confidence)
     colors = messages.image_to_array(out['semantics_color'])
-    from monodepth_ros.semantics import colorize_labels
+    from monodepth_ros.model.semantics import colorize_labels
     np.testing.assert_array_equal(colors, colorize_labels(labels))
 
     cloud = out['points']

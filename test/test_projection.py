@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import EIGEN_REFERENCE, KITTI_DATE_DIR
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import ConfigError
-from monodepth_ros.kitti import read_calibration, read_velodyne
-from monodepth_ros.projection import (
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.kitti import read_calibration, read_velodyne
+from monodepth_ros.runtime.projection import (
     filter_occluded,
     kitti_eigen_depth_image,
     lidar_depth_image,

@@ -40,10 +40,14 @@ except ImportError as error:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rosbag_replay import BagReplayer, read_serialized  # noqa: E402
 
-from monodepth_ros import messages, topics  # noqa: E402
-from monodepth_ros.messages import MessageTypes  # noqa: E402
-from monodepth_ros.node_core import NodeConfig, create_engine_from_config  # noqa: E402
-from monodepth_ros.pipeline import DepthPipeline  # noqa: E402
+from monodepth_ros.io import (
+    messages,
+    topics,  # noqa: E402
+)
+from monodepth_ros.io.messages import MessageTypes  # noqa: E402
+from monodepth_ros.ros.core import create_engine_from_config
+from monodepth_ros.ros.parameters import NodeConfig  # noqa: E402
+from monodepth_ros.runtime.pipeline import DepthPipeline  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -60,13 +64,13 @@ CAMERA_INFO_DELAY_S = 0.02      # a CameraInfo that arrives this long after its 
 
 # -- the node process and the probe ------------------------------------------------------------
 class DepthNodeProcess:
-    """``python -m monodepth_ros.node`` with a name and parameters; its log goes to a file."""
+    """``python -m monodepth_ros.ros.node`` with a name and parameters; its log goes to a file."""
 
     def __init__(self, name: str, parameters: dict, log_path: Path,
                  remaps: dict[str, str] | None = None):
         self.name = name
         self.log_path = log_path
-        command = [sys.executable, '-m', 'monodepth_ros.node', '--ros-args',
+        command = [sys.executable, '-m', 'monodepth_ros.ros.node', '--ros-args',
                    '-r', f'__node:={name}']
         for key, value in parameters.items():
             value = str(value).lower() if isinstance(value, bool) else value    # YAML
@@ -554,7 +558,7 @@ class TestSyntheticDrive:
 def test_node_logger_takes_every_level_and_falls_back_to_stderr_after_shutdown(capfd):
     from rclpy.context import Context
 
-    from monodepth_ros.node import _ContextLogger
+    from monodepth_ros.ros.node import _ContextLogger
 
     context = Context()
     rclpy.init(context=context)

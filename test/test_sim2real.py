@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import save_tiny_checkpoint
 
-from monodepth_ros import topics
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.evaluation.row_prior import RowPrior
+from monodepth_ros.io import topics
+from monodepth_ros.io.camera import CameraModel
 from monodepth_ros.model.metadata import ModelMetadata
 
 torch = pytest.importorskip('torch')
@@ -82,13 +82,13 @@ class _ConstantEngine:
 
 
 def test_pipeline_rescales_camera_aware_depth_and_points_by_the_real_focal():
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.messages import (
         MessageTypes,
         array_to_image,
         make_header,
         model_to_camera_info,
     )
-    from monodepth_ros.pipeline import DepthPipeline
+    from monodepth_ros.runtime.pipeline import DepthPipeline
 
     meta = ModelMetadata(input_height=64, input_width=128, canonical_focal=100.0)
     pipeline = DepthPipeline(_ConstantEngine(meta))
@@ -200,10 +200,10 @@ def synthetic_bag(tmp_path_factory):
 
 def _ground_truth_maps(bag):
     """Each frame's ground truth rebuilt here: scan through camera_info and /tf_static."""
-    from monodepth_ros.bagio import BagReader
-    from monodepth_ros.geometry import TransformBuffer
-    from monodepth_ros.messages import camera_info_to_model, pointcloud2_to_xyz, stamp_to_ns
-    from monodepth_ros.projection import filter_occluded, lidar_depth_image
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import camera_info_to_model, pointcloud2_to_xyz, stamp_to_ns
+    from monodepth_ros.io.transforms import TransformBuffer
+    from monodepth_ros.runtime.projection import filter_occluded, lidar_depth_image
 
     frames, transforms = {}, TransformBuffer()
     with BagReader(bag) as reader:
@@ -284,7 +284,7 @@ def test_frame_range_selects_the_graded_frames(synthetic_bag):
 
 def _copy_bag(source, out, drop=(), transform=None):
     """A copy of ``source`` without the topics in ``drop`` (messages changed by transform)."""
-    from monodepth_ros.bagio import BagReader, BagWriter
+    from monodepth_ros.io.bagio import BagReader, BagWriter
 
     with BagReader(source) as reader, BagWriter(out) as writer:
         for topic, stamp, msg in reader.messages():

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monodepth_ros import topics
 from monodepth_ros.errors import ConfigError, DatasetError
-from monodepth_ros.semantics import TRAIN_ID
+from monodepth_ros.io import topics
+from monodepth_ros.model.semantics import TRAIN_ID
 from monodepth_ros.synthetic import raycast
 from monodepth_ros.synthetic.world import (
     KITTI_FX,
@@ -315,8 +315,8 @@ def test_synth_bag_topics_counts_and_stamps(small_bag):
 
 
 def test_synth_bag_round_trips_the_frames(small_bag):
-    from monodepth_ros.bagio import BagReader
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import (
         camera_info_to_model,
         depth_image_to_metres,
         image_to_array,
@@ -353,14 +353,14 @@ def test_synth_bag_round_trips_the_frames(small_bag):
 
 
 def test_bag_lidar_projects_onto_gt_depth_through_its_own_calibration(small_bag):
-    from monodepth_ros.bagio import BagReader
-    from monodepth_ros.geometry import TransformBuffer
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import (
         camera_info_to_model,
         depth_image_to_metres,
         read_pointcloud2,
     )
-    from monodepth_ros.projection import lidar_depth_image
+    from monodepth_ros.io.transforms import TransformBuffer
+    from monodepth_ros.runtime.projection import lidar_depth_image
 
     buffer = TransformBuffer()
     camera, points, depth = None, None, None

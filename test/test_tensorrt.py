@@ -10,8 +10,9 @@ from conftest import CHECKPOINT_HEIGHT as HEIGHT
 from conftest import CHECKPOINT_WIDTH as WIDTH
 from conftest import save_tiny_checkpoint
 
-from monodepth_ros.engines import create_engine, preprocess
+from monodepth_ros.engines import create_engine
 from monodepth_ros.engines.tensorrt_engine import tensorrt_status
+from monodepth_ros.model.preprocess import preprocess
 
 pytest.importorskip('tensorrt', reason='TensorRT is not installed on this machine')
 _USABLE, _REASON = tensorrt_status()
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(not _USABLE, reason=f'TensorRT backend unusable:
 
 @pytest.fixture(scope='module')
 def onnx_path(tmp_path_factory):
-    from monodepth_ros.export import export_onnx
+    from monodepth_ros.model.export import export_onnx
 
     checkpoint = save_tiny_checkpoint(tmp_path_factory.mktemp('trt') / 'tiny.pt')
     return export_onnx(checkpoint, checkpoint.with_suffix('.onnx'), verify=False).path

@@ -276,8 +276,8 @@ def test_corrupt_cityscapes_sample_skipped_and_counted(tmp_path):
 
 
 def test_kitti_eigen_source_on_excerpt(kitti_drive_dir, tmp_path):
-    from monodepth_ros.kitti import read_calibration, read_velodyne
-    from monodepth_ros.projection import kitti_eigen_depth_image
+    from monodepth_ros.io.kitti import read_calibration, read_velodyne
+    from monodepth_ros.runtime.projection import kitti_eigen_depth_image
 
     root = kitti_drive_dir.parent.parent
     frame = sorted((kitti_drive_dir / 'image_02' / 'data').glob('*.png'))[0]

@@ -5,7 +5,7 @@ Output topics (headers copied from each input image): /monodepth/depth (32FC1, N
 (mono8 trainIds), /monodepth/semantics/color (rgb8), /monodepth/confidence (32FC1). Each is
 written at the receive time of its input image, so with --copy-input the new bag replays in
 RViz or Foxglove with the inputs alongside. CameraInfo is matched to each image with the
-node's rule (:func:`monodepth_ros.node_core.match_stamp`: the closest stamp within 1 ms, else
+node's rule (:func:`monodepth_ros.runtime.sync.match_stamp`: the closest stamp within 1 ms, else
 the newest one stamped at or before the image); without a usable one (none in the bag, or of
 another size than the image), depth, semantics and confidence are written but not points and
 depth camera_info.
@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monodepth_ros import topics
 from monodepth_ros.errors import BagError, CalibrationError, MessageError
+from monodepth_ros.io import topics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
     import numpy as np
     from tqdm import tqdm
 
-    from monodepth_ros.bagio import BagReader, BagWriter
-    from monodepth_ros.messages import stamp_to_ns
-    from monodepth_ros.node_core import PARAMETER_SPECS, CameraInfoCache
-    from monodepth_ros.pipeline import ALL_OUTPUTS
+    from monodepth_ros.io.bagio import BagReader, BagWriter
+    from monodepth_ros.io.messages import stamp_to_ns
+    from monodepth_ros.runtime.pipeline import ALL_OUTPUTS
+    from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S, CameraInfoCache
 
     outputs = set(outputs or ALL_OUTPUTS)
     camera_info_topic = camera_info_topic or default_camera_info_topic(camera_topic)
@@ -89,7 +89,7 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
         if has_info:
             for _, _, msg in reader.messages([camera_info_topic]):
                 infos.add(msg, stamp_to_ns(msg.header.stamp))
-        tolerance_ns = int(PARAMETER_SPECS['camera_info_stamp_tolerance'].default * 1e9)
+        tolerance_ns = int(STAMP_TOLERANCE_S * 1e9)
         read_topics = None if copy_input else [camera_topic]
         total = reader.message_count(read_topics)
 
@@ -132,7 +132,7 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
 
 def add_arguments(parser) -> None:
     from monodepth_ros.bagtools.options import add_bag_format_arguments
-    from monodepth_ros.infer import add_model_arguments
+    from monodepth_ros.runtime.infer import add_model_arguments
 
     parser.add_argument('input', help='input bag (rosbag2 folder, .mcap/.db3, or ROS 1 .bag)')
     parser.add_argument('output', help='output rosbag2 folder (must not exist)')
@@ -164,8 +164,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from monodepth_ros.errors import ConfigError
-    from monodepth_ros.infer import load_engine
-    from monodepth_ros.pipeline import OUTPUTS, DepthPipeline, PipelineConfig
+    from monodepth_ros.runtime.infer import load_engine
+    from monodepth_ros.runtime.pipeline import OUTPUTS, DepthPipeline, PipelineConfig
 
     outputs = {name.strip() for name in args.outputs.split(',') if name.strip()}
     unknown = outputs - set(OUTPUTS)

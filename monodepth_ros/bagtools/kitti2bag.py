@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros import topics
 from monodepth_ros.bagtools.options import add_bag_format_arguments, resolved_storage
 from monodepth_ros.errors import DatasetError
-from monodepth_ros.geometry import matrix_to_quaternion
-from monodepth_ros.kitti import (
+from monodepth_ros.io import topics
+from monodepth_ros.io.geometry import matrix_to_quaternion
+from monodepth_ros.io.kitti import (
     CAMERA_FOLDERS,
     KittiDrive,
     mercator_scale,
@@ -119,8 +119,8 @@ def convert(drive_dir, out, storage: str | None = None, cameras=(2,), distro: st
     """
     from tqdm import tqdm
 
-    from monodepth_ros.bagio import BagWriter
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagWriter
+    from monodepth_ros.io.messages import (
         array_to_image,
         make_header,
         make_pointcloud2,

@@ -2,12 +2,12 @@
 
 The storage default follows the distro: a stock Humble install opens sqlite3 only (mcap needs
 the extra ros-humble-rosbag2-storage-mcap package), Jazzy defaults to mcap
-(``monodepth_ros.bagio.BAG_FORMATS``).
+(``monodepth_ros.io.bagio.BAG_FORMATS``).
 """
 
 from __future__ import annotations
 
-from monodepth_ros.bagio import BAG_FORMATS, STORAGES, default_storage
+from monodepth_ros.io.bagio import BAG_FORMATS, STORAGES, default_storage
 
 DEFAULT_DISTRO = 'humble'
 

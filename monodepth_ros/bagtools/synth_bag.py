@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros import topics
 from monodepth_ros.bagtools.options import add_bag_format_arguments, resolved_storage
 from monodepth_ros.errors import ConfigError, DatasetError
-from monodepth_ros.semantics import CITYSCAPES_CLASSES
+from monodepth_ros.io import topics
+from monodepth_ros.model.semantics import CITYSCAPES_CLASSES
 
 DEPTH_PNG_SCALE = 256.0
 
@@ -106,7 +106,7 @@ def _progress(iterable, description: str):
 
 def velodyne_pointcloud2(types, header, scan: dict):
     """A PointCloud2 with the Velodyne driver's fields: x, y, z, intensity, ring (uint16)."""
-    from monodepth_ros.messages import make_pointcloud2
+    from monodepth_ros.io.messages import make_pointcloud2
 
     xyz = np.stack([scan['x'], scan['y'], scan['z']], axis=-1)
     return make_pointcloud2(types, header, xyz,
@@ -121,8 +121,8 @@ def write_synthetic_bag(out, frames: int, seed: int = 0, start: int = 0,
 
     ``storage`` None: the distro's default (sqlite3 for humble, mcap for jazzy).
     """
-    from monodepth_ros.bagio import BagWriter
-    from monodepth_ros.messages import (
+    from monodepth_ros.io.bagio import BagWriter
+    from monodepth_ros.io.messages import (
         array_to_image,
         depth_to_image,
         make_header,
@@ -209,7 +209,7 @@ def read_dataset_frame(folder, index: int) -> dict:
     """
     import cv2
 
-    from monodepth_ros.camera import CameraModel
+    from monodepth_ros.io.camera import CameraModel
 
     folder = Path(folder)
     info_path = folder / 'intrinsics.json'

@@ -1,7 +1,7 @@
 """Inference backends behind one interface: TensorRT, ONNX Runtime and PyTorch.
 
 >>> engine = create_engine('model.onnx')            # backend 'auto': the fastest available
->>> out = engine.infer(preprocess(rgb, engine.metadata))
+>>> out = engine.infer(preprocess(rgb, engine.metadata))   # model.preprocess
 >>> out.depth, out.semantics, out.confidence        # HxW float32 m, uint8 trainIds, float32
 
 Backends are imported lazily, so importing this package does not import torch or onnxruntime.
@@ -12,20 +12,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from monodepth_ros.engines.base import (
-    PRECISIONS,
-    DepthEngine,
-    EngineOutput,
-    check_model_path,
-    check_precision,
-    file_sha256,
-    is_onnx,
-    preprocess,
-)
+from monodepth_ros.engines.base import PRECISIONS, DepthEngine, EngineOutput, check_precision
 from monodepth_ros.errors import EngineError
+from monodepth_ros.model.files import check_model_path, file_sha256, is_onnx
 
 __all__ = ['BACKENDS', 'PRECISIONS', 'DepthEngine', 'EngineOutput', 'choose_backend',
-           'create_engine', 'ensure_onnx', 'preprocess']
+           'create_engine', 'ensure_onnx']
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,10 +92,10 @@ def choose_backend(model_path, device: str = 'auto',
 
 def ensure_onnx(checkpoint, cache_dir=None) -> Path:
     """ONNX export of a ``.pt`` checkpoint, made once and kept in ``<cache_dir>/onnx/``."""
-    from monodepth_ros.engines.base import load_onnx_model
     from monodepth_ros.engines.cache import default_cache_dir, file_lock
     from monodepth_ros.errors import ModelFileError
-    from monodepth_ros.export import export_onnx
+    from monodepth_ros.model.export import export_onnx
+    from monodepth_ros.model.files import load_onnx_model
 
     checkpoint = check_model_path(checkpoint)
     folder = Path(cache_dir or default_cache_dir()) / 'onnx'

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros.engines.base import check_model_path, is_onnx, preprocess
 from monodepth_ros.errors import DatasetError, EngineError
+from monodepth_ros.model.files import check_model_path, is_onnx
+from monodepth_ros.model.preprocess import preprocess
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
@@ -58,8 +59,8 @@ def load_calibration_batch(folder, metadata, limit: int = 200) -> np.ndarray:
 
 def run(args) -> int:
     from monodepth_ros.engines import ensure_onnx
-    from monodepth_ros.engines.base import load_onnx_model, read_onnx_metadata
     from monodepth_ros.engines.tensorrt_engine import TensorRTEngine, tensorrt_status
+    from monodepth_ros.model.files import load_onnx_model, read_onnx_metadata
 
     path = check_model_path(args.model)
     usable, reason = tensorrt_status()

@@ -7,16 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros.engines.base import (
-    DepthEngine,
-    EngineOutput,
-    check_onnx_io,
-    load_onnx_model,
-    outputs_from_arrays,
-    read_onnx_metadata,
-)
+from monodepth_ros.engines.base import DepthEngine, EngineOutput, outputs_from_arrays
 from monodepth_ros.engines.cache import default_cache_dir
 from monodepth_ros.errors import EngineError
+from monodepth_ros.model.files import check_onnx_io, load_onnx_model, read_onnx_metadata
 from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
 
 LOGGER = logging.getLogger(__name__)

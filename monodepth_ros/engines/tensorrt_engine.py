@@ -22,14 +22,12 @@ import numpy as np
 from monodepth_ros.engines.base import (
     DepthEngine,
     EngineOutput,
-    check_onnx_io,
     check_precision,
-    load_onnx_model,
     outputs_from_tensors,
-    read_onnx_metadata,
 )
 from monodepth_ros.engines.cache import EngineCache, EngineKey
 from monodepth_ros.errors import EngineError
+from monodepth_ros.model.files import check_onnx_io, load_onnx_model, read_onnx_metadata
 from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
 
 LOGGER = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ import numpy as np
 from monodepth_ros.engines.base import (
     DepthEngine,
     EngineOutput,
-    check_model_path,
     check_precision,
     outputs_from_tensors,
 )
 from monodepth_ros.errors import EngineError
+from monodepth_ros.model.files import check_model_path
 
 LOGGER = logging.getLogger(__name__)
 

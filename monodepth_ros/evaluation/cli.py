@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from monodepth_ros import topics
 from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.evaluation.evaluator import BASELINES
 from monodepth_ros.evaluation.ground_truth import PROTOCOLS
 from monodepth_ros.evaluation.metrics import CROPS
+from monodepth_ros.io import topics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros import topics
 from monodepth_ros.errors import (
     BagError,
     CalibrationError,
@@ -55,7 +54,8 @@ from monodepth_ros.evaluation.metrics import (
     prepare_prediction,
     valid_prediction,
 )
-from monodepth_ros.pipeline import resize_depth_bilinear, resize_nearest
+from monodepth_ros.io import topics
+from monodepth_ros.runtime.pipeline import resize_depth_bilinear, resize_nearest
 
 LOG = logging.getLogger(__name__)
 
@@ -238,15 +238,15 @@ class BagEvaluator:
         self.row_prior = row_prior
         self._on_ground_truth = None    # set by ground_truth_frames
         if config.calib_dir:
-            from monodepth_ros.kitti import read_calibration
+            from monodepth_ros.io.kitti import read_calibration
 
             self.calibration = read_calibration(config.calib_dir)
         if config.model is not None and pipeline is None:
             self.pipeline = self._make_pipeline()
 
     def _make_pipeline(self):
-        from monodepth_ros.infer import load_engine
-        from monodepth_ros.pipeline import DepthPipeline, PipelineConfig
+        from monodepth_ros.runtime.infer import load_engine
+        from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
         engine = load_engine(self.config.model, self.config.backend, self.config.precision,
                              cache_dir=self.config.engine_cache_dir)
@@ -295,9 +295,9 @@ class BagEvaluator:
         """
         from tqdm import tqdm
 
-        from monodepth_ros.bagio import BagReader
-        from monodepth_ros.geometry import TransformBuffer
-        from monodepth_ros.messages import stamp_to_ns
+        from monodepth_ros.io.bagio import BagReader
+        from monodepth_ros.io.messages import stamp_to_ns
+        from monodepth_ros.io.transforms import TransformBuffer
 
         config = self.config
         if self._on_ground_truth is None and not (config.depth_topic or config.model
@@ -451,7 +451,7 @@ class BagEvaluator:
     # -- one frame ----------------------------------------------------------------------------
     def _grade(self, frame: _Pending, window: ScanWindow, tolerance_ns: int,
                result: EvaluationResult) -> None:
-        from monodepth_ros.messages import depth_image_to_metres
+        from monodepth_ros.io.messages import depth_image_to_metres
 
         config = self.config
         scan, gap = window.nearest(frame.stamp_ns)
@@ -570,7 +570,7 @@ class BagEvaluator:
     @staticmethod
     def _camera_before(infos, stamp_ns: int, what: str, result: EvaluationResult):
         """(CameraInfo, CameraModel) nearest the frame, or (None, None) with the frame skipped."""
-        from monodepth_ros.messages import camera_info_to_model
+        from monodepth_ros.io.messages import camera_info_to_model
 
         info = _nearest_within(infos, stamp_ns)
         if info is None:
@@ -602,12 +602,12 @@ class BagEvaluator:
             names = list(getattr(self.pipeline.metadata, 'class_names', []) or [])
             if names:
                 return names
-        from monodepth_ros.semantics import CITYSCAPES_CLASSES
+        from monodepth_ros.model.semantics import CITYSCAPES_CLASSES
 
         return list(CITYSCAPES_CLASSES)
 
     def _label_image(self, stamp_ns: int) -> np.ndarray | None:
-        from monodepth_ros.messages import image_to_array
+        from monodepth_ros.io.messages import image_to_array
 
         msg = _nearest_within(self._labels, stamp_ns, int(self.config.max_time_diff_ms * 1e6))
         if msg is None:
@@ -621,7 +621,7 @@ class BagEvaluator:
 
     @staticmethod
     def _decode_rgb(msg) -> np.ndarray | None:
-        from monodepth_ros.pipeline import decode_image
+        from monodepth_ros.runtime.pipeline import decode_image
 
         try:
             return decode_image(msg)

@@ -23,10 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import ConfigError, TransformError
-from monodepth_ros.kitti import KittiCalibration
-from monodepth_ros.projection import filter_occluded, kitti_eigen_depth_image, lidar_depth_image
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.kitti import KittiCalibration
+from monodepth_ros.runtime.projection import (
+    filter_occluded,
+    kitti_eigen_depth_image,
+    lidar_depth_image,
+)
 
 PROTOCOLS = ('default', 'kitti-eigen')
 
@@ -44,7 +48,7 @@ def _xyz_view(msg) -> np.ndarray | None:
     The fast path needs little-endian float32 x, y, z at offsets 0, 4, 8 and no row padding
     (the common layout, whatever the point_step).
     """
-    from monodepth_ros.messages import pointcloud2_fields
+    from monodepth_ros.io.messages import pointcloud2_fields
 
     layout = pointcloud2_fields(msg)
     little = np.dtype('<f4')
@@ -64,7 +68,7 @@ def _xyz_view(msg) -> np.ndarray | None:
 
 def scan_from_message(msg) -> LidarScan:
     """A LidarScan from a PointCloud2 (offsets read from its fields)."""
-    from monodepth_ros.messages import pointcloud2_to_xyz, stamp_to_ns
+    from monodepth_ros.io.messages import pointcloud2_to_xyz, stamp_to_ns
 
     points = _xyz_view(msg)
     if points is None:

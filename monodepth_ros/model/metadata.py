@@ -13,7 +13,7 @@ import numpy as np
 
 from monodepth_ros.errors import ModelFileError
 from monodepth_ros.model.bins import sid_bin_centers
-from monodepth_ros.semantics import CITYSCAPES_CLASSES, CITYSCAPES_COLORS
+from monodepth_ros.model.semantics import CITYSCAPES_CLASSES, CITYSCAPES_COLORS
 
 METADATA_KEY = 'monodepth_ros.metadata'
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -24,9 +24,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import ConfigError
-from monodepth_ros.semantics import TRAIN_ID
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.model.semantics import TRAIN_ID
 from monodepth_ros.synthetic import raycast
 
 KITTI_WIDTH, KITTI_HEIGHT = 1242, 375

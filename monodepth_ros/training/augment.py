@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from monodepth_ros.semantics import IGNORE_LABEL
+from monodepth_ros.model.semantics import IGNORE_LABEL
 
 
 def resize_sample(sample: dict, height: int, width: int) -> dict:

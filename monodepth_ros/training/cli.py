@@ -69,9 +69,12 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point for ``torchrun -m monodepth_ros.training.cli``."""
-    from monodepth_ros.cli import main as cli_main
+    import sys
 
-    return cli_main(['train'] + list(argv if argv is not None else __import__('sys').argv[1:]))
+    from monodepth_ros.command import run_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command('train', sys.modules[__name__], argv)
 
 
 if __name__ == '__main__':

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from monodepth_ros import topics
 from monodepth_ros.errors import ConfigError
+from monodepth_ros.io import topics
 from monodepth_ros.model.network import NetworkConfig
 
 SOURCE_KINDS = ('', 'synthetic', 'kitti', 'cityscapes', 'rosbag')

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from monodepth_ros.errors import DatasetError, MonodepthError
 from monodepth_ros.model.metadata import IMAGENET_MEAN, IMAGENET_STD
-from monodepth_ros.semantics import IGNORE_LABEL
+from monodepth_ros.model.semantics import IGNORE_LABEL
 from monodepth_ros.training.augment import augment_sample, resize_sample
 
 LOG = logging.getLogger(__name__)
@@ -222,8 +222,8 @@ class KittiEigenSource:
         return len(self.entries)
 
     def load(self, i: int) -> dict:
-        from monodepth_ros.kitti import read_velodyne
-        from monodepth_ros.projection import kitti_eigen_depth_image
+        from monodepth_ros.io.kitti import read_velodyne
+        from monodepth_ros.runtime.projection import kitti_eigen_depth_image
 
         drive, frame, side = self.entries[i]
         cam = 2 if side == 'l' else 3
@@ -253,7 +253,7 @@ class KittiEigenSource:
 
     def _calibration(self, date_dir: Path):
         """The date folder's calibration, read once; None when its files are absent."""
-        from monodepth_ros.kitti import read_calibration
+        from monodepth_ros.io.kitti import read_calibration
 
         if date_dir not in self._calibrations:
             if not all((date_dir / name).is_file() for name in KITTI_CALIBRATION_FILES):
@@ -299,16 +299,16 @@ class CityscapesSource:
 
 def load_rosbag_samples(source, height: int, width: int) -> list[dict]:
     """Images of a bag paired with the nearest LiDAR scan; sparse depth by projection."""
-    from monodepth_ros import topics
-    from monodepth_ros.bagio import BagReader
-    from monodepth_ros.geometry import TransformBuffer
-    from monodepth_ros.messages import (
+    from monodepth_ros.io import topics
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import (
         camera_info_to_model,
         image_to_rgb,
         read_pointcloud2,
         stamp_to_ns,
     )
-    from monodepth_ros.projection import lidar_depth_image
+    from monodepth_ros.io.transforms import TransformBuffer
+    from monodepth_ros.runtime.projection import lidar_depth_image
 
     path = Path(source.root)
     if not path.exists():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from monodepth_ros.model.bins import sid_bin_edges
-from monodepth_ros.semantics import IGNORE_LABEL
+from monodepth_ros.model.semantics import IGNORE_LABEL
 
 IGNORE_BIN = -1
 

@@ -476,7 +476,7 @@ class Trainer:
     def _log_images(self) -> None:
         if self.writer is None or not self.val_samples:
             return
-        from monodepth_ros.semantics import colorize_labels
+        from monodepth_ros.model.semantics import colorize_labels
         from monodepth_ros.training.datasets import normalize_image
 
         sample = self.val_samples[0]

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros.engines.base import check_model_path, file_sha256, preprocess
 from monodepth_ros.errors import ConfigError, EngineError, ModelFileError
+from monodepth_ros.model.files import check_model_path, file_sha256
 from monodepth_ros.model.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelMetadata
+from monodepth_ros.model.preprocess import preprocess
 
 LOGGER = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def default_check_image_path() -> Path | None:
     roots = []
     if os.environ.get(SHARED_DATA_ENV):
         roots.append(Path(os.environ[SHARED_DATA_ENV]))
-    roots.append(Path(__file__).resolve().parents[2] / 'shared' / 'data')
+    roots.append(Path(__file__).resolve().parents[3] / 'shared' / 'data')
     for root in roots:
         matches = sorted((root / 'kitti_raw').glob('*/*_sync/image_02/data/0000000000.png'))
         if matches:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import CalibrationError, DatasetError
-from monodepth_ros.geometry import make_transform
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.geometry import make_transform
 
 CAM_TO_CAM = 'calib_cam_to_cam.txt'
 VELO_TO_CAM = 'calib_velo_to_cam.txt'

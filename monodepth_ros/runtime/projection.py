@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import ConfigError
+from monodepth_ros.io.camera import CameraModel
 
 ROUNDINGS = ('nearest', 'kitti')
 DEPTHS = ('camera_z', 'range', 'lidar_x')

@@ -2,7 +2,7 @@
 
 The ROS node, ``monodepth infer``/``infer-bag`` and the evaluator all run this object, so what
 is measured offline is what runs on the robot. ROS-free: numpy in and out, and message classes
-passed in (:class:`monodepth_ros.messages.MessageTypes`).
+passed in (:class:`monodepth_ros.io.messages.MessageTypes`).
 
 Stages (timed per frame, milliseconds, in ``last_timings``):
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
+from monodepth_ros.io.camera import CameraModel
 
 OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
 ALL_OUTPUTS = frozenset(OUTPUTS)
@@ -130,7 +130,7 @@ def resize_depth_bilinear(depth: np.ndarray, width: int, height: int) -> np.ndar
 
 def decode_image(image_msg) -> np.ndarray:
     """Image or CompressedImage message -> HxWx3 uint8 RGB (MessageError when unusable)."""
-    from monodepth_ros import messages
+    from monodepth_ros.io import messages
 
     if hasattr(image_msg, 'format') and not hasattr(image_msg, 'encoding'):
         return messages.compressed_image_to_rgb(image_msg)
@@ -166,7 +166,7 @@ class DepthPipeline:
 
         ``outputs`` is a subset of :data:`OUTPUTS`; 'points' and 'camera_info' need a camera.
         """
-        from monodepth_ros.engines.base import preprocess
+        from monodepth_ros.model.preprocess import preprocess
 
         outputs = set(outputs)
         unknown = outputs - ALL_OUTPUTS
@@ -254,7 +254,7 @@ class DepthPipeline:
 
     def _cloud(self, result: PipelineResult, rgb: np.ndarray,
                config: PipelineConfig) -> dict[str, np.ndarray]:
-        from monodepth_ros.geometry import backproject_depth
+        from monodepth_ros.io.geometry import backproject_depth
 
         stride = int(config.cloud_stride)
         depth = result.depth
@@ -287,7 +287,7 @@ class DepthPipeline:
     @staticmethod
     def _usable_camera(camera_info_msg, rgb: np.ndarray) -> tuple[CameraModel | None, str | None]:
         """(camera, None) when the CameraInfo describes ``rgb``, else (None, the reason)."""
-        from monodepth_ros import messages
+        from monodepth_ros.io import messages
 
         try:
             camera = messages.camera_info_to_model(camera_info_msg)
@@ -313,7 +313,7 @@ class DepthPipeline:
         never lost to its CameraInfo here. Raises MessageError for an unusable image; the
         pipeline stays usable for the next frame.
         """
-        from monodepth_ros import messages
+        from monodepth_ros.io import messages
 
         self.last_camera_info_problem = None
         start = _now_ms()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from monodepth_ros.errors import BagError
-from monodepth_ros.messages import MessageTypes
+from monodepth_ros.io.messages import MessageTypes
 
 STORAGES = ('mcap', 'sqlite3')
 

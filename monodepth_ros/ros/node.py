@@ -1,7 +1,7 @@
 """The depth node (``ros2 run monodepth_ros depth_node``): a thin rclpy adapter over NodeCore.
 
 Everything this node decides (parameters, which frame to process, camera_info matching,
-diagnostics content) lives in :mod:`monodepth_ros.node_core`, which is tested without ROS.
+diagnostics content) lives in :mod:`monodepth_ros.ros.core`, which is tested without ROS.
 This module only declares parameters, makes subscriptions/publishers, runs the worker thread
 and publishes. rclpy is imported inside ``main`` so the package imports without ROS.
 
@@ -77,17 +77,19 @@ def _make_node_class():
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
     from monodepth_ros.errors import ConfigError
-    from monodepth_ros.messages import MessageTypes
-    from monodepth_ros.node_core import (
+    from monodepth_ros.io.messages import MessageTypes
+    from monodepth_ros.ros.core import (
         DIAGNOSTICS_TOPIC,
         INPUT_CAMERA_INFO_TOPIC,
         INPUT_IMAGE_TOPIC,
         OUTPUT_TOPICS,
+        NodeCore,
+    )
+    from monodepth_ros.ros.diagnostics import diagnostics_message
+    from monodepth_ros.ros.parameters import (
         PARAMETER_SPECS,
         PARAMETERS,
         NodeConfig,
-        NodeCore,
-        diagnostics_message,
         parameter_descriptor,
     )
 

@@ -18,8 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
-from monodepth_ros import topics
 from monodepth_ros.errors import ConfigError, MonodepthError
+from monodepth_ros.io import topics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,12 +35,23 @@ QUICK_TRAINING_OVERRIDES = (
 )
 
 
+# The commands the demo runs (modules below this one).
+COMMAND_MODULES = {
+    'synth-bag': 'monodepth_ros.bagtools.synth_bag',
+    'train': 'monodepth_ros.training.cli',
+    'infer-bag': 'monodepth_ros.bagtools.infer_bag',
+    'eval-bag': 'monodepth_ros.evaluation.cli',
+}
+
+
 def _run_command(argv: list[str]) -> None:
     """Run one ``monodepth`` subcommand; a failure stops the demo with that command's error."""
-    from monodepth_ros import cli
+    import importlib
 
-    parser, module = cli.build_parser(argv[0])
-    args = parser.parse_args(argv[1:])
+    from monodepth_ros.command import build_parser
+
+    module = importlib.import_module(COMMAND_MODULES[argv[0]])
+    args = build_parser(argv[0], module).parse_args(argv[1:])
     status = int(module.run(args) or 0)
     if status != 0:
         raise MonodepthError(f'"monodepth {" ".join(argv)}" ended with status {status}')
@@ -48,7 +59,7 @@ def _run_command(argv: list[str]) -> None:
 
 def find_recipe() -> Path:
     """The quick training recipe in a source checkout or in the installed share folder."""
-    candidates = [Path(__file__).resolve().parents[1] / RECIPE]
+    candidates = [Path(__file__).resolve().parents[2] / RECIPE]
     try:
         from ament_index_python.packages import get_package_share_directory
         candidates.append(Path(get_package_share_directory('monodepth_ros')) / RECIPE)
@@ -76,7 +87,7 @@ def train_quick_model(out_dir: Path, minutes: float) -> Path:
 
 
 def default_model() -> Path:
-    from monodepth_ros.node_core import default_model_path
+    from monodepth_ros.model.files import default_model_path
     return default_model_path()
 
 

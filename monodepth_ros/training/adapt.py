@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from monodepth_ros import topics
+from monodepth_ros.io import topics
 
 LOG = logging.getLogger(__name__)
 REPORTED = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
@@ -84,7 +84,7 @@ def report_path(out: Path) -> Path:
 
 def _check_arguments(args) -> Path:
     from monodepth_ros.errors import ConfigError
-    from monodepth_ros.node_core import default_model_path
+    from monodepth_ros.model.files import default_model_path
 
     model = args.model if args.model is not None else default_model_path()
     if model.suffix != '.pt':
@@ -104,8 +104,8 @@ def _check_arguments(args) -> Path:
 
 def _frame_split(args) -> tuple[int, int, bool]:
     """(training frames, frames in all, LiDAR present) of the bag; BagError if unusable."""
-    from monodepth_ros.bagio import BagReader
     from monodepth_ros.errors import BagError, DatasetError
+    from monodepth_ros.io.bagio import BagReader
 
     if not Path(args.bag).exists():
         raise BagError(f'bag {args.bag} not found (expected a rosbag2 folder or file)')
@@ -142,7 +142,7 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
     """Images of the training frames with their LiDAR ground truth, resized to load size."""
     from monodepth_ros.errors import DatasetError, MonodepthError
     from monodepth_ros.evaluation.evaluator import BagEvaluator
-    from monodepth_ros.pipeline import decode_image
+    from monodepth_ros.runtime.pipeline import decode_image
     from monodepth_ros.training.augment import resize_sample
     from monodepth_ros.training.datasets import make_sample
 
@@ -337,13 +337,13 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
     that cannot be decoded is skipped. Returns {'images': [HxWx3 uint8], 'poses': [4x4
     T_root_camera], 'camera': CameraModel at network size}.
     """
-    from monodepth_ros.bagio import BagReader
     from monodepth_ros.errors import BagError, DatasetError, MonodepthError, TransformError
     from monodepth_ros.evaluation.evaluator import camera_info_topic_for
-    from monodepth_ros.geometry import TransformBuffer
-    from monodepth_ros.messages import camera_info_to_model, stamp_to_ns
-    from monodepth_ros.node_core import match_stamp
-    from monodepth_ros.pipeline import decode_image, resize_image
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import camera_info_to_model, stamp_to_ns
+    from monodepth_ros.io.transforms import TransformBuffer
+    from monodepth_ros.runtime.pipeline import decode_image, resize_image
+    from monodepth_ros.runtime.sync import match_stamp
 
     meta = payload['metadata']
     width, height = int(meta['input_width']), int(meta['input_height'])

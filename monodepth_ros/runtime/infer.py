@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from monodepth_ros.camera import CameraModel
 from monodepth_ros.errors import CalibrationError, ConfigError, DatasetError
+from monodepth_ros.io.camera import CameraModel
 
 LOGGER = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def load_engine(model, backend='auto', precision='fp16', cache_dir=None):
     """create_engine on ``model`` or, when None, the packaged default model."""
     from monodepth_ros.engines import create_engine
     from monodepth_ros.errors import ModelFileError
-    from monodepth_ros.node_core import default_model_path
+    from monodepth_ros.model.files import default_model_path
 
     if model is None:
         model = default_model_path()
@@ -119,7 +119,7 @@ def camera_from_args(args, width: int, height: int, yaml_camera=None) -> CameraM
 # -- output files -----------------------------------------------------------------------------
 def depth_to_png16(depth: np.ndarray) -> np.ndarray:
     """Metres (NaN invalid) -> uint16 millimetres (0 invalid, saturating at 65.535 m)."""
-    from monodepth_ros.messages import depth_to_millimetres
+    from monodepth_ros.io.messages import depth_to_millimetres
 
     return depth_to_millimetres(depth)
 
@@ -214,7 +214,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from monodepth_ros.pipeline import ALL_OUTPUTS, DepthPipeline, PipelineConfig
+    from monodepth_ros.runtime.pipeline import ALL_OUTPUTS, DepthPipeline, PipelineConfig
 
     config = PipelineConfig(output_resolution=args.output_resolution,
                             depth_upsampling=args.depth_upsampling,

@@ -26,9 +26,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from monodepth_ros.camera import CameraModel, RegionOfInterest
 from monodepth_ros.errors import MessageError
-from monodepth_ros.geometry import matrix_to_quaternion
+from monodepth_ros.io.camera import CameraModel, RegionOfInterest
+from monodepth_ros.io.geometry import matrix_to_quaternion
 
 # Short class name -> ROS 2 message type name.
 MESSAGE_NAMES = {
