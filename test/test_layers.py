@@ -101,3 +101,11 @@ def test_no_import_cycles_between_modules():
 
     for module in sorted(graph):
         visit(module, [])
+
+
+def test_every_folder_is_a_package_that_setup_installs():
+    from setuptools import find_packages
+
+    installed = set(find_packages(str(PACKAGE_DIR.parent), include=[PACKAGE, PACKAGE + '.*']))
+    folders = {module_name(path.parent / '__init__.py') for path in package_files()}
+    assert folders <= installed, f'folders missing an __init__.py: {sorted(folders - installed)}'

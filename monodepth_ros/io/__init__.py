@@ -1,0 +1,1 @@
+"""Message formats and files: camera model, geometry, messages, tf, bags, KITTI, topic names."""

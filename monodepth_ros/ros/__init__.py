@@ -1,0 +1,1 @@
+"""The ROS 2 front door: the rclpy node (node.py), its ROS-free core, parameters, diagnostics."""

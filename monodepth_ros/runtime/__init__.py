@@ -1,0 +1,1 @@
+"""The one depth pipeline (node, offline tools and evaluator), CameraInfo pairing, projection."""
