@@ -19,7 +19,7 @@ import resource
 import time
 from pathlib import Path
 
-from monodepth_ros.training.augment import resize_sample
+from monodepth_ros.training.augment import frame_sample
 from monodepth_ros.training.config import SourceConfig, load_config
 from monodepth_ros.training.datasets import build_datasets, render_synthetic
 from monodepth_ros.training.evaluate import (
@@ -44,7 +44,7 @@ def train_variant(config, minutes: float, output_dir: Path):
     trainer = Trainer(config, datasets, show_progress=True)
     trainer.run()
     train_s = time.monotonic() - started - prepared
-    depth_samples = [resize_sample(s, config.data.height, config.data.width)
+    depth_samples = [frame_sample(s, config.data.height, config.data.width)
                      for s in datasets['depth'].samples]
     return trainer, depth_samples, prepared, train_s
 

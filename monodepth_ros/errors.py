@@ -39,3 +39,7 @@ class DatasetError(MonodepthError):
 
 class BagError(MonodepthError):
     """A bag is missing, corrupt, or lacks the topics/messages asked for."""
+
+
+class OutputError(MonodepthError):
+    """An output path holds something this command did not make, or cannot be written."""

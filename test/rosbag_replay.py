@@ -2,9 +2,11 @@
 
 Messages go out as the CDR bytes stored in the bag (rclpy publishes ``bytes`` as they are), so
 stamps, frame ids and payloads reach the subscriber unchanged. Used in-process by
-``test_ros_node.py`` (:class:`BagReplayer`) and as a process by ``test_launch.py``::
+``test_ros_node.py`` (:class:`BagReplayer`) and as a process by ``test_launch.py``, where it
+stands in for ``ros2 bag play`` (``kitti.launch.py player:=...``, started as ``PLAYER BAG
+--clock``)::
 
-    python test/rosbag_replay.py BAG --topics /a /b --rate 5 --loop
+    python test/rosbag_replay.py BAG --topics /a /b --rate 5 --loop --wait-for-subscribers
 
 Needs rclpy and the message packages of the replayed topics.
 """
@@ -18,7 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from monodepth_ros.io import topics as bag_topics  # noqa: E402
 from monodepth_ros.io.bagio import BagReader  # noqa: E402
+
+DEFAULT_TOPICS = [bag_topics.CAMERA_INFO_TOPIC, bag_topics.CAMERA_IMAGE_TOPIC]
 
 
 def read_serialized(bag: Path, topics: list[str]) -> list[tuple[str, str, int, bytes]]:
@@ -70,14 +75,22 @@ class BagReplayer:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('bag', type=Path)
-    parser.add_argument('--topics', nargs='+', required=True,
-                        help='bag topics to publish, in the order a frame publishes them')
+    parser.add_argument('--topics', nargs='+', default=DEFAULT_TOPICS,
+                        help='bag topics to publish, in the order a frame publishes them '
+                        f'(default: {" ".join(DEFAULT_TOPICS)})')
     parser.add_argument('--rate', type=float, default=5.0, help='frames per second')
     parser.add_argument('--loop', action='store_true', help='start again after the last frame')
+    parser.add_argument('--clock', action='store_true',
+                        help="publish /clock: each frame's stamp just before the frame")
+    parser.add_argument('--wait-for-subscribers', action='store_true',
+                        help='publish the first frame only once every topic has a subscriber '
+                        '(a message sent before that is lost)')
     args = parser.parse_args(argv)
 
     import rclpy
+    from builtin_interfaces.msg import Time
     from rclpy.executors import ExternalShutdownException
+    from rosgraph_msgs.msg import Clock
 
     records = read_serialized(args.bag, args.topics)
     if not records:
@@ -86,9 +99,20 @@ def main(argv=None) -> int:
     rclpy.init()
     node = rclpy.create_node('monodepth_bag_replay')
     replayer = BagReplayer(node, records, topic_order=args.topics)
+    clock = node.create_publisher(Clock, '/clock', 10) if args.clock else None
     try:
+        while args.wait_for_subscribers and rclpy.ok() and not all(
+                publisher.get_subscription_count() > 0
+                for publisher in replayer.publishers.values()):
+            time.sleep(0.05)
+        if args.wait_for_subscribers:
+            time.sleep(0.5)     # the subscribers' side of the match may come a moment later
         index = 0
         while rclpy.ok():
+            if clock is not None:
+                stamp_ns = replayer.frames[index][0]
+                clock.publish(Clock(clock=Time(sec=stamp_ns // 1_000_000_000,
+                                               nanosec=stamp_ns % 1_000_000_000)))
             replayer.publish_frame(index)
             index += 1
             if index == len(replayer.frames):

@@ -86,6 +86,28 @@ def test_every_command_has_its_own_help(command):
     assert f'usage: monodepth {command}' in result.stdout
 
 
+# The commands that show progress bars; each gets --no-progress from command.build_parser.
+LONG_RUNNING_COMMANDS = {'demo', 'synth-bag', 'kitti2bag', 'train', 'infer', 'infer-bag',
+                         'eval-bag', 'adapt'}
+
+
+@pytest.mark.parametrize('command', list(SUBCOMMANDS))
+def test_common_options_of_every_command(command):
+    parser, _ = build_parser(command)
+    help_text = parser.format_help()
+    assert '-v, --verbose' in help_text
+    assert ('--no-progress' in help_text) == (command in LONG_RUNNING_COMMANDS), command
+    # Declared once, in command.build_parser: the option appears exactly once.
+    options = [option for action in parser._actions for option in action.option_strings]
+    assert options.count('--verbose') == 1 and options.count('--no-progress') <= 1
+
+
+def test_no_progress_reaches_the_long_running_commands():
+    parser, _ = build_parser('infer-bag')
+    assert parser.parse_args(['in', 'out', '--no-progress']).no_progress is True
+    assert parser.parse_args(['in', 'out']).no_progress is False
+
+
 def test_cli_prints_os_errors_in_one_line(tmp_path, capsys):
     # An output folder below a regular file cannot be created (NotADirectoryError).
     blocker = tmp_path / 'a_file'

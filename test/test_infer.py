@@ -21,6 +21,7 @@ from monodepth_ros.errors import BagError, CalibrationError, DatasetError
 from monodepth_ros.io import messages, topics
 from monodepth_ros.io.bagio import BagReader, BagWriter
 from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.outputs import MARKER_NAME
 from monodepth_ros.runtime.infer import (
     colorize_depth,
     depth_to_png16,
@@ -46,14 +47,48 @@ def read_ply(path):
     return np.frombuffer(body, dtype=dtype, count=count)
 
 
-def test_depth_png16_and_colours():
+def magma(levels) -> np.ndarray:
+    """RGB of the magma colour map at the given 0..255 levels."""
+    bgr = cv2.applyColorMap(np.asarray(levels, dtype=np.uint8).reshape(1, -1),
+                            cv2.COLORMAP_MAGMA)[0]
+    return bgr[:, ::-1]
+
+
+def test_depth_png16():
     depth = np.array([[1.2346, np.nan], [-1.0, 70.0]], dtype=np.float32)
     np.testing.assert_array_equal(depth_to_png16(depth), [[1235, 0], [0, 65535]])
-    colours = colorize_depth(depth, depth_min=1.0, depth_max=80.0)
-    np.testing.assert_array_equal(colours[0, 1], [0, 0, 0])
-    np.testing.assert_array_equal(colours[1, 0], [0, 0, 0])
-    # Nearest depth -> top of the magma map (light yellow), far -> dark.
-    assert colours[0, 0].sum() > 500 and colours[1, 1].sum() < 100
+
+
+def test_depth_colours_span_the_image_percentiles():
+    # 101 valid pixels with inverse depth 0.01 .. 0.11 (100 m .. 9.1 m) in steps of 0.001,
+    # plus invalid ones (NaN, 0, negative, inf).
+    inverse = 0.01 + 0.001 * np.arange(101)
+    depth = np.concatenate([1.0 / inverse, [np.nan, 0.0, -3.0, np.inf]]).reshape(1, -1)
+    colours = colorize_depth(depth.astype(np.float32))[0]
+    # 2nd / 98th percentiles of the inverse depth: 0.012 and 0.108; between them, linear.
+    expected_levels = np.clip((inverse - 0.012) / 0.096, 0, 1) * 255
+    # Levels n + 0.5 (pixels 18, 50, 82) round either way after float32 depth: not compared.
+    exact = np.abs(expected_levels % 1 - 0.5) > 0.01
+    np.testing.assert_array_equal(colours[:101][exact], magma(np.rint(expected_levels[exact])))
+    # At and below the 2nd percentile: darkest; a quarter, three quarters; the 98th and above.
+    np.testing.assert_array_equal(colours[[0, 1, 2, 26, 74, 98, 100]],
+                                  magma([0, 0, 0, 64, 191, 255, 255]))
+    np.testing.assert_array_equal(colours[101:], np.zeros((4, 3)))
+
+
+def test_depth_colours_of_a_street_use_the_whole_map():
+    # A 5-50 m street: near pixels get the brightest colour, far ones the darkest.
+    depth = np.linspace(5.0, 50.0, 200, dtype=np.float32).reshape(10, 20)
+    colours = colorize_depth(depth)
+    np.testing.assert_array_equal(colours[0, 0], magma([255])[0])
+    np.testing.assert_array_equal(colours[-1, -1], magma([0])[0])
+
+
+def test_depth_colours_of_one_depth_and_of_no_valid_pixel():
+    np.testing.assert_array_equal(colorize_depth(np.full((2, 2), 7.0, np.float32)),
+                                  np.broadcast_to(magma([128])[0], (2, 2, 3)))
+    np.testing.assert_array_equal(colorize_depth(np.full((2, 2), np.nan, np.float32)),
+                                  np.zeros((2, 2, 3)))
 
 
 def test_write_ply_keeps_finite_points(tmp_path):
@@ -330,5 +365,6 @@ def test_synth_bag_storage_follows_the_distro(tmp_path, capsys):
     assert cli.main(['synth-bag', str(tmp_path / 'jazzy'), '--frames', '1', '--size', '64x24',
                      '--distro', 'jazzy']) == 0
     assert 'mcap, jazzy' in capsys.readouterr().out
-    assert [p.suffix for p in (tmp_path / 'humble').iterdir() if p.suffix != '.yaml'] == ['.db3']
-    assert [p.suffix for p in (tmp_path / 'jazzy').iterdir() if p.suffix != '.yaml'] == ['.mcap']
+    for distro, storage in (('humble', 'humble.db3'), ('jazzy', 'jazzy.mcap')):
+        assert sorted(p.name for p in (tmp_path / distro).iterdir()) == [
+            MARKER_NAME, storage, 'metadata.yaml']

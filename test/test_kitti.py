@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import KITTI_DATE_DIR
 
-from monodepth_ros.errors import BagError, CalibrationError, DatasetError
+from monodepth_ros.errors import CalibrationError, DatasetError, OutputError
 from monodepth_ros.io import topics
 from monodepth_ros.io.kitti import (
     OXTS_FIELDS,
@@ -219,7 +219,7 @@ def test_kitti2bag_errors(kitti_drive_dir, tmp_path, kitti_bag):
 
     with pytest.raises(DatasetError, match='image_03'):
         convert(kitti_drive_dir, tmp_path / 'b', cameras=[3], progress=False)
-    with pytest.raises(BagError, match='exists already'):
+    with pytest.raises(OutputError, match='exists already'):
         convert(kitti_drive_dir, kitti_bag[0], progress=False)
     with pytest.raises(DatasetError, match='not found'):
         convert(tmp_path / 'no_drive', tmp_path / 'c', progress=False)

@@ -1,8 +1,8 @@
 """The package's layers: every import points to the same layer or one below, never up.
 
 The order is the one docs/architecture.md draws. A module may import modules of its own folder
-and of any layer listed before its own; ``errors`` and ``command`` (how a subcommand runs) are
-the foundation.
+and of any layer listed before its own; ``errors``, ``command`` (how a subcommand runs) and
+``options`` (checked option types) are the foundation.
 """
 
 import ast
@@ -16,7 +16,7 @@ PACKAGE = 'monodepth_ros'
 # Lowest first. Layers on one line do not import each other (front doors, side by side).
 LAYERS = (
     ('errors',),
-    ('command',),
+    ('command', 'options'),
     ('io',),
     ('model',),
     ('engines',),

@@ -19,9 +19,11 @@ from test_pipeline import (
 
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.io import messages
+from monodepth_ros.model.files import default_model_path
 from monodepth_ros.ros.core import NodeCore, create_engine_from_config, outputs_to_compute
 from monodepth_ros.ros.diagnostics import DiagnosticsReport, Throttle, diagnostics_message
 from monodepth_ros.ros.frame_slot import Frame, LatestFrameSlot
+from monodepth_ros.ros.log_lines import DEFAULT_MODEL_CAVEAT, MODEL_LOADED_LINE
 from monodepth_ros.ros.parameters import (
     PARAMETER_SPECS,
     PARAMETERS,
@@ -320,7 +322,10 @@ def test_core_processes_frames_with_matching_camera_info(types, tiny_onnx):
     for msg in out.values():
         assert messages.stamp_to_ns(msg.header.stamp) == STAMP_NS
         assert msg.header.frame_id == FRAME
-    assert any('loaded: backend onnxruntime' in message for message in logger.of('info'))
+    # The stable line the launch file waits for; a model of one's own gets no caveat.
+    assert logger.of('info') == [
+        f'{MODEL_LOADED_LINE} {tiny_onnx}, backend onnxruntime, precision fp32, input 128x64, '
+        'output resolution network']
     report = core.diagnostics()
     assert report.level == DiagnosticsReport.OK
     assert report.values['processed'] == '1'
@@ -335,6 +340,24 @@ def test_core_processes_frames_with_matching_camera_info(types, tiny_onnx):
     assert float(report.values['inference_ms_p99']) >= float(
         report.values['inference_ms_median']) > 0.0
     assert core.process_next(ALL_SUBSCRIBED, now_fn(), timeout=0) is None
+
+
+@pytest.mark.parametrize('model_path', ['', str(default_model_path())])
+def test_default_model_load_line_says_its_semantics_are_synthetic_only(types, tiny_onnx,
+                                                                       model_path):
+    # '' or the packaged file's path: the packaged default model (the tiny model loads here).
+    logger = RecordingLogger()
+    config = NodeConfig.from_parameters({'model_path': model_path, 'backend': 'onnxruntime',
+                                         'precision': 'fp32'})
+    core = NodeCore(types, config, logger=logger,
+                    engine_factory=lambda config: create_engine_from_config(
+                        replace(config, model_path=str(tiny_onnx))))
+    assert core.load_model_if_needed()
+    [line] = logger.of('info')
+    assert line.startswith(f'{MODEL_LOADED_LINE} {model_path or "(default)"}, backend '
+                           'onnxruntime')
+    assert line.endswith(f'; {DEFAULT_MODEL_CAVEAT}')
+    assert 'synthetic world only' in line and 'as car' in line
 
 
 def test_only_subscribed_outputs_and_no_subscribers(types, tiny_onnx):

@@ -66,7 +66,8 @@ def direct_output(engine, rgb):
     """The engine run by hand on ``rgb`` shrunk to the network size (what the pipeline wraps)."""
     from monodepth_ros.model.preprocess import preprocess
 
-    small = cv2.resize(rgb, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
+    small = rgb if rgb.shape[:2] == (NET_H, NET_W) else cv2.resize(
+        rgb, (NET_W, NET_H), interpolation=cv2.INTER_AREA)
     return engine.infer(preprocess(small, engine.metadata))
 
 
@@ -207,17 +208,28 @@ def test_missing_camera_info_gives_image_outputs_only(engine, types):
     assert set(out) == {'depth', 'semantics', 'semantics_color', 'confidence'}
 
 
-def test_other_image_size_is_resized_with_intrinsics_scaled(engine, types):
+def test_other_image_size_is_framed_with_intrinsics_scaled_and_shifted(engine, types):
+    # 300x90 is wider than the network's aspect: scaled uniformly to the network width, then
+    # padded top and bottom (never stretched); the padding is NaN depth.
+    from monodepth_ros.io.framing import plan_framing
+
     camera = CameraModel.from_intrinsics(300.0, 310.0, 150.0, 44.0, 300, 90)
     out = DepthPipeline(engine).process_messages(
         types, image_msg(types, gradient_image(300, 90)), info_msg(types, camera))
-    # A non-integer shrink, where INTER_AREA and INTER_LINEAR differ.
-    np.testing.assert_array_equal(messages.depth_image_to_metres(out['depth']),
-                                  direct_output(engine, gradient_image(300, 90)).depth)
-    sx, sy = NET_W / 300, NET_H / 90
+    framing = plan_framing(300, 90, (NET_W, NET_H), camera)
+    scaled_h = round(90 * NET_W / 300)
+    assert framing.scaled_size == (NET_W, scaled_h) and scaled_h < NET_H
+    y0 = framing.offset[1]
+    assert y0 < 0
+    depth = messages.depth_image_to_metres(out['depth'])
+    expected = direct_output(engine, framing.apply(gradient_image(300, 90))).depth
+    valid = framing.valid_mask()
+    np.testing.assert_array_equal(depth[valid], expected[valid])
+    assert np.isnan(depth[~valid]).all() and (~valid).sum() == (NET_H - scaled_h) * NET_W
+    sx, sy = NET_W / 300, scaled_h / 90
     k = np.asarray(out['camera_info'].k).reshape(3, 3)
     np.testing.assert_allclose(k[0], [300 * sx, 0, 150.5 * sx - 0.5])
-    np.testing.assert_allclose(k[1], [0, 310 * sy, 44.5 * sy - 0.5])
+    np.testing.assert_allclose(k[1], [0, 310 * sy, 44.5 * sy - 0.5 - y0])
 
 
 def test_compressed_input(engine, types):

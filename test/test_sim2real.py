@@ -109,11 +109,11 @@ def test_pipeline_rescales_camera_aware_depth_and_points_by_the_real_focal():
 
 
 def test_training_targets_refer_to_the_canonical_camera():
-    from monodepth_ros.training.augment import resize_sample
+    from monodepth_ros.training.augment import frame_sample
     from monodepth_ros.training.datasets import make_sample, to_canonical_depth
 
     sample = make_sample(np.zeros((20, 40, 3), np.uint8), np.full((20, 40), 8.0), focal=50.0)
-    small = resize_sample(sample, 10, 20)
+    small = frame_sample(sample, 10, 20)
     assert small['focal'] == pytest.approx(25.0)
     canonical = to_canonical_depth(small, 20.0)
     np.testing.assert_allclose(canonical['depth'], 8.0 * 20.0 / 25.0)

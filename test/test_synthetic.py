@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monodepth_ros.errors import ConfigError, DatasetError
+from monodepth_ros.errors import ConfigError, DatasetError, OutputError
 from monodepth_ros.io import topics
 from monodepth_ros.model.semantics import TRAIN_ID
 from monodepth_ros.synthetic import raycast
@@ -417,7 +417,7 @@ def test_dataset_folder_round_trip(tmp_path):
     np.testing.assert_allclose(frame['depth'], storable, atol=0.5 / 256, equal_nan=True)
     assert frame['camera'].fx == pytest.approx(drive.camera.fx)
     np.testing.assert_array_equal(frame['lidar']['ring'], expected.lidar['ring'])
-    with pytest.raises(DatasetError, match='not empty'):
+    with pytest.raises(OutputError, match='exists already'):
         write_synthetic_dataset(out, frames=1, seed=4)
     with pytest.raises(DatasetError, match='missing'):
         read_dataset_frame(out, 99)
@@ -427,6 +427,6 @@ def test_cli_reports_bad_arguments_in_one_line(tmp_path, capsys):
     from monodepth_ros.cli import main
 
     assert main(['synth-bag', str(tmp_path / 'bag'), '--frames', '0']) == 2
-    assert 'frames 0 must be at least 1' in capsys.readouterr().err
+    assert "argument --frames: expected an integer >= 1, got '0'" in capsys.readouterr().err
     assert main(['synth-bag', str(tmp_path / 'x'), '--size', '12by4', '--dataset']) == 2
     assert 'WIDTHxHEIGHT' in capsys.readouterr().err

@@ -8,7 +8,9 @@ RViz or Foxglove with the inputs alongside. CameraInfo is matched to each image 
 node's rule (:func:`monodepth_ros.runtime.sync.match_stamp`: the closest stamp within 1 ms, else
 the newest one stamped at or before the image); without a usable one (none in the bag, or of
 another size than the image), depth, semantics and confidence are written but not points and
-depth camera_info.
+depth camera_info. An image the pipeline rejects is skipped and counted; the bag appears at
+OUTPUT only when complete, so an error (a corrupt input message, a full disk), Ctrl-C, or a
+bag without a single usable image leaves nothing there.
 """
 
 from __future__ import annotations
@@ -42,11 +44,6 @@ def output_topic(key: str, prefix: str = topics.OUTPUT_PREFIX) -> str:
     return prefix + topics.OUTPUT_SUFFIXES[key]
 
 
-def default_camera_info_topic(image_topic: str) -> str:
-    """``/ns/camera/image_raw`` -> ``/ns/camera/camera_info`` (image_transport convention)."""
-    return image_topic.rsplit('/', 1)[0] + '/camera_info'
-
-
 def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMAGE_TOPIC,
               camera_info_topic: str | None = None, copy_input: bool = False,
               storage: str | None = None, distro: str = 'humble', outputs=None,
@@ -62,16 +59,18 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
     from tqdm import tqdm
 
     from monodepth_ros.io.bagio import BagReader, BagWriter
-    from monodepth_ros.io.messages import stamp_to_ns
+    from monodepth_ros.io.messages import check_topic_type, stamp_to_ns
+    from monodepth_ros.io.outputs import atomic_output
     from monodepth_ros.runtime.pipeline import ALL_OUTPUTS
     from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S, CameraInfoCache
 
     outputs = set(outputs or ALL_OUTPUTS)
-    camera_info_topic = camera_info_topic or default_camera_info_topic(camera_topic)
     summary = InferBagSummary(out_path=Path(out_path))
     stage_times: dict[str, list[float]] = {}
     with BagReader(in_path) as reader:
         bag_topics = reader.topics
+        camera_info_topic = camera_info_topic or topics.camera_info_topic_for(camera_topic,
+                                                                              bag_topics)
         if camera_topic not in bag_topics:
             images = sorted(t for t, kind in bag_topics.items() if kind in IMAGE_TYPES)
             raise BagError(f'bag {in_path} has no topic {camera_topic}; its image topics: '
@@ -80,7 +79,10 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
             raise BagError(f'{camera_topic} in {in_path} carries {bag_topics[camera_topic]}, '
                            'expected sensor_msgs/Image or CompressedImage')
         has_info = camera_info_topic in bag_topics
-        if not has_info:
+        if has_info:
+            check_topic_type(camera_info_topic, bag_topics[camera_info_topic], 'CameraInfo',
+                             in_path)
+        else:
             LOGGER.warning('bag %s has no %s: writing depth without points and camera_info',
                            in_path, camera_info_topic)
         # CameraInfo is small: read it all first so that each image finds the one with its
@@ -93,7 +95,8 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
         read_topics = None if copy_input else [camera_topic]
         total = reader.message_count(read_topics)
 
-        with BagWriter(out_path, storage=storage, distro=distro) as writer:
+        with atomic_output(out_path, 'bag', 'infer-bag') as partial, \
+                BagWriter(partial, storage=storage, distro=distro) as writer:
             types = writer.types
             for topic, bag_ns, msg in tqdm(reader.messages(read_topics), total=total,
                                            desc='infer-bag', unit='msg', disable=None
@@ -123,6 +126,8 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
                 for stage, milliseconds in pipeline.last_timings.items():
                     stage_times.setdefault(stage, []).append(milliseconds)
                 summary.frames += 1
+            if not summary.frames:   # an empty output bag would look like a finished run
+                raise BagError(_no_frames_message(in_path, out_path, camera_topic, summary))
     summary.topics = sorted(output_topic(key, prefix) for key in outputs
                             if not (key in ('points', 'camera_info') and not has_info))
     summary.timings_ms = {stage: float(np.median(values))
@@ -130,33 +135,48 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
     return summary
 
 
+def _no_frames_message(in_path, out_path, camera_topic: str,
+                       summary: InferBagSummary) -> str:
+    if summary.errors:
+        return (f'none of the {summary.errors} image(s) on {camera_topic} in {in_path} could '
+                f'be processed (see the log); no bag written to {out_path}')
+    return f'bag {in_path} has no messages on {camera_topic}; no bag written to {out_path}'
+
+
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
+
+
 def add_arguments(parser) -> None:
     from monodepth_ros.bagtools.options import add_bag_format_arguments
+    from monodepth_ros.options import finite_float, positive_float, positive_int
     from monodepth_ros.runtime.infer import add_model_arguments
 
     parser.add_argument('input', help='input bag (rosbag2 folder, .mcap/.db3, or ROS 1 .bag)')
-    parser.add_argument('output', help='output rosbag2 folder (must not exist)')
+    parser.add_argument('output', help='output rosbag2 folder (new or empty; a name ending in '
+                        '.bag, .mcap or .db3 is refused: a rosbag2 is a folder)')
     add_model_arguments(parser)
     parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
+                        type=topics.topic_name,
                         help=f'image topic (Image or CompressedImage; default '
                         f'{topics.CAMERA_IMAGE_TOPIC})')
-    parser.add_argument('--camera-info-topic', default=None,
-                        help='CameraInfo topic (default: camera_info next to the image topic)')
+    parser.add_argument('--camera-info-topic', default=None, type=topics.topic_name,
+                        help='CameraInfo topic (default: IMAGE/camera_info, else the sibling '
+                        'camera_info, of image_raw for image_raw/compressed)')
     parser.add_argument('--copy-input', action='store_true',
                         help='also copy every input topic into the output bag')
     add_bag_format_arguments(parser, 'the output bag')
-    parser.add_argument('--prefix', default=topics.OUTPUT_PREFIX,
+    parser.add_argument('--prefix', default=topics.OUTPUT_PREFIX, type=topics.topic_name,
                         help=f'prefix of the output topics (default {topics.OUTPUT_PREFIX})')
     parser.add_argument('--output-resolution', choices=('network', 'camera'),
                         default='network', help='resolution of the outputs (default network)')
     parser.add_argument('--depth-upsampling', choices=('nearest', 'bilinear'),
                         default='nearest', help='depth resize at camera resolution')
-    parser.add_argument('--cloud-stride', type=int, default=1,
-                        help='keep every n-th pixel in the cloud')
-    parser.add_argument('--cloud-max-range', type=float, default=80.0,
-                        help='points deeper than this (m) are NaN')
-    parser.add_argument('--confidence-threshold', type=float, default=0.0,
-                        help='points with lower confidence are NaN')
+    parser.add_argument('--cloud-stride', type=positive_int, default=1,
+                        help='keep every n-th pixel in the cloud, >= 1 (default 1)')
+    parser.add_argument('--cloud-max-range', type=positive_float, default=80.0,
+                        help='points deeper than this (m, > 0) are NaN (default 80)')
+    parser.add_argument('--confidence-threshold', type=finite_float(0.0, 1.0), default=0.0,
+                        help='points with lower confidence (0..1) are NaN (default 0)')
     parser.add_argument('--outputs', default=','.join(topics.OUTPUT_SUFFIXES),
                         help='comma-separated outputs to write (default: all of '
                         f'{",".join(topics.OUTPUT_SUFFIXES)})')
@@ -164,6 +184,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from monodepth_ros.errors import ConfigError
+    from monodepth_ros.io.outputs import check_output
     from monodepth_ros.runtime.infer import load_engine
     from monodepth_ros.runtime.pipeline import OUTPUTS, DepthPipeline, PipelineConfig
 
@@ -172,8 +193,7 @@ def run(args) -> int:
     if unknown or not outputs:
         raise ConfigError(f'--outputs {args.outputs!r}: expected a comma-separated subset of '
                           f'{",".join(OUTPUTS)}')
-    if Path(args.output).exists():
-        raise BagError(f'output bag {args.output} exists already; remove it or choose another')
+    check_output(args.output, 'bag', 'infer-bag')   # before a model load that may take long
     config = PipelineConfig(output_resolution=args.output_resolution,
                             depth_upsampling=args.depth_upsampling,
                             cloud_stride=args.cloud_stride, cloud_max_range=args.cloud_max_range,
@@ -183,9 +203,9 @@ def run(args) -> int:
                         camera_topic=args.camera_topic,
                         camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
                         storage=args.storage, distro=args.distro, outputs=outputs,
-                        prefix=args.prefix)
+                        prefix=args.prefix, progress=not args.no_progress)
     print(format_summary(summary, engine))
-    return 0 if summary.frames else 1
+    return 0
 
 
 def format_summary(summary: InferBagSummary, engine) -> str:

@@ -50,16 +50,18 @@ CAMERAS = {
 }
 
 
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('drive_dir', type=Path,
                         help='KITTI raw drive folder, e.g. 2011_09_26/2011_09_26_drive_0009_sync')
-    parser.add_argument('out', type=Path, help='output rosbag2 folder (must not exist)')
+    parser.add_argument('out', type=Path, help='output rosbag2 folder (new or empty)')
     parser.add_argument('--cameras', type=int, nargs='+', default=[2], choices=sorted(CAMERAS),
                         help='KITTI cameras to write (default: 2, the left colour camera)')
     add_bag_format_arguments(parser, 'the bag')
     parser.add_argument('--calib', type=Path, default=None,
                         help='folder with calib_*.txt (default: the folder above the drive)')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
 def _camera_tf(drive: KittiDrive, cam: int) -> np.ndarray:
@@ -127,6 +129,7 @@ def convert(drive_dir, out, storage: str | None = None, cameras=(2,), distro: st
         make_tf_message,
         model_to_camera_info,
     )
+    from monodepth_ros.io.outputs import atomic_output
 
     drive = KittiDrive.open(drive_dir, calib_dir)
     cameras = sorted(set(cameras))
@@ -155,7 +158,8 @@ def convert(drive_dir, out, storage: str | None = None, cameras=(2,), distro: st
     counts: dict[str, int] = {}
     origin = None
     scale = None
-    with BagWriter(out, storage=storage, distro=distro) as bag:
+    with atomic_output(out, 'bag', 'kitti2bag') as partial, \
+            BagWriter(partial, storage=storage, distro=distro) as bag:
         types = bag.types
 
         def write(topic, msg, stamp):

@@ -32,6 +32,7 @@ NNNNNN is the frame index; read_dataset_frame() in this module reads one frame b
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +41,37 @@ from monodepth_ros.bagtools.options import add_bag_format_arguments, resolved_st
 from monodepth_ros.errors import ConfigError, DatasetError
 from monodepth_ros.io import topics
 from monodepth_ros.model.semantics import CITYSCAPES_CLASSES
+from monodepth_ros.options import non_negative_int, positive_int, seed_int
 
 DEPTH_PNG_SCALE = 256.0
+# The largest render: 4096x4096 pixels. Rendering holds about RENDER_BYTES_PER_PIXEL of
+# intermediate arrays per pixel (measured: ~300 B at 1600x1200), so the limit keeps one frame
+# near 7 GB; a bigger --size is refused before anything is rendered or written.
+MAX_RENDER_PIXELS = 4096 * 4096
+RENDER_BYTES_PER_PIXEL = 400
+RENDER_BASE_BYTES = 200 * 2**20
+# Bytes written per pixel and frame: rgb8 (3) + 32FC1 depth (4) + mono8 semantics (1); the LiDAR
+# scan is at most 64 beams x 1800 steps x 20 bytes.
+FRAME_BYTES_PER_PIXEL = 3 + 4 + 1
+LIDAR_SCAN_BYTES = 64 * 1800 * 20
+
+
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument('out', type=Path, help='bag directory (or dataset folder) to create')
-    parser.add_argument('--frames', type=int, default=100, help='number of frames (10 Hz)')
-    parser.add_argument('--seed', type=int, default=0, help='world seed (same seed, same drive)')
-    parser.add_argument('--start', type=int, default=0, help='index of the first frame')
+    parser.add_argument('--frames', type=positive_int, default=100,
+                        help='number of frames (10 Hz, >= 1; refused when the estimated output '
+                        'does not fit the free disk)')
+    parser.add_argument('--seed', type=seed_int, default=0,
+                        help='world seed, 0..2^32-1 (same seed, same drive)')
+    parser.add_argument('--start', type=non_negative_int, default=0,
+                        help='index of the first frame (>= 0)')
     add_bag_format_arguments(parser, 'the bag')
     parser.add_argument('--size', default=None, metavar='WxH',
-                        help='render size (intrinsics scaled); default 1242x375')
+                        help='render size (intrinsics scaled); default 1242x375, at least 8x8 '
+                        f'and at most {MAX_RENDER_PIXELS:,} pixels (4096x4096)')
     parser.add_argument('--dataset', action='store_true',
                         help='write a dataset folder of PNGs + intrinsics.json instead of a '
                         'bag (--storage and --distro do not apply)')
@@ -69,11 +89,12 @@ def run(args) -> int:
                               '--dataset (which writes a folder of PNGs)')
         path = write_synthetic_dataset(args.out, args.frames, seed=args.seed, start=args.start,
                                        size=size, depth_format=args.depth_format,
-                                       lidar=args.lidar)
+                                       lidar=args.lidar, progress=not args.no_progress)
         print(f'wrote {args.frames} frames of seed {args.seed} to dataset folder {path}')
     else:
         path = write_synthetic_bag(args.out, args.frames, seed=args.seed, start=args.start,
-                                   storage=args.storage, distro=args.distro, size=size)
+                                   storage=args.storage, distro=args.distro, size=size,
+                                   progress=not args.no_progress)
         print(f'wrote {args.frames} frames of seed {args.seed} to bag {path} '
               f'({resolved_storage(args.storage, args.distro)}, {args.distro})')
     return 0
@@ -87,7 +108,39 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _make_drive(seed: int, frames: int, start: int, size):
+def _available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes; None where the system does not say."""
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_render_budget(out, frames: int, width: int, height: int, lidar: bool) -> None:
+    """Refuse, before anything is written, a size or frame count this machine cannot hold."""
+    pixels = width * height
+    if pixels > MAX_RENDER_PIXELS:
+        raise ConfigError(f'--size {width}x{height} is {pixels:,} pixels; expected at most '
+                          f'{MAX_RENDER_PIXELS:,} (4096x4096)')
+    memory = RENDER_BASE_BYTES + RENDER_BYTES_PER_PIXEL * pixels
+    available = _available_memory()
+    if available is not None and memory > available:
+        raise ConfigError(f'--size {width}x{height} needs about {memory / 2**30:.1f} GiB of '
+                          f'memory to render; {available / 2**30:.1f} GiB is available')
+    output = frames * (FRAME_BYTES_PER_PIXEL * pixels + (LIDAR_SCAN_BYTES if lidar else 0))
+    folder = Path(out).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if output > free:
+        raise ConfigError(f'{frames} frame(s) of {width}x{height} need up to '
+                          f'{output / 2**30:.1f} GiB; {folder} has {free / 2**30:.1f} GiB free')
+
+
+def _make_drive(seed: int, frames: int, start: int, size, out, lidar: bool):
     from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
 
     if frames < 1:
@@ -95,13 +148,14 @@ def _make_drive(seed: int, frames: int, start: int, size):
     if start < 0:
         raise ConfigError(f'--start {start} must be >= 0')
     config = DriveConfig() if size is None else DriveConfig(width=size[0], height=size[1])
+    check_render_budget(out, frames, config.width, config.height, lidar)
     return SyntheticDrive(seed=seed, config=config)
 
 
-def _progress(iterable, description: str):
+def _progress(iterable, description: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=description, unit='frame', disable=None)
+    return tqdm(iterable, desc=description, unit='frame', disable=None if enabled else True)
 
 
 def velodyne_pointcloud2(types, header, scan: dict):
@@ -116,7 +170,7 @@ def velodyne_pointcloud2(types, header, scan: dict):
 
 def write_synthetic_bag(out, frames: int, seed: int = 0, start: int = 0,
                         storage: str | None = None, distro: str = 'humble', size=None,
-                        lidar: bool = True) -> Path:
+                        lidar: bool = True, progress: bool = True) -> Path:
     """Render ``frames`` frames of drive ``seed`` into a new rosbag2 at ``out``.
 
     ``storage`` None: the distro's default (sqlite3 for humble, mcap for jazzy).
@@ -129,12 +183,15 @@ def write_synthetic_bag(out, frames: int, seed: int = 0, start: int = 0,
         make_tf_message,
         model_to_camera_info,
     )
+    from monodepth_ros.io.outputs import atomic_output
 
-    drive = _make_drive(seed, frames, start, size)
+    drive = _make_drive(seed, frames, start, size, out, lidar)
     out = Path(out)
-    with BagWriter(out, storage=storage, distro=distro) as bag:
+    with atomic_output(out, 'bag', 'synth-bag') as partial, \
+            BagWriter(partial, storage=storage, distro=distro) as bag:
         types = bag.types
-        for index in _progress(range(start, start + frames), f'synth-bag seed {seed}'):
+        for index in _progress(range(start, start + frames), f'synth-bag seed {seed}',
+                               progress):
             frame = drive.render(index, lidar=lidar)
             stamp = frame.stamp_ns
             if index == start:
@@ -161,16 +218,24 @@ def write_synthetic_bag(out, frames: int, seed: int = 0, start: int = 0,
 
 
 def write_synthetic_dataset(out, frames: int, seed: int = 0, start: int = 0, size=None,
-                            depth_format: str = 'png', lidar: bool = False) -> Path:
+                            depth_format: str = 'png', lidar: bool = False,
+                            progress: bool = True) -> Path:
     """Render ``frames`` frames of drive ``seed`` into a dataset folder (layout above)."""
-    import cv2
+    from monodepth_ros.io.outputs import atomic_output
 
     if depth_format not in ('png', 'npy'):
         raise ConfigError(f'depth format {depth_format!r} unknown, expected png or npy')
-    drive = _make_drive(seed, frames, start, size)
+    drive = _make_drive(seed, frames, start, size, out, lidar)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f'dataset folder {out} exists and is not empty; choose a new path')
+    with atomic_output(out, 'folder', 'synth-bag') as partial:
+        _write_dataset_files(partial, drive, frames, seed, start, depth_format, lidar, progress)
+    return out
+
+
+def _write_dataset_files(out: Path, drive, frames: int, seed: int, start: int,
+                         depth_format: str, lidar: bool, progress: bool) -> None:
+    from monodepth_ros.io.outputs import write_image
+
     folders = ['rgb', 'depth', 'semantics'] + (['lidar'] if lidar else [])
     for name in folders:
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -184,21 +249,21 @@ def write_synthetic_dataset(out, frames: int, seed: int = 0, start: int = 0, siz
         'class_names': list(CITYSCAPES_CLASSES),
         'frames': list(range(start, start + frames)),
     }
-    for index in _progress(range(start, start + frames), f'synth dataset seed {seed}'):
+    for index in _progress(range(start, start + frames), f'synth dataset seed {seed}',
+                           progress):
         frame = drive.render(index, lidar=lidar)
         name = f'{index:06d}'
-        cv2.imwrite(str(out / 'rgb' / f'{name}.png'), frame.rgb[:, :, ::-1])
-        cv2.imwrite(str(out / 'semantics' / f'{name}.png'), frame.semantics)
+        write_image(out / 'rgb' / f'{name}.png', frame.rgb[:, :, ::-1])
+        write_image(out / 'semantics' / f'{name}.png', frame.semantics)
         if depth_format == 'png':
             scaled = np.where(np.isfinite(frame.depth), np.rint(frame.depth * DEPTH_PNG_SCALE), 0)
             scaled[scaled > 65535] = 0          # farther than 255.99 m: no depth
-            cv2.imwrite(str(out / 'depth' / f'{name}.png'), scaled.astype(np.uint16))
+            write_image(out / 'depth' / f'{name}.png', scaled.astype(np.uint16))
         else:
             np.save(out / 'depth' / f'{name}.npy', frame.depth)
         if lidar:
             np.savez(out / 'lidar' / f'{name}.npz', **frame.lidar)
     (out / 'intrinsics.json').write_text(json.dumps(info, indent=2))
-    return out
 
 
 def read_dataset_frame(folder, index: int) -> dict:

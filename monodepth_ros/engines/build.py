@@ -19,6 +19,8 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
 def add_arguments(parser) -> None:
+    from monodepth_ros.options import finite_float, positive_int
+
     parser.add_argument('model', help='ONNX file written by "monodepth export" (or a .pt '
                         'checkpoint, exported first)')
     parser.add_argument('--precision', choices=('fp16', 'fp32', 'int8'), default='fp16',
@@ -27,12 +29,14 @@ def add_arguments(parser) -> None:
     parser.add_argument('--cache-dir', default=None,
                         help='engine cache folder (default: $MONODEPTH_ENGINE_CACHE or '
                         '~/.cache/monodepth_ros/engines)')
-    parser.add_argument('--workspace-gb', type=float, default=4.0,
-                        help='TensorRT builder workspace limit in GiB (default: 4)')
+    parser.add_argument('--workspace-gb', type=finite_float(0.0, 1024.0, low_open=True),
+                        default=4.0,
+                        help='TensorRT builder workspace limit in GiB, > 0 and <= 1024 '
+                        '(default: 4)')
     parser.add_argument('--calibration-images', default=None,
                         help='folder of images like the deployment ones, for int8')
-    parser.add_argument('--max-calibration-images', type=int, default=200,
-                        help='use at most this many calibration images (default: 200)')
+    parser.add_argument('--max-calibration-images', type=positive_int, default=200,
+                        help='use at most this many calibration images, >= 1 (default: 200)')
     parser.add_argument('--device', default='cuda', help='CUDA device (default: cuda)')
 
 

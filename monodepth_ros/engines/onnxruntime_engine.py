@@ -48,7 +48,7 @@ class OnnxRuntimeEngine(DepthEngine):
 
         model = load_onnx_model(onnx_path)
         metadata = read_onnx_metadata(model, str(onnx_path))
-        check_onnx_io(model, str(onnx_path))
+        check_onnx_io(model, str(onnx_path), metadata)
         del model
 
         options = onnxruntime.SessionOptions()

@@ -251,7 +251,7 @@ class TensorRTEngine(DepthEngine):
         onnx_path = Path(onnx_path)
         model = load_onnx_model(onnx_path)
         metadata = read_onnx_metadata(model, str(onnx_path))
-        check_onnx_io(model, str(onnx_path))
+        check_onnx_io(model, str(onnx_path), metadata)
         del model
         index = cuda_device_index(device)
         self.device = torch.device('cuda', index)

@@ -9,7 +9,9 @@ nearest in time; the scan is projected into the depth image with its camera_info
 80 m and 50 m. --protocol kitti-eigen grades at the full image size (the camera topic's
 camera_info, or --calib), resizing predictions of another size. Writes summary.json,
 frames.csv, report.md, plots and qualitative strips into --out and prints a summary table. Exit
-status 1 when no frame could be graded.
+status 1 when no frame could be graded. The report appears at --out only when complete (an
+interrupted run leaves nothing there); an existing --out must be empty or an earlier eval-bag
+report, which is replaced.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from monodepth_ros.evaluation.evaluator import BASELINES
 from monodepth_ros.evaluation.ground_truth import PROTOCOLS
 from monodepth_ros.evaluation.metrics import CROPS
 from monodepth_ros.io import topics
+from monodepth_ros.options import finite_float, non_negative_int
+
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', type=Path, help='rosbag2 folder (mcap or sqlite3) or ROS 1 .bag')
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--depth-topic', help='depth image topic to grade (32FC1 m or 16UC1 mm)')
+    source.add_argument('--depth-topic', type=topics.topic_name,
+                        help='depth image topic to grade (32FC1 m or 16UC1 mm)')
     source.add_argument('--model', type=Path,
                         help='model (.pt checkpoint or .onnx; TensorRT engines are built '
                              'and cached from it) to run on the camera images')
@@ -39,13 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--precision', default='fp16', choices=PRECISIONS,
                         help='engine precision with --model (default: fp16)')
     parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
+                        type=topics.topic_name,
                         help='camera image topic (model input, and the qualitative strips)')
-    parser.add_argument('--camera-info-topic', default=None,
+    parser.add_argument('--camera-info-topic', default=None, type=topics.topic_name,
                         help='camera_info of the depth images (default: DEPTH/camera_info, '
                              'then the sibling camera_info, then the KITTI camera_info)')
-    parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC,
+    parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC, type=topics.topic_name,
                         help='PointCloud2 topic of the LiDAR')
-    parser.add_argument('--semantics-topic', default=None,
+    parser.add_argument('--semantics-topic', default=None, type=topics.topic_name,
                         help='label image topic (trainIds, mono8) for the error by class; '
                              "without it, errors are grouped by the model's predicted classes")
     parser.add_argument('--calib', type=Path, default=None,
@@ -57,22 +64,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='evaluation crop (default: garg for kitti-eigen, else none)')
     parser.add_argument('--median-scaling', action='store_true',
                         help='scale each prediction by median(gt)/median(pred) (relative models)')
-    parser.add_argument('--max-time-diff-ms', type=float, default=50.0,
-                        help='largest |depth stamp - LiDAR stamp| accepted (default 50 ms)')
-    parser.add_argument('--min-depth', type=float, default=1e-3,
-                        help='smallest ground-truth depth graded (m)')
+    parser.add_argument('--max-time-diff-ms', type=finite_float(0.0, 60_000.0), default=50.0,
+                        help='largest |depth stamp - LiDAR stamp| accepted, 0..60000 '
+                             '(default 50 ms)')
+    parser.add_argument('--min-depth', type=finite_float(0.0, 50.0, low_open=True),
+                        default=1e-3,
+                        help='smallest ground-truth depth graded (m), > 0 and <= 50 '
+                             '(default 0.001)')
     parser.add_argument('--no-occlusion-filter', action='store_true',
                         help='keep LiDAR points hidden from the camera by parallax (default '
                              'protocol; kitti-eigen never filters)')
-    parser.add_argument('--qualitative', type=int, default=4,
-                        help='number of qualitative PNG strips (default 4)')
-    parser.add_argument('--out', type=Path, required=True, help='output folder')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--qualitative', type=non_negative_int, default=4,
+                        help='number of qualitative PNG strips, >= 0 (default 4)')
+    parser.add_argument('--out', type=Path, required=True,
+                        help='report folder: new, empty, or an earlier eval-bag report '
+                             '(replaced); anything else is refused')
 
 
 def run(args) -> int:
     from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
     from monodepth_ros.evaluation.report import format_table, write_outputs
+    from monodepth_ros.io.outputs import atomic_output
 
     config = EvaluationConfig(
         depth_topic=args.depth_topic, model=str(args.model) if args.model else None,
@@ -85,8 +97,11 @@ def run(args) -> int:
         min_depth=args.min_depth, qualitative_frames=args.qualitative,
         occlusion_filter=not args.no_occlusion_filter,
         progress=not args.no_progress)
-    result = BagEvaluator(config).evaluate(args.bag)
-    summary = write_outputs(result, args.out)
+    # The report appears at --out only once complete; an earlier eval-bag report there is
+    # replaced, a folder holding anything else is refused before the evaluation starts.
+    with atomic_output(args.out, 'folder', 'eval-bag', replace_own=True) as partial:
+        result = BagEvaluator(config).evaluate(args.bag)
+        summary = write_outputs(result, partial)
     print(format_table(summary))
     print(f'outputs in {args.out}')
     if result.error is not None:

@@ -55,6 +55,8 @@ from monodepth_ros.evaluation.metrics import (
     valid_prediction,
 )
 from monodepth_ros.io import topics
+from monodepth_ros.io.framing import DEFAULT_ANCHOR
+from monodepth_ros.io.messages import check_topic_type
 from monodepth_ros.runtime.pipeline import resize_depth_bilinear, resize_nearest
 
 LOG = logging.getLogger(__name__)
@@ -100,6 +102,9 @@ class EvaluationConfig:
     first_frame: int | None = None
     last_frame: int | None = None
     engine_cache_dir: str | None = None   # with --model: where ONNX exports/engines go
+    # With --model: how images reach the network input (io.framing; the node's parameters).
+    framing: str = 'fit-width'
+    framing_anchor: float = DEFAULT_ANCHOR
 
     def __post_init__(self):
         sources = [s for s in (self.depth_topic, self.model, self.baseline) if s is not None]
@@ -111,8 +116,12 @@ class EvaluationConfig:
                               f'{", ".join(BASELINES)}')
         if self.crop is None:
             self.crop = 'garg' if self.protocol == 'kitti-eigen' else 'none'
-        if self.max_time_diff_ms < 0:
-            raise ConfigError(f'max_time_diff_ms must be >= 0, got {self.max_time_diff_ms}')
+        if not 0 <= self.max_time_diff_ms < np.inf:
+            raise ConfigError(f'max_time_diff_ms must be finite and >= 0, got '
+                              f'{self.max_time_diff_ms}')
+        if not 0 < self.min_depth < min(self.caps, default=np.inf):
+            raise ConfigError(f'min_depth must be > 0 and below the smallest cap, got '
+                              f'{self.min_depth}')
         if not self.caps:
             raise ConfigError('at least one depth cap is needed')
 
@@ -188,18 +197,6 @@ class EvaluationResult:
         return summary
 
 
-def camera_info_topic_for(image_topic: str, available) -> str:
-    """The camera_info topic of an image topic (the first candidate in ``available``).
-
-    Candidates: IMAGE/camera_info, the sibling camera_info, then the KITTI camera's; the
-    first candidate when none is present.
-    """
-    parent = image_topic.rsplit('/', 1)[0]
-    candidates = [f'{image_topic}/camera_info', f'{parent}/camera_info',
-                  topics.CAMERA_INFO_TOPIC]
-    return next((c for c in candidates if c in available), candidates[0])
-
-
 def cap_key(cap: float) -> str:
     return f'cap_{cap:g}'
 
@@ -250,9 +247,11 @@ class BagEvaluator:
 
         engine = load_engine(self.config.model, self.config.backend, self.config.precision,
                              cache_dir=self.config.engine_cache_dir)
-        # Depth at the camera resolution: graded at the pixels the LiDAR hits.
-        return DepthPipeline(engine, PipelineConfig(output_resolution='camera',
-                                                    depth_upsampling='bilinear'))
+        # Depth at the camera resolution: graded at the pixels the LiDAR hits (those outside
+        # the part of the image the network saw are NaN: they lower the coverage).
+        return DepthPipeline(engine, PipelineConfig(
+            output_resolution='camera', depth_upsampling='bilinear',
+            framing=self.config.framing, framing_anchor=self.config.framing_anchor))
 
     # -- topics -------------------------------------------------------------------------------
     def _resolve_topics(self, available: dict[str, str], path: Path) -> dict[str, str | None]:
@@ -261,7 +260,8 @@ class BagEvaluator:
         wanted = {'source': source, 'lidar': config.lidar_topic}
         purposes = {'source': 'depth to grade' if config.depth_topic else 'camera images',
                     'lidar': 'LiDAR point clouds'}
-        wanted['info'] = config.camera_info_topic or camera_info_topic_for(source, available)
+        wanted['info'] = (config.camera_info_topic
+                          or topics.camera_info_topic_for(source, available))
         purposes['info'] = 'camera_info of the depth images'
         if config.semantics_topic:
             wanted['labels'] = config.semantics_topic
@@ -269,7 +269,7 @@ class BagEvaluator:
         if config.protocol == 'kitti-eigen' and self.calibration is None:
             # The Eigen ground truth lives at the full image size: the camera images' own
             # camera_info, not the depth's (a recorded depth may be at network resolution).
-            wanted['full_info'] = f'{config.camera_topic.rsplit("/", 1)[0]}/camera_info'
+            wanted['full_info'] = topics.sibling_camera_info_topic(config.camera_topic)
             purposes['full_info'] = (
                 f'full-size camera_info of {config.camera_topic}, needed by kitti-eigen '
                 'without --calib (or give --calib, or --camera-topic of the full-size camera)')
@@ -278,6 +278,10 @@ class BagEvaluator:
         if missing:
             raise BagError(f'bag {path} has no topic {", ".join(missing)}; its topics are: '
                            f'{_describe_topics(available)}')
+        for key, expected in (('info', 'CameraInfo'), ('full_info', 'CameraInfo'),
+                              ('lidar', 'PointCloud2')):
+            if key in wanted:
+                check_topic_type(wanted[key], available[wanted[key]], expected, path)
         wanted['tf_static'] = topics.TF_STATIC_TOPIC if topics.TF_STATIC_TOPIC in available \
             else None
         wanted['image'] = None

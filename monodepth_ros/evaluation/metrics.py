@@ -156,6 +156,10 @@ def metrics_from_values(gt: np.ndarray, pred: np.ndarray) -> dict:
 def prepare_prediction(gt_values: np.ndarray, pred_values: np.ndarray, min_depth: float,
                        max_depth: float, median_scaling: bool) -> tuple[np.ndarray, float]:
     """Median-scale (optional) then clamp the prediction values, as the protocol orders it."""
+    if not 0 < min_depth < max_depth:
+        # Ground truth 0 means "no point" and the metrics divide by both depths.
+        raise ConfigError(f'depth range {min_depth:g}..{max_depth:g} m: expected '
+                          '0 < min_depth < max_depth')
     scale = 1.0
     pred_values = pred_values.astype(np.float64)
     if median_scaling:

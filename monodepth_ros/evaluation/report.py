@@ -1,8 +1,9 @@
 """Evaluation outputs: summary.json, frames.csv, report.md, plots and qualitative strips.
 
-Plots use matplotlib's Agg backend (no display needed). Depth panels share one colour scale
-(near red, far blue); the error panel shows |p - g| / g at the LiDAR pixels, 0 (green) to
-0.3 (red).
+Plots use matplotlib's Agg backend (no display needed). A qualitative strip stacks four
+captioned rows (camera image, LiDAR ground truth, prediction, relative error); the two depth
+panels share one colour scale (near red, far blue) with its colour bar in metres, the error
+panel shows |p - g| / g at the LiDAR pixels, 0 (green) to 0.3 (red), with its own bar.
 """
 
 from __future__ import annotations
@@ -198,8 +199,67 @@ def _colorize(values: np.ndarray, valid: np.ndarray, low: float, high: float,
     return rgb
 
 
+# Layout of a qualitative strip: a caption band above each panel, a colour bar on the right.
+STRIP_CAPTION_HEIGHT = 22
+STRIP_BAR_AREA = 76           # width of the column right of the panels
+STRIP_BAR_MARGIN = 6          # between a panel and its colour bar
+STRIP_BAR_WIDTH = 14
+STRIP_ERROR_MAX = 0.3         # relative error at the top of the error colour map
+_STRIP_TEXT = (235, 235, 235)
+_STRIP_BACKGROUND = (32, 32, 32)
+
+
+def _depth_label(metres: float) -> str:
+    return f'{metres:.0f} m' if metres >= 10 else f'{metres:.1f} m'
+
+
+def colour_bar(height: int, low: float, high: float, colormap: str,
+               labels: list[tuple[float, str]]) -> np.ndarray:
+    """A ``height`` x STRIP_BAR_AREA RGB column: a vertical colour bar and its tick labels.
+
+    ``high`` is at the top, ``low`` at the bottom: row r shows
+    ``high - (high - low) * r / (height - 1)``; ``labels`` are (value, text) ticks.
+    """
+    import cv2
+
+    column = np.full((height, STRIP_BAR_AREA, 3), _STRIP_BACKGROUND, np.uint8)
+    values = high - (high - low) * np.arange(height) / max(height - 1, 1)
+    bar = _colorize(values[:, None], np.ones((height, 1), bool), low, high, colormap)
+    x0, x1 = STRIP_BAR_MARGIN, STRIP_BAR_MARGIN + STRIP_BAR_WIDTH
+    column[:, x0:x1] = bar
+    for value, text in labels:
+        row = int(round((high - value) / (high - low) * (height - 1)))
+        cv2.line(column, (x1, row), (x1 + 3, row), _STRIP_TEXT, 1)
+        # Keep the text inside the column at the top and bottom rows.
+        baseline = min(max(row + 4, 10), height - 2)
+        cv2.putText(column, text, (x1 + 5, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    _STRIP_TEXT, 1, cv2.LINE_AA)
+    return column
+
+
+def _captioned(panel: np.ndarray, caption: str, bar: np.ndarray | None) -> np.ndarray:
+    """One row of the strip: the caption band over [panel | colour bar or blank]."""
+    import cv2
+
+    height, width = panel.shape[:2]
+    row = np.full((STRIP_CAPTION_HEIGHT + height, width + STRIP_BAR_AREA, 3), _STRIP_BACKGROUND,
+                  np.uint8)
+    cv2.putText(row, caption, (6, STRIP_CAPTION_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                _STRIP_TEXT, 1, cv2.LINE_AA)
+    row[STRIP_CAPTION_HEIGHT:, :width] = panel
+    if bar is not None:
+        row[STRIP_CAPTION_HEIGHT:, width:] = bar
+    return row
+
+
 def qualitative_strip(frame, max_depth: float) -> np.ndarray:
-    """RGB strip: image | LiDAR ground truth | prediction | relative error (stacked rows)."""
+    """RGB strip of four captioned rows: image, LiDAR ground truth, prediction, relative error.
+
+    Each row is a caption band (``STRIP_CAPTION_HEIGHT`` px) over the panel; right of the
+    depth panels a colour bar in metres (0 to half the largest cap, farther clipped), right of
+    the error panel one of |p - g| / g (0 to ``STRIP_ERROR_MAX``, larger clipped). A HxW frame
+    gives a (4 * (H + STRIP_CAPTION_HEIGHT)) x (W + STRIP_BAR_AREA) strip.
+    """
     import cv2
 
     gt, pred = frame.gt, frame.pred
@@ -219,19 +279,34 @@ def qualitative_strip(frame, max_depth: float) -> np.ndarray:
         rel = np.where(has_gt & finite, np.abs(pred - gt) / np.where(has_gt, gt, 1), 0)
     rel_grown = cv2.dilate(rel.astype(np.float32), kernel)
     error_panel = _colorize(rel_grown, grown & (cv2.dilate((has_gt & finite).astype(np.uint8),
-                                                           kernel) > 0), 0.0, 0.3, 'RdYlGn_r')
+                                                           kernel) > 0),
+                            0.0, STRIP_ERROR_MAX, 'RdYlGn_r')
     if frame.rgb is not None and frame.rgb.shape[:2] == (height, width):
         image_panel = frame.rgb
     elif frame.rgb is not None:
         image_panel = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
     else:
         image_panel = np.zeros((height, width, 3), np.uint8)
-    return np.vstack([image_panel, gt_panel, pred_panel, error_panel])
+    depth_labels = [(0.0, _depth_label(0.0)), (scale_max / 2, _depth_label(scale_max / 2)),
+                    (scale_max, _depth_label(scale_max) + '+')]
+    depth_bar = colour_bar(height, 0.0, scale_max, 'turbo_r', depth_labels)
+    error_bar = colour_bar(height, 0.0, STRIP_ERROR_MAX, 'RdYlGn_r', [
+        (0.0, '0'), (STRIP_ERROR_MAX / 2, f'{STRIP_ERROR_MAX / 2:.2f}'),
+        (STRIP_ERROR_MAX, f'{STRIP_ERROR_MAX:.1f}+')])
+    return np.vstack([
+        _captioned(image_panel, 'camera image', None),
+        _captioned(gt_panel, 'LiDAR ground truth depth (m; black: no return)', depth_bar),
+        _captioned(pred_panel, 'predicted depth (m)', depth_bar),
+        _captioned(error_panel, 'relative error |pred - gt| / gt at the LiDAR points',
+                   error_bar),
+    ])
 
 
 def write_outputs(result, out_dir) -> dict:
     """Write every output file of an evaluation into ``out_dir``; returns the summary."""
     import cv2
+
+    from monodepth_ros.io.outputs import write_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +318,7 @@ def write_outputs(result, out_dir) -> dict:
     for frame in result.qualitative:
         name = f'qualitative_{frame.stamp_ns}.png'
         strip = qualitative_strip(frame, max_depth)
-        cv2.imwrite(str(out_dir / name), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+        write_image(out_dir / name, cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
         images.append(name)
     write_report_md(summary, out_dir, images)
     return summary

@@ -117,13 +117,22 @@ class BagWriter:
     def __enter__(self) -> BagWriter:
         return self.open()
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:     # the error that stopped the writing is the one to report
+            self.close()
+        except Exception:
+            pass
 
     def close(self) -> None:
         if self._open:
             self._open = False
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception as err:    # a full disk while the index and metadata are written
+                raise BagError(f'cannot finish bag {self.path}: {_reason(err)}') from err
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         """Serialize ``msg`` to CDR and store it on ``topic`` at ``stamp_ns`` (receive time)."""
@@ -143,7 +152,15 @@ class BagWriter:
             data = self.types.typestore.serialize_cdr(msg, msgtype)
         except Exception as err:
             raise BagError(f'cannot serialize {msgtype} for topic {topic}: {err}') from err
-        self._writer.write(connection, int(stamp_ns), data)
+        try:
+            self._writer.write(connection, int(stamp_ns), data)
+        except Exception as err:        # a full disk (sqlite3 reports it as its own error)
+            raise BagError(f'cannot write to bag {self.path}: {_reason(err)}') from err
+
+
+def _reason(error: Exception) -> str:
+    """Why a write failed, without Python's '[Errno N]' prefix."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
 
 
 def _bag_paths(path: Path) -> list[Path]:

@@ -177,17 +177,25 @@ def parse_timestamp(text: str) -> int:
 
 
 def read_timestamps(path: str | Path) -> list[int]:
+    """The stamps of a ``timestamps.txt``; they must not go backwards (frames pair by time)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f'timestamp file {path} not found')
     stamps = []
+    previous_line = 0
     for line_number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            stamps.append(parse_timestamp(line))
+            stamp = parse_timestamp(line)
         except DatasetError as error:
             raise DatasetError(f'{path}:{line_number}: {error}') from None
+        if stamps and stamp < stamps[-1]:
+            raise DatasetError(
+                f'{path}:{line_number}: timestamp {line.strip()!r} is earlier than line '
+                f'{previous_line}; expected timestamps that never go backwards')
+        stamps.append(stamp)
+        previous_line = line_number
     return stamps
 
 

@@ -15,7 +15,8 @@ Conventions
 * ``read_pointcloud2`` returns flat arrays of ``height * width`` points in the field's own
   dtype (native byte order), organized clouds row by row.
 * Every malformed message raises :class:`MessageError` saying what was wrong and what was
-  expected.
+  expected; so does an image over :data:`MAX_IMAGE_PIXELS` (read from the header, before any
+  pixel is decoded) and a PointCloud2 whose fields overlap or do not fit in ``point_step``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from monodepth_ros.errors import MessageError
+from monodepth_ros.errors import BagError, MessageError
 from monodepth_ros.io.camera import CameraModel, RegionOfInterest
 from monodepth_ros.io.geometry import matrix_to_quaternion
 
@@ -54,6 +55,16 @@ MESSAGE_NAMES = {
 }
 
 ROSBAGS_DISTROS = ('humble', 'jazzy')
+
+
+def check_topic_type(topic: str, msgtype: str, expected: str, bag) -> None:
+    """BagError unless ``msgtype`` (a bag's type name, ROS 2 or ROS 1 form) is ``expected``.
+
+    ``expected`` is a short name of :data:`MESSAGE_NAMES` ('CameraInfo', 'PointCloud2'...).
+    """
+    full = MESSAGE_NAMES[expected]
+    if msgtype not in (full, full.replace('/msg/', '/')):
+        raise BagError(f'topic {topic} in {bag} carries {msgtype}, expected {full}')
 
 
 class MessageTypes:
@@ -240,6 +251,58 @@ _BAYER_TO_RGB = {
 }
 
 
+# The largest image decoded: 50 megapixels (8K video is 33). A bigger one is refused from its
+# header (Image width*height, PNG IHDR, JPEG SOF) before any pixel is decoded, so one hostile
+# frame cannot cost gigabytes of memory.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def check_image_size(width: int, height: int, what: str) -> None:
+    """Refuse an empty image or one over :data:`MAX_IMAGE_PIXELS`, with a one-line error."""
+    if width <= 0 or height <= 0:
+        raise MessageError(f'{what} is {width}x{height}, expected a non-empty image')
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MessageError(f'{what} is {width}x{height} = {width * height:,} pixels, over the '
+                           f'limit of {MAX_IMAGE_PIXELS:,}; expected a smaller image')
+
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG start-of-frame markers (baseline, progressive, lossless...; not DHT C4, JPG C8, DAC CC).
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_image_size(data) -> tuple[int, int]:
+    """(width, height) from a PNG IHDR or JPEG SOF header (bytes-like), decoding no pixel."""
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b'IHDR':
+            raise MessageError('CompressedImage PNG has no IHDR header; expected a png file')
+        return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+    if data[:2] == b'\xff\xd8':
+        position = 2
+        while position + 4 <= len(data):
+            if data[position] != 0xFF:
+                break
+            marker = data[position + 1]
+            if marker == 0xFF:              # fill byte before a marker
+                position += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:   # markers without length
+                position += 2
+                continue
+            length = int.from_bytes(data[position + 2:position + 4], 'big')
+            if marker in _JPEG_SOF_MARKERS and position + 9 <= len(data):
+                height = int.from_bytes(data[position + 5:position + 7], 'big')
+                width = int.from_bytes(data[position + 7:position + 9], 'big')
+                return width, height
+            if length < 2 or marker in (0xD9, 0xDA):   # end of image, or scan data
+                break
+            position += 2 + length
+        raise MessageError('CompressedImage JPEG has no frame header (SOF) before its image '
+                           'data; expected a jpeg file')
+    raise MessageError(f'CompressedImage data could not be decoded: it starts with '
+                       f'{bytes(data[:8])!r}, expected a png or jpeg header')
+
+
 def encoding_format(encoding: str) -> tuple[np.dtype, int]:
     """(dtype, channels) of an image encoding; MessageError for unknown ones."""
     if encoding in _NAMED_ENCODINGS:
@@ -262,8 +325,7 @@ def image_to_array(msg) -> np.ndarray:
     """
     dtype, channels = encoding_format(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise MessageError(f'image is {width}x{height}, expected a non-empty image')
+    check_image_size(width, height, 'image')
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise MessageError(
@@ -347,6 +409,8 @@ def compressed_image_to_rgb(msg) -> np.ndarray:
     data = _as_uint8_buffer(msg.data, 'CompressedImage')
     if data.size == 0:
         raise MessageError('CompressedImage has no data, expected jpeg or png bytes')
+    width, height = compressed_image_size(memoryview(np.ascontiguousarray(data)))
+    check_image_size(width, height, 'CompressedImage')
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -570,7 +634,24 @@ def pointcloud2_fields(msg) -> dict[str, tuple[int, np.dtype, int]]:
                 f'PointCloud2 field {field.name!r} has datatype {field.datatype}, expected '
                 '1..8 (INT8..FLOAT64)')
         layout[field.name] = (int(field.offset), np.dtype(order + kind), int(field.count))
+    _check_field_extents(layout, int(msg.point_step))
     return layout
+
+
+def _check_field_extents(layout: dict[str, tuple[int, np.dtype, int]], point_step: int) -> None:
+    """Refuse fields that overlap or stick out of ``point_step``: they would read garbage."""
+    extents = sorted((offset, offset + dtype.itemsize * max(count, 1), name)
+                     for name, (offset, dtype, count) in layout.items())
+    for start, end, name in extents:
+        if start < 0 or (point_step > 0 and end > point_step):
+            raise MessageError(
+                f'PointCloud2 field {name!r} spans bytes {start}..{end - 1}, which does not fit '
+                f'in point_step {point_step}; expected every field inside one point')
+    for (start, end, name), (next_start, next_end, next_name) in zip(extents, extents[1:]):
+        if next_start < end:
+            raise MessageError(
+                f'PointCloud2 fields {name!r} (bytes {start}..{end - 1}) and {next_name!r} '
+                f'(bytes {next_start}..{next_end - 1}) overlap; expected separate fields')
 
 
 def read_pointcloud2(msg, names=('x', 'y', 'z')) -> dict[str, np.ndarray]:
@@ -606,11 +687,7 @@ def read_pointcloud2(msg, names=('x', 'y', 'z')) -> dict[str, np.ndarray]:
             f'{height}*{row_step} = {height * row_step}')
     arrays = {}
     for name in names:
-        offset, dtype, count = layout[name]
-        if offset < 0 or offset + dtype.itemsize * max(count, 1) > point_step:
-            raise MessageError(
-                f'PointCloud2 field {name!r} (offset {offset}, {max(count, 1)} x '
-                f'{dtype.itemsize} bytes) does not fit in point_step {point_step}')
+        offset, dtype, _ = layout[name]
         view = np.ndarray((height, width), dtype=dtype, buffer=data, offset=offset,
                           strides=(row_step, point_step))
         arrays[name] = view.astype(dtype.newbyteorder('=')).reshape(-1)

@@ -7,19 +7,20 @@ with ``torch.load(weights_only=True)`` and no pickled code ever runs::
      'metadata': {...ModelMetadata...}, 'model': state_dict,
      'optimizer': ..., 'scheduler': ..., 'step': int, 'rng': {...tensors...}, 'extra': {...}}
 
-Files are written to a temporary file in the same folder and moved into place with
-``os.replace``, so a crash never leaves a half-written checkpoint under the final name.
+Files are written to a temporary file in the same folder and moved into place
+(``io.outputs.atomic_output``), so a crash never leaves a half-written checkpoint under the
+final name.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
 from pathlib import Path
 
 import torch
 
 from monodepth_ros.errors import ConfigError, ModelFileError
+from monodepth_ros.io.outputs import atomic_output
 from monodepth_ros.model.metadata import ModelMetadata
 from monodepth_ros.model.network import NetworkConfig, build_network
 
@@ -31,7 +32,6 @@ def save_checkpoint(path, model, network_config: NetworkConfig, metadata: ModelM
                     rng_state: dict | None = None, extra: dict | None = None) -> Path:
     """Write a checkpoint atomically; returns its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = model.module if hasattr(model, 'module') else model   # unwrap DDP
     metadata.network = network_config.to_dict()
     payload = {
@@ -50,18 +50,15 @@ def save_checkpoint(path, model, network_config: NetworkConfig, metadata: ModelM
         payload['rng'] = rng_state
     if extra is not None:
         payload['extra'] = extra
-    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+    with atomic_output(path, 'file', 'checkpoint') as partial:
+        torch.save(payload, partial)
     return path
+
+
+def _unreadable(path: Path, error: Exception) -> ModelFileError:
+    first_line = (str(error).strip().splitlines() or [''])[0][:200]
+    return ModelFileError(f'checkpoint {path} is unreadable or corrupt '
+                          f'({type(error).__name__}: {first_line or "no details"})')
 
 
 def read_checkpoint(path) -> dict:
@@ -70,12 +67,24 @@ def read_checkpoint(path) -> dict:
     if not path.is_file():
         raise ModelFileError(f'checkpoint {path} not found (expected a .pt file written by '
                              '`monodepth train`)')
+    if path.stat().st_size == 0:
+        raise ModelFileError(f'checkpoint {path} is empty (0 bytes); expected a .pt file '
+                             'written by `monodepth train`')
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:   # truncated zip, not a torch file, disallowed pickled code
-        raise ModelFileError(f'checkpoint {path} is unreadable or corrupt '
-                             f'({type(error).__name__}: {str(error).splitlines()[0][:200]})'
-                             ) from error
+    except pickle.UnpicklingError as error:
+        if 'Unsupported global' not in str(error):     # not a pickled object: a corrupt file
+            raise _unreadable(path, error) from error
+        # Never pass on PyTorch's advice to retry with weights_only=False: that runs the
+        # file's pickled code.
+        raise ModelFileError(
+            f'checkpoint {path} holds Python objects other than tensors and plain values, so '
+            'it will not be loaded (loading it could run code); only if you trust the file, '
+            "re-save its weights with python -c \"import torch; c = torch.load('IN', "
+            "weights_only=False); torch.save({k: c[k] for k in ('format', 'network', "
+            "'metadata', 'model')}, 'OUT.pt')\"") from error
+    except Exception as error:   # truncated zip, not a torch file
+        raise _unreadable(path, error) from error
     if not isinstance(payload, dict) or payload.get('format') != CHECKPOINT_FORMAT:
         raise ModelFileError(f'checkpoint {path} is not a monodepth_ros checkpoint (expected '
                              f'format {CHECKPOINT_FORMAT!r})')

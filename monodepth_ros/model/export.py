@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from monodepth_ros.errors import ConfigError, EngineError, ModelFileError
+from monodepth_ros.io.outputs import atomic_output
 from monodepth_ros.model.files import check_model_path, file_sha256
 from monodepth_ros.model.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelMetadata
 from monodepth_ros.model.preprocess import preprocess
@@ -178,7 +179,6 @@ def export_model(model, metadata: ModelMetadata, out, height: int | None = None,
     width = int(width or metadata.input_width)
     check_input_size(height, width, network_stride(model))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = dataclasses.replace(metadata, input_height=height, input_width=width)
 
     from monodepth_ros.model.network import InferenceWrapper
@@ -186,8 +186,8 @@ def export_model(model, metadata: ModelMetadata, out, height: int | None = None,
     # The graph outputs are exactly OUTPUT_NAMES, in that order.
     wrapped = InferenceWrapper(model.cpu().eval()).eval()
     dummy = torch.zeros(1, 3, height, width, dtype=torch.float32)
-    temp_path = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
-    try:
+    # Written beside ``out`` and renamed only when checked: a failure leaves nothing there.
+    with atomic_output(out, 'file', 'export') as temp_path:
         with warnings.catch_warnings():
             # The TorchScript exporter (dynamo=False) warns that it is deprecated.
             warnings.simplefilter('ignore', category=DeprecationWarning)
@@ -216,10 +216,6 @@ def export_model(model, metadata: ModelMetadata, out, height: int | None = None,
             LOGGER.debug('%s', parity.summary())
             if not parity.passed():
                 raise EngineError(f'export self-check failed for {out}: {parity.summary()}')
-        os.replace(temp_path, out)
-    finally:
-        if temp_path.exists():
-            temp_path.unlink()
     return ExportResult(path=out, metadata=metadata, parity=parity)
 
 
@@ -261,13 +257,17 @@ def export_onnx(checkpoint, out, height: int | None = None, width: int | None = 
 
 
 def add_arguments(parser) -> None:
+    from monodepth_ros.options import bounded_int
+
     parser.add_argument('checkpoint', help='a .pt checkpoint written by "monodepth train"')
     parser.add_argument('--out', '-o', default=None,
                         help='ONNX file to write (default: the checkpoint name with .onnx)')
-    parser.add_argument('--height', type=int, default=None,
-                        help='network input height (default: the training size)')
-    parser.add_argument('--width', type=int, default=None,
-                        help='network input width (default: the training size)')
+    parser.add_argument('--height', type=bounded_int(1, 8192), default=None,
+                        help='network input height, 1..8192, a multiple of the network stride '
+                        '(default: the training size)')
+    parser.add_argument('--width', type=bounded_int(1, 8192), default=None,
+                        help='network input width, 1..8192, a multiple of the network stride '
+                        '(default: the training size)')
     parser.add_argument('--check-image', default=None,
                         help='image for the ONNX Runtime vs PyTorch check (default: the first '
                         'KITTI frame of the shared data, else a synthetic image)')

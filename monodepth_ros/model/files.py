@@ -77,8 +77,11 @@ def read_onnx_metadata(model, source: str) -> ModelMetadata:
     return ModelMetadata.from_json(props[METADATA_KEY], source=source)
 
 
-def check_onnx_io(model, source: str) -> None:
-    """The graph must have the input and outputs every backend expects, by name."""
+def check_onnx_io(model, source: str, metadata: ModelMetadata) -> None:
+    """Check the graph's input and outputs by name, and its input size against the metadata.
+
+    A size that disagrees would fail every frame after a model that seemed to load.
+    """
     from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
 
     inputs = [value.name for value in model.graph.input]
@@ -87,6 +90,18 @@ def check_onnx_io(model, source: str) -> None:
         raise ModelFileError(
             f'ONNX file {source} has inputs {inputs} and outputs {outputs}, expected input '
             f'{INPUT_NAME!r} and outputs {list(OUTPUT_NAMES)}')
+    graph_input = next(value for value in model.graph.input if value.name == INPUT_NAME)
+    # Fixed sizes only: a named (dynamic) axis takes whatever size the metadata gives.
+    dims = [dim.dim_value if dim.HasField('dim_value') else None
+            for dim in graph_input.type.tensor_type.shape.dim]
+    expected = [None, 3, metadata.input_height, metadata.input_width]
+    if len(dims) != 4 or any(size is not None and want is not None and size != want
+                             for size, want in zip(dims, expected)):
+        shown = 'x'.join('?' if size is None else str(size) for size in dims)
+        raise ModelFileError(
+            f'ONNX file {source} has a graph input {INPUT_NAME!r} of shape {shown}, but its '
+            f'metadata says 3x{metadata.input_height}x{metadata.input_width} (CxHxW); '
+            'expected a file written by "monodepth export", unmodified')
 
 
 def default_model_path() -> Path:

@@ -58,9 +58,8 @@ class ModelMetadata:
         """Factor from network depth to metres for a camera at the network input size.
 
         ``network_camera``: the CameraModel of the image as the network sees it (after the
-        resize), or None. Its fx is used, the focal length training normalises by; a camera
-        whose aspect ratio differs from the network input's is squeezed vertically by the
-        resize, which the horizontal focal length does not describe.
+        framing, io.framing: one uniform scale, so fx and fy scale alike), or None. Its fx is
+        used, the focal length training normalises by.
         """
         if self.canonical_focal <= 0 or network_camera is None:
             return 1.0

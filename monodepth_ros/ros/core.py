@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from monodepth_ros.errors import ConfigError, MonodepthError
@@ -26,6 +27,7 @@ from monodepth_ros.io import topics
 from monodepth_ros.model.files import default_model_path
 from monodepth_ros.ros.diagnostics import DiagnosticsReport, LatencyStats, Throttle
 from monodepth_ros.ros.frame_slot import Frame, LatestFrameSlot
+from monodepth_ros.ros.log_lines import DEFAULT_MODEL_CAVEAT, MODEL_LOADED_LINE
 from monodepth_ros.ros.parameters import PARAMETER_SPECS, NodeConfig
 from monodepth_ros.runtime.sync import CameraInfoCache
 
@@ -154,10 +156,14 @@ class NodeCore:
             self.pipeline = pipeline
             self.model_error = None
             self.engine_info = engine_info
+        packaged = (not config.model_path
+                    or Path(config.model_path).resolve() == default_model_path().resolve())
+        caveat = f'; {DEFAULT_MODEL_CAVEAT}' if packaged else ''
         self.logger.info(
-            f'model {config.model_path or "(default)"} loaded: backend '
+            f'{MODEL_LOADED_LINE} {config.model_path or "(default)"}, backend '
             f'{engine_info["backend"]}, precision {engine_info["precision"]}, input '
-            f'{engine_info["model_input"]}, output resolution {config.output_resolution}')
+            f'{engine_info["model_input"]}, output resolution {config.output_resolution}'
+            f'{caveat}')
         return True
 
     @staticmethod

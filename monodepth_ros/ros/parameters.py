@@ -15,6 +15,7 @@ import numpy as np
 
 from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.errors import ConfigError
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
 from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S
 
 DOUBLE_MAX = sys.float_info.max
@@ -45,8 +46,17 @@ PARAMETERS = (
                   '.pt checkpoints go to <folder>/onnx). Empty: $MONODEPTH_ENGINE_CACHE, else '
                   '$XDG_CACHE_HOME/monodepth_ros/engines (~/.cache/...).', reloads_model=True),
     ParameterSpec('output_resolution', 'network', "Resolution of every output: 'network' "
-                  "(model input size, intrinsics scaled) or 'camera' (input image size).",
-                  choices=('network', 'camera')),
+                  "(model input size, the framed camera's intrinsics) or 'camera' (input image "
+                  'size, NaN outside the part the network saw).', choices=('network', 'camera')),
+    ParameterSpec('framing', 'fit-width', "How images reach the network input, never "
+                  "stretched: 'fit-width' (scaled to the network width, rows cropped around "
+                  "the principal point or padded) or 'canonical-focal' (scaled to the model's "
+                  'canonical focal length, then cropped or padded both ways).',
+                  choices=FRAMING_MODES),
+    ParameterSpec('framing_anchor', DEFAULT_ANCHOR, 'Where the principal point row lands in '
+                  'the network input, as a fraction of its height (0 top, 1 bottom; 0.46 as '
+                  "in KITTI keeps the band around a level camera's horizon).", minimum=0.0,
+                  maximum=1.0),
     ParameterSpec('depth_upsampling', 'nearest', "How depth is resized to camera resolution: "
                   "'nearest' or 'bilinear' (never blends with invalid pixels).",
                   choices=('nearest', 'bilinear')),
@@ -98,6 +108,8 @@ class NodeConfig:
     engine_cache_dir: str = ''
     output_resolution: str = 'network'
     depth_upsampling: str = 'nearest'
+    framing: str = 'fit-width'
+    framing_anchor: float = DEFAULT_ANCHOR
     cloud_stride: int = 1
     cloud_min_range: float = 0.0
     cloud_max_range: float = 80.0
@@ -153,7 +165,8 @@ class NodeConfig:
             cloud_stride=self.cloud_stride, cloud_min_range=self.cloud_min_range,
             cloud_max_range=self.cloud_max_range,
             confidence_threshold=self.confidence_threshold, cloud_rgb=self.cloud_rgb,
-            cloud_confidence=self.cloud_confidence, cloud_label=self.cloud_label)
+            cloud_confidence=self.cloud_confidence, cloud_label=self.cloud_label,
+            framing=self.framing, framing_anchor=self.framing_anchor)
 
 
 def check_parameter(name: str, value: Any) -> Any:

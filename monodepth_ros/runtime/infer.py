@@ -1,11 +1,13 @@
 """Run the depth model on image files.
 
 For each IMAGE, writes into --out: NAME_depth.png (16-bit, millimetres, 0 = invalid),
-NAME_depth.npy (float32 metres, NaN = invalid), NAME_depth_color.png (colourised inverse
-depth), NAME_semantics.png (Cityscapes colours), NAME_labels.png (trainIds) and, when the
-intrinsics are given (--fx --fy --cx --cy or --camera-info), NAME.ply (coloured points in the
-camera optical frame: x right, y down, z forward). Intrinsics are those of the image as read;
-outputs are at the image size unless --output-resolution network.
+NAME_depth.npy (float32 metres, NaN = invalid), NAME_depth_color.png (inverse depth through
+the magma colour map, spanning each image's own 2nd to 98th percentile of inverse depth over
+its valid pixels: near is bright, far is dark, invalid is black; the colours of two images
+are not comparable), NAME_semantics.png (Cityscapes colours), NAME_labels.png (trainIds)
+and, when the intrinsics are given (--fx --fy --cx --cy or --camera-info), NAME.ply (coloured
+points in the camera optical frame: x right, y down, z forward). Intrinsics are those of the
+image as read; outputs are at the image size unless --output-resolution network.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from monodepth_ros.errors import CalibrationError, ConfigError, DatasetError
 from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.options import finite_float, positive_float, positive_int
 
 LOGGER = logging.getLogger(__name__)
 
@@ -124,13 +127,29 @@ def depth_to_png16(depth: np.ndarray) -> np.ndarray:
     return depth_to_millimetres(depth)
 
 
-def colorize_depth(depth: np.ndarray, depth_min: float, depth_max: float) -> np.ndarray:
-    """HxWx3 uint8 RGB: inverse depth through the magma colour map, invalid pixels black."""
+# Percentiles of the valid pixels' inverse depth that span the colour map of *_depth_color.png.
+COLOR_PERCENTILES = (2.0, 98.0)
+
+
+def colorize_depth(depth: np.ndarray, percentiles=COLOR_PERCENTILES) -> np.ndarray:
+    """HxWx3 uint8 RGB: inverse depth through the magma colour map, invalid pixels black.
+
+    The map spans this image's own range: inverse depth from its low to its high percentile
+    over the valid pixels (finite, > 0) goes to colours 0..255, values beyond are clipped, so
+    a 5-50 m street uses the whole map whatever the model's depth range (one outlier does not
+    squeeze it). An image of one depth gets the middle colour.
+    """
     valid = np.isfinite(depth) & (depth > 0)
-    inverse = np.zeros(depth.shape, dtype=np.float32)
-    lo, hi = 1.0 / depth_max, 1.0 / depth_min
-    inverse[valid] = (1.0 / np.clip(depth[valid], depth_min, depth_max) - lo) / (hi - lo)
-    bgr = cv2.applyColorMap((inverse * 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
+    level = np.zeros(depth.shape, dtype=np.uint8)
+    if valid.any():
+        inverse = 1.0 / depth[valid].astype(np.float64)
+        low, high = np.percentile(inverse, percentiles)
+        if high > low:
+            scaled = np.clip((inverse - low) / (high - low), 0.0, 1.0)
+        else:
+            scaled = np.full(inverse.shape, 0.5)
+        level[valid] = np.rint(scaled * 255).astype(np.uint8)
+    bgr = cv2.applyColorMap(level, cv2.COLORMAP_MAGMA)
     bgr[~valid] = 0
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -163,7 +182,7 @@ def read_rgb(path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def write_outputs(out_dir: Path, name: str, result, metadata) -> list[Path]:
+def write_outputs(out_dir: Path, name: str, result) -> list[Path]:
     """Write the files of one image (see the module docstring); returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -180,8 +199,7 @@ def write_outputs(out_dir: Path, name: str, result, metadata) -> list[Path]:
     save_png('_depth.png', depth_to_png16(result.depth))
     np.save(out_dir / f'{name}_depth.npy', result.depth)
     written.append(out_dir / f'{name}_depth.npy')
-    save_png('_depth_color.png', colorize_depth(result.depth, metadata.depth_min,
-                                                metadata.depth_max))
+    save_png('_depth_color.png', colorize_depth(result.depth))
     save_png('_semantics.png', result.semantics_color)
     save_png('_labels.png', result.semantics)
     if result.points is not None:
@@ -192,14 +210,18 @@ def write_outputs(out_dir: Path, name: str, result, metadata) -> list[Path]:
 
 
 # -- command ----------------------------------------------------------------------------------
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
+
+
 def add_arguments(parser) -> None:
     parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files (PNG, JPEG...)')
     parser.add_argument('--out', '-o', required=True, help='folder for the output files')
     add_model_arguments(parser)
-    parser.add_argument('--fx', type=float, help='focal length x (pixels, of the image)')
-    parser.add_argument('--fy', type=float, help='focal length y (pixels)')
-    parser.add_argument('--cx', type=float, help='principal point x (pixels)')
-    parser.add_argument('--cy', type=float, help='principal point y (pixels)')
+    parser.add_argument('--fx', type=positive_float,
+                        help='focal length x (pixels, of the image; > 0)')
+    parser.add_argument('--fy', type=positive_float, help='focal length y (pixels; > 0)')
+    parser.add_argument('--cx', type=finite_float(), help='principal point x (pixels)')
+    parser.add_argument('--cy', type=finite_float(), help='principal point y (pixels)')
     parser.add_argument('--camera-info', default=None,
                         help='camera_calibration YAML (image_width, camera_matrix, '
                         'projection_matrix...) instead of --fx/--fy/--cx/--cy')
@@ -207,8 +229,10 @@ def add_arguments(parser) -> None:
                         help='write outputs at the image size (default) or the network size')
     parser.add_argument('--depth-upsampling', choices=('nearest', 'bilinear'),
                         default='bilinear', help='depth resize to the image size')
-    parser.add_argument('--cloud-stride', type=int, default=1, help='PLY: every n-th pixel')
-    parser.add_argument('--max-range', type=float, default=80.0, help='PLY: farthest depth (m)')
+    parser.add_argument('--cloud-stride', type=positive_int, default=1,
+                        help='PLY: every n-th pixel (>= 1)')
+    parser.add_argument('--max-range', type=positive_float, default=80.0,
+                        help='PLY: farthest depth (m, > 0)')
 
 
 def run(args) -> int:
@@ -232,13 +256,13 @@ def run(args) -> int:
     yaml_camera = read_camera_info_yaml(args.camera_info) if args.camera_info else None
     count = 0
     for image, name in tqdm(list(zip(args.images, names)), desc='infer', unit='image',
-                            disable=None):
+                            disable=True if args.no_progress else None):
         rgb = read_rgb(image)
         camera = camera_from_args(args, rgb.shape[1], rgb.shape[0], yaml_camera)
         outputs = set(ALL_OUTPUTS) if camera is not None else ALL_OUTPUTS - {'points',
                                                                               'camera_info'}
         result = pipeline.process_arrays(rgb, camera, outputs)
-        files = write_outputs(out_dir, name, result, engine.metadata)
+        files = write_outputs(out_dir, name, result)
         count += 1
         LOGGER.debug('%s -> %s', image, ', '.join(str(path) for path in files))
     print(f'wrote the outputs of {count} image(s) to {out_dir}')

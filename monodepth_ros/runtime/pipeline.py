@@ -7,11 +7,12 @@ passed in (:class:`monodepth_ros.io.messages.MessageTypes`).
 Stages (timed per frame, milliseconds, in ``last_timings``):
 
 * ``decode``: message -> HxWx3 uint8 RGB (raw or compressed);
-* ``preprocess``: resize to the network size (``INTER_AREA`` when shrinking, ``INTER_LINEAR``
-  when enlarging) and normalise; intrinsics follow with :meth:`CameraModel.scaled`
-  (cv2.resize convention, ``cx' = (cx + 0.5) * sx - 0.5``);
+* ``preprocess``: frame the image to the network size (:mod:`monodepth_ros.io.framing`: one
+  uniform scale, then a crop or padding placed by the principal point; never a stretch) and
+  normalise; the intrinsics follow with :meth:`Framing.camera`;
 * ``inference``: the engine;
-* ``postprocess``: outputs at the output resolution ('network' or 'camera'), semantic colours,
+* ``postprocess``: outputs at the output resolution ('network': the framed camera, padding
+  NaN; 'camera': the image's own camera, pixels outside the crop NaN), semantic colours,
   output images;
 * ``cloud``: back-projection with the calibrated principal point and the PointCloud2.
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
 from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES, Framing, plan_framing
 
 OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
 ALL_OUTPUTS = frozenset(OUTPUTS)
@@ -56,8 +58,16 @@ class PipelineConfig:
     cloud_rgb: bool = True
     cloud_confidence: bool = False
     cloud_label: bool = False
+    framing: str = 'fit-width'           # io.framing.FRAMING_MODES
+    framing_anchor: float = DEFAULT_ANCHOR   # principal point row, fraction of network height
 
     def __post_init__(self):
+        if self.framing not in FRAMING_MODES:
+            raise ConfigError(f'framing must be one of {list(FRAMING_MODES)}, got '
+                              f'{self.framing!r}')
+        if not 0.0 <= self.framing_anchor <= 1.0:
+            raise ConfigError(f'framing_anchor must lie in [0, 1] (0 = top, 1 = bottom of the '
+                              f'network input), got {self.framing_anchor}')
         if self.output_resolution not in ('network', 'camera'):
             raise ConfigError(f"output_resolution must be 'network' or 'camera', got "
                               f'{self.output_resolution!r}')
@@ -91,15 +101,7 @@ class PipelineResult:
     points: dict[str, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     depth_scale: float = 1.0   # canonical-focal factor applied to the network depth
-
-
-def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """cv2.resize with INTER_AREA when shrinking both ways, INTER_LINEAR otherwise."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    shrinking = width <= image.shape[1] and height <= image.shape[0]
-    return cv2.resize(image, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    framing: Framing | None = None   # how the image was brought to the network input
 
 
 def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -199,8 +201,10 @@ class DepthPipeline:
             'points' in outputs and (config.cloud_confidence or config.confidence_threshold > 0))
         net_out = None
         start = _now_ms()
+        framing = plan_framing(width, height, self.network_size, camera, config.framing,
+                               config.framing_anchor, self.metadata.canonical_focal)
         if need_depth or need_labels or need_confidence:
-            net_rgb = resize_image(rgb, net_w, net_h)
+            net_rgb = framing.apply(rgb)
             batch = preprocess(net_rgb, self.metadata)
         timings['preprocess'] = _now_ms() - start
 
@@ -210,8 +214,9 @@ class DepthPipeline:
         timings['inference'] = _now_ms() - start
 
         start = _now_ms()
-        result = PipelineResult()
-        network_camera = camera.scaled(net_w, net_h) if camera is not None else None
+        result = PipelineResult(framing=framing)
+        network_camera = framing.camera(camera) if camera is not None else None
+        padded = None if min(framing.offset) >= 0 else ~framing.valid_mask()
         if camera is not None:
             result.camera = camera if at_camera else network_camera
         if need_depth:
@@ -223,21 +228,33 @@ class DepthPipeline:
                 depth = depth * np.float32(result.depth_scale)
             # Non-finite and non-positive depths are invalid (REP 118: NaN, never 0).
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+            if padded is not None:
+                depth[padded] = np.nan
             if at_camera:
+                # Back on the scaled image, NaN outside the network window, then resized.
+                depth = framing.unframe(depth, np.nan)
                 if config.depth_upsampling == 'bilinear':
                     depth = resize_depth_bilinear(depth, out_w, out_h)
                 else:
                     depth = resize_nearest(depth, out_w, out_h)
             result.depth = depth
         if need_labels:
-            result.semantics = resize_nearest(np.asarray(net_out.semantics, np.uint8),
-                                              out_w, out_h)
+            labels = np.asarray(net_out.semantics, np.uint8)
+            if padded is not None:
+                labels = np.where(padded, np.uint8(255), labels)
+            if at_camera:
+                labels = framing.unframe(labels, np.uint8(255))
+            result.semantics = resize_nearest(labels, out_w, out_h)
             if 'semantics_color' in outputs:
                 # Same mapping as semantics.colorize_labels, about 5x faster through cv2.LUT.
                 result.semantics_color = cv2.LUT(
                     cv2.cvtColor(result.semantics, cv2.COLOR_GRAY2RGB), self._color_lut)
         if need_confidence:
             confidence = np.asarray(net_out.confidence, dtype=np.float32)
+            if padded is not None:
+                confidence = np.where(padded, np.float32(0.0), confidence)
+            if at_camera:
+                confidence = framing.unframe(confidence, np.float32(0.0))
             if at_camera and confidence.shape != (out_h, out_w):
                 confidence = cv2.resize(confidence, (out_w, out_h),
                                         interpolation=cv2.INTER_LINEAR)

@@ -4,8 +4,10 @@ The world is a straight road (lanes, dashed and solid markings, optional parking
 raised sidewalks with curbs, grass verges, buildings with windowed facades, parked and
 moving cars, poles with signs and street lamps, trees, hedges and distant tree lines under a
 sky gradient. Everything is generated from the seed: road widths, object placement and
-sizes, the camera height (1.65 m +- 0.1) and pitch (+- 2 deg), ego speed, sun direction,
-colours and haze, so depth is not a function of the image row alone.
+sizes, the camera height (1.65 m +- 0.1) and pitch (+- 2 deg; both can be set in
+``DriveConfig``), ego speed, sun direction, colours and haze, so depth is not a function of the
+image row alone. ``render(i, camera=...)`` renders through any pinhole camera (the training
+camera sweep).
 
 The world is made in 50 m chunks along the road, each from its own seeded generator, so
 ``render(i)`` gives the same frame whatever was rendered before. Camera pixels and LiDAR
@@ -19,7 +21,7 @@ pitched by the seed's pitch; the camera optical frame (z forward, x right, y dow
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -52,6 +54,9 @@ MATERIAL_REFLECTIVITY = np.array(
     dtype=np.float32)
 
 
+MAX_CAMERA_GRIDS = 4   # camera ray grids (and their skies) kept per drive
+
+
 @dataclass(frozen=True)
 class DriveConfig:
     """Sensor setup of a synthetic drive (the world itself comes from the seed).
@@ -71,6 +76,10 @@ class DriveConfig:
     # fx and fy are KITTI's times focal_scale (principal point unchanged): < 1 is a wider
     # lens, > 1 a longer one; the same scene then looks smaller or larger in the image.
     focal_scale: float = 1.0
+    # Mounting of the camera: its height above the ground (metres) and pitch (degrees,
+    # positive = nose down); None keeps the seed's (1.55-1.75 m, +-2 deg).
+    camera_height: float | None = None
+    pitch_deg: float | None = None
     # Street variety (walls, fences, vans, bicycles, pale facades, bays, clouds); False gives
     # the plainer world of earlier versions (for ablations).
     variety: bool = True
@@ -83,6 +92,11 @@ class DriveConfig:
             raise ConfigError(f'DriveConfig frame_rate_hz={self.frame_rate_hz}, expected > 0')
         if not 0.2 <= self.focal_scale <= 5.0:
             raise ConfigError(f'DriveConfig focal_scale={self.focal_scale}, expected 0.2..5')
+        if self.camera_height is not None and not 0.3 <= self.camera_height <= 5.0:
+            raise ConfigError(f'DriveConfig camera_height={self.camera_height} m, expected '
+                              '0.3..5')
+        if self.pitch_deg is not None and abs(self.pitch_deg) > 30.0:
+            raise ConfigError(f'DriveConfig pitch_deg={self.pitch_deg}, expected -30..30')
         if len(self.lidar_elevations_deg) < 1 or self.lidar_azimuth_steps < 8:
             raise ConfigError('DriveConfig LiDAR needs at least one beam and 8 azimuth steps')
 
@@ -294,6 +308,10 @@ class SyntheticDrive:
         T[:3, :3] = R_CAMERA_FROM_LIDAR
         T[:3, 3] = -R_CAMERA_FROM_LIDAR @ CAMERA_IN_LIDAR
         self.T_camera_from_lidar = T
+        if self.config.camera_height is not None:
+            self.scene = replace(self.scene, camera_height=float(self.config.camera_height))
+        if self.config.pitch_deg is not None:
+            self.scene = replace(self.scene, pitch=float(np.deg2rad(self.config.pitch_deg)))
         pitch = self.scene.pitch
         rotation = np.array([[np.cos(pitch), 0.0, np.sin(pitch)], [0.0, 1.0, 0.0],
                              [-np.sin(pitch), 0.0, np.cos(pitch)]])
@@ -305,9 +323,9 @@ class SyntheticDrive:
         self.T_base_from_lidar = T_base
         self.T_base_from_camera = T_base @ np.linalg.inv(T)
         self.camera_height = float(self.T_base_from_camera[2, 3])
-        self._camera_grids: dict[tuple[int, int], raycast.CameraGrid] = {}
+        self._camera_grids: dict[tuple, raycast.CameraGrid] = {}
         self._lidar_grid: raycast.LidarGrid | None = None
-        self._sky_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._sky_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._chunks: dict[int, dict] = {}
         self._noise_texture = _noise_tile(self.seed)
 
@@ -529,8 +547,13 @@ class SyntheticDrive:
         return self.full_camera.scaled(width, height)
 
     def _camera_grid(self, camera: CameraModel) -> raycast.CameraGrid:
-        key = (camera.width, camera.height)
+        key = (camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy)
         if key not in self._camera_grids:
+            if len(self._camera_grids) >= MAX_CAMERA_GRIDS:
+                # A camera sweep renders through a new camera per frame: bound the memory.
+                # The sky cache is keyed by grid, so it goes with the grids.
+                self._camera_grids.clear()
+                self._sky_cache.clear()
             self._camera_grids[key] = raycast.CameraGrid(
                 camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
                 self.T_base_from_camera[:3, :3])
@@ -560,15 +583,18 @@ class SyntheticDrive:
                               windows, max_distance)
         return t, hit, objects
 
-    def render(self, index: int, lidar: bool = True, size=None) -> SyntheticFrame:
+    def render(self, index: int, lidar: bool = True, size=None,
+               camera: CameraModel | None = None) -> SyntheticFrame:
         """Render frame ``index``: RGB, depth, semantics and (optionally) the LiDAR scan.
 
-        size: (width, height) to render at instead of the config's size (intrinsics scaled).
+        size: (width, height) to render at instead of the config's size (intrinsics scaled);
+        camera: any pinhole camera to render through instead (same mounting).
         """
         if int(index) < 0:
             raise ConfigError(f'frame index {index} is negative, expected >= 0')
         index = int(index)
-        camera = self.camera if size is None else self._camera_for(size)
+        if camera is None:
+            camera = self.camera if size is None else self._camera_for(size)
         objects = self.objects_at(index)
         T_wc = self.T_world_from_camera(index)
         grid = self._camera_grid(camera)
@@ -671,7 +697,7 @@ class SyntheticDrive:
 
     def _sky(self, grid) -> tuple[np.ndarray, np.ndarray]:
         """(sky image (rows*cols, 3), ray length factor) for a grid; fixed per drive."""
-        key = (grid.rows, grid.cols)
+        key = id(grid)   # grids are kept for the drive's lifetime, so ids stay unique
         if key in self._sky_cache:
             return self._sky_cache[key]
         s = self.scene

@@ -28,11 +28,15 @@ import tempfile
 from pathlib import Path
 
 from monodepth_ros.io import topics
+from monodepth_ros.options import finite_float, positive_float, positive_int, seed_int
 
 LOG = logging.getLogger(__name__)
 REPORTED = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
 CROP_MARGIN = 0.05        # LiDAR mode: training images are loaded 5 % larger, then cropped
 MODES = ('lidar', 'self-supervised')
+
+
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,29 +50,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='lidar: LiDAR-supervised (default); self-supervised: photometric '
                              'loss between consecutive frames with the ego-motion from /tf '
                              '(for bags without LiDAR; graded only when the bag has one)')
-    parser.add_argument('--holdout', type=float, default=0.5,
+    parser.add_argument('--holdout', type=finite_float(), default=0.5,
                         help='fraction of the frames, at the end of the bag, kept out of '
-                             'training and graded before and after (default 0.5)')
-    parser.add_argument('--minutes', type=float, default=5.0,
-                        help='training time budget in minutes (default 5)')
-    parser.add_argument('--steps', type=int, default=400, help='most training steps (400)')
-    parser.add_argument('--lr', type=float, default=2e-4, help='learning rate (2e-4)')
-    parser.add_argument('--batch-size', type=int, default=4, help='batch size (4)')
-    parser.add_argument('--threads', type=int, default=0,
-                        help='torch CPU threads (default: torch decides)')
+                             'training and graded before and after, in (0, 1) (default 0.5)')
+    parser.add_argument('--minutes', type=positive_float, default=5.0,
+                        help='training time budget in minutes, > 0 (default 5)')
+    parser.add_argument('--steps', type=positive_int, default=400,
+                        help='most training steps, >= 1 (400)')
+    parser.add_argument('--lr', type=finite_float(0.0, 1.0, low_open=True), default=2e-4,
+                        help='learning rate, in (0, 1] (2e-4)')
+    parser.add_argument('--batch-size', type=positive_int, default=4,
+                        help='batch size, >= 1 (4)')
+    parser.add_argument('--threads', type=positive_int, default=None,
+                        help='torch CPU threads, >= 1 (default: torch decides)')
     parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
+                        type=topics.topic_name,
                         help=f'camera image topic (default {topics.CAMERA_IMAGE_TOPIC})')
-    parser.add_argument('--camera-info-topic', default=None,
+    parser.add_argument('--camera-info-topic', default=None, type=topics.topic_name,
                         help='its camera_info (default: the sibling camera_info topic)')
-    parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC,
+    parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC, type=topics.topic_name,
                         help=f'PointCloud2 LiDAR topic (default {topics.LIDAR_TOPIC})')
     parser.add_argument('--protocol', choices=('default', 'kitti-eigen'), default='default',
                         help='grading protocol of the before/after figures (training always '
                              'uses camera-z ground truth)')
     parser.add_argument('--calib', type=Path, default=None,
                         help='KITTI calibration folder for --protocol kitti-eigen')
-    parser.add_argument('--seed', type=int, default=0, help='data order and augmentation seed')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+    parser.add_argument('--seed', type=seed_int, default=0,
+                        help='data order and augmentation seed (0..2^32-1)')
 
 
 def run(args) -> int:
@@ -143,7 +151,7 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
     from monodepth_ros.errors import DatasetError, MonodepthError
     from monodepth_ros.evaluation.evaluator import BagEvaluator
     from monodepth_ros.runtime.pipeline import decode_image
-    from monodepth_ros.training.augment import resize_sample
+    from monodepth_ros.training.augment import frame_sample
     from monodepth_ros.training.datasets import make_sample
 
     meta = payload['metadata']
@@ -164,8 +172,8 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
         if not (gt > 0).any():
             problems.append(f'frame {frame.index}: no LiDAR point lands in the image')
             return
-        samples.append(resize_sample(make_sample(rgb, gt, None, focal=camera.fx),
-                                     height, width))
+        samples.append(frame_sample(make_sample(rgb, gt, None, focal=camera.fx),
+                                    height, width, camera))
 
     evaluator = BagEvaluator(_evaluation_config(args, last_frame=train_frames))
     collected = evaluator.ground_truth_frames(args.bag, keep)
@@ -236,16 +244,18 @@ def train_config(args, payload: dict, samples: list[dict]):
         'optim': {'lr': args.lr, 'warmup_steps': 10},
         'steps': args.steps, 'phase2_steps': args.steps, 'semantic_every': 0, 'val_every': 0,
         'checkpoint_every': 0, 'log_every': 10, 'max_minutes': args.minutes,
-        'threads': args.threads, 'seed': args.seed, 'description': metadata.description})
+        'threads': args.threads or 0, 'seed': args.seed, 'description': metadata.description})
     return config, metadata
 
 
 
 def adapt(args) -> dict:
     """Fine-tune and grade; returns the report (also written to OUT.json)."""
+    from monodepth_ros.io.outputs import atomic_output, check_output
     from monodepth_ros.model.checkpoint import read_checkpoint
 
     model_path = _check_arguments(args)
+    check_output(args.out, 'file', 'adapt')
     payload = read_checkpoint(model_path)
     train_frames, total, has_lidar = _frame_split(args)
     if args.mode == 'self-supervised':
@@ -276,10 +286,10 @@ def adapt(args) -> dict:
                   'before': _metrics(before) if before else None,
                   'after': _metrics(after) if after else None}
         # Moved into place only now: an interrupted run never leaves a model at --out.
-        candidate.replace(args.out)
-        json_tmp = work / 'report.json'
-        json_tmp.write_text(json.dumps(report, indent=2))
-        json_tmp.replace(report_path(args.out))
+        with atomic_output(args.out, 'file', 'adapt') as partial_model, \
+                atomic_output(report_path(args.out), 'file', 'adapt') as partial_report:
+            candidate.replace(partial_model)
+            partial_report.write_text(json.dumps(report, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
@@ -338,27 +348,28 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
     T_root_camera], 'camera': CameraModel at network size}.
     """
     from monodepth_ros.errors import BagError, DatasetError, MonodepthError, TransformError
-    from monodepth_ros.evaluation.evaluator import camera_info_topic_for
     from monodepth_ros.io.bagio import BagReader
-    from monodepth_ros.io.messages import camera_info_to_model, stamp_to_ns
+    from monodepth_ros.io.framing import plan_framing
+    from monodepth_ros.io.messages import camera_info_to_model, check_topic_type, stamp_to_ns
     from monodepth_ros.io.transforms import TransformBuffer
-    from monodepth_ros.runtime.pipeline import decode_image, resize_image
+    from monodepth_ros.runtime.pipeline import decode_image
     from monodepth_ros.runtime.sync import match_stamp
 
     meta = payload['metadata']
     width, height = int(meta['input_width']), int(meta['input_height'])
     transforms = TransformBuffer()
-    frames, infos, skipped = [], [], []   # frames: (stamp, frame_id, size, small image)
+    frames, infos, skipped = [], [], []   # frames: (stamp, frame_id, framing, small image)
     with BagReader(args.bag) as bag:
         available = bag.topics
-        info_topic = args.camera_info_topic or camera_info_topic_for(args.camera_topic,
-                                                                     available)
+        info_topic = (args.camera_info_topic
+                      or topics.camera_info_topic_for(args.camera_topic, available))
         for topic, what in ((info_topic, 'camera_info of the images'),
                             (topics.TF_TOPIC, 'the ego-motion that self-supervised mode '
                                               'learns from')):
             if topic not in available:
                 raise BagError(f'bag {args.bag} has no topic {topic!r} ({what}); its topics '
                                f'are: {", ".join(sorted(available))}')
+        check_topic_type(info_topic, available[info_topic], 'CameraInfo', args.bag)
         wanted = [args.camera_topic, info_topic, topics.TF_TOPIC]
         if topics.TF_STATIC_TOPIC in available:
             wanted.append(topics.TF_STATIC_TOPIC)
@@ -373,8 +384,14 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
                 except MonodepthError as error:
                     skipped.append(f'frame {seen - 1}: {error}')
                     continue
+                # Framed as the pipeline frames it, with the calibration read so far (the
+                # image centre before any); its intrinsics follow the same framing below.
+                latest = camera_info_to_model(infos[-1][1]) if infos else None
+                if latest is not None and latest.size != (rgb.shape[1], rgb.shape[0]):
+                    latest = None
+                framing = plan_framing(rgb.shape[1], rgb.shape[0], (width, height), latest)
                 frames.append((stamp_to_ns(msg.header.stamp), str(msg.header.frame_id),
-                               (rgb.shape[1], rgb.shape[0]), resize_image(rgb, width, height)))
+                               framing, framing.apply(rgb)))
             elif topic == info_topic:
                 infos.append((stamp_to_ns(msg.header.stamp), msg))
             else:
@@ -387,7 +404,8 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
     infos.sort(key=lambda item: item[0])
     info_stamps = [stamp for stamp, _ in infos]
     images, poses, camera = [], [], None
-    for stamp, frame_id, size, image in frames:
+    for stamp, frame_id, framing, image in frames:
+        size = framing.source_size
         index = match_stamp(info_stamps, stamp, 0, use_latest=True)
         if index is None:
             raise DatasetError(f'bag {args.bag}: no CameraInfo on {info_topic}')
@@ -404,7 +422,7 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
                                  'mode needs the ego-motion')
         poses.append(transforms.lookup(root, frame_id, stamp))
         images.append(image)
-        camera = full.scaled(width, height)
+        camera = framing.camera(full)
     return {'images': images, 'poses': poses, 'camera': camera}
 
 
@@ -421,7 +439,7 @@ def train_self_supervised(args, payload, model_path, sequence: dict, work: Path)
     from monodepth_ros.training.datasets import normalize_image
     from monodepth_ros.training.photometric import view_synthesis_loss
 
-    if args.threads > 0:
+    if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, metadata = load_model(model_path)

@@ -7,7 +7,8 @@ A sample is a dict of ``rgb`` (H,W,3 uint8), ``depth`` (H,W float32 metres, 0 = 
   if s times closer, so depth is divided by s;
 - rotation by +-rotation_deg about the centre (depth unchanged: a roll of the camera keeps the
   distance along the optical axis of every point);
-- random crop to the network size (or resize when the image is smaller);
+- random crop to the network size (or the run-time framing, :func:`frame_sample`, when the
+  image is smaller);
 - horizontal flip; colour jitter on the RGB image only;
 - camera effects on the RGB image only (``camera_effects`` > 0): exposure, gamma, white
   balance, vignetting, optical blur and sensor noise, so a model trained on rendered images
@@ -21,20 +22,29 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from monodepth_ros.io.framing import plan_framing
 from monodepth_ros.model.semantics import IGNORE_LABEL
 
 
-def resize_sample(sample: dict, height: int, width: int) -> dict:
-    """Resize to (height, width): bilinear RGB, nearest depth and semantics (depth unchanged)."""
+def frame_sample(sample: dict, height: int, width: int, camera=None) -> dict:
+    """Bring a sample to (height, width) with the run-time framing (:mod:`io.framing`).
+
+    One uniform scale then a crop or padding, exactly as the pipeline frames camera images:
+    area/linear RGB (black padding), nearest depth (0 = unknown padding) and semantics (255).
+    ``camera``: the sample's calibration (places the principal point; None = image centre).
+    The focal length in pixels follows the scale.
+    """
     if sample['rgb'].shape[:2] == (height, width):
         return dict(sample)
+    in_h, in_w = sample['rgb'].shape[:2]
+    framing = plan_framing(in_w, in_h, (width, height), camera)
     out = dict(sample)
-    if 'focal' in sample:   # the focal length in pixels follows the width
-        out['focal'] = sample['focal'] * width / sample['rgb'].shape[1]
-    out['rgb'] = cv2.resize(sample['rgb'], (width, height), interpolation=cv2.INTER_AREA)
-    out['depth'] = cv2.resize(sample['depth'], (width, height), interpolation=cv2.INTER_NEAREST)
-    out['semantics'] = cv2.resize(sample['semantics'], (width, height),
-                                  interpolation=cv2.INTER_NEAREST)
+    if 'focal' in sample:
+        out['focal'] = sample['focal'] * framing.scale[0]
+    out['rgb'] = np.ascontiguousarray(framing.apply(sample['rgb']))
+    out['depth'] = np.ascontiguousarray(framing.apply(sample['depth'], fill=0.0, nearest=True))
+    out['semantics'] = np.ascontiguousarray(
+        framing.apply(sample['semantics'], fill=IGNORE_LABEL, nearest=True))
     return out
 
 
@@ -62,7 +72,7 @@ def augment_sample(sample: dict, height: int, width: int, config, rng: np.random
         left = int(rng.integers(0, in_w - width + 1)) if config.enabled else (in_w - width) // 2
         sample = {k: v[top:top + height, left:left + width] for k, v in sample.items()}
     else:
-        sample = resize_sample(sample, height, width)
+        sample = frame_sample(sample, height, width)
     if config.enabled and config.flip and rng.random() < 0.5:
         sample = {k: v[:, ::-1] for k, v in sample.items()}
     if config.enabled and config.color_jitter > 0:

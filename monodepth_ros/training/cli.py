@@ -17,7 +17,12 @@ import argparse
 import json
 import logging
 
+from monodepth_ros.options import positive_float
+
 LOG = logging.getLogger(__name__)
+
+
+LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='config overrides, e.g. optim.lr=5e-4 data.batch_size=4')
     parser.add_argument('--output-dir', help='where checkpoints and logs go (output_dir)')
     parser.add_argument('--resume', help='continue exactly from a last.pt checkpoint')
-    parser.add_argument('--max-minutes', type=float,
-                        help='time budget; stops with a checkpoint when reached')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--max-minutes', type=positive_float,
+                        help='time budget in minutes (> 0); stops with a checkpoint when '
+                        'reached')
 
 
 def run(args) -> int:

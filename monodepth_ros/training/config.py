@@ -8,6 +8,7 @@ dataclasses). Overrides on the command line use dotted keys and YAML values, e.g
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class SourceConfig:
     frames_per_seed: int = 50
     frame_stride: int = 1       # synthetic: render every n-th frame of a drive
     world_variety: bool = True  # synthetic: walls, fences, vans, bicycles, clouds (ablation)
+    camera_sweep: bool = False  # synthetic: each frame through a random camera and mounting
     max_samples: int = 0        # 0 = all
     image_topic: str = topics.CAMERA_IMAGE_TOPIC
     camera_info_topic: str = topics.CAMERA_INFO_TOPIC
@@ -164,6 +166,8 @@ def _coerce(default, value, key: str):
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f'{key}: expected a number, got {value!r}')
+        if not math.isfinite(value):
+            raise ConfigError(f'{key}: expected a finite number, got {value!r}')
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
@@ -172,6 +176,8 @@ def _coerce(default, value, key: str):
     if isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f'{key}: expected a list, got {value!r}')
+        if any(isinstance(item, float) and not math.isfinite(item) for item in value):
+            raise ConfigError(f'{key}: expected finite numbers, got {value!r}')
         return type(default)(value)
     return value
 
@@ -229,9 +235,19 @@ def validate(config: TrainConfig) -> None:
         if source.kind not in SOURCE_KINDS:
             raise ConfigError(f'data.{name}.kind: unknown {source.kind!r}; expected one of '
                               f'{[k for k in SOURCE_KINDS if k]} or empty')
+        for key in ('image_topic', 'camera_info_topic', 'lidar_topic'):
+            try:
+                topics.validate_topic_name(getattr(source, key))
+            except ConfigError as error:
+                raise ConfigError(f'data.{name}.{key}: {error}') from None
     if not config.data.depth.kind:
         raise ConfigError('data.depth.kind: a depth source is required')
     stride = 32
+    if config.data.height < stride or config.data.width < stride:
+        raise ConfigError(f'data.height/width ({config.data.height}x{config.data.width}) must '
+                          f'be at least {stride}')
+    if config.optim.lr <= 0 or config.optim.weight_decay < 0 or config.max_minutes < 0:
+        raise ConfigError('optim.lr must be > 0, optim.weight_decay and max_minutes >= 0')
     if config.data.height % stride or config.data.width % stride:
         raise ConfigError(f'data.height/width ({config.data.height}x{config.data.width}) must '
                           f'be divisible by the network stride {stride}')

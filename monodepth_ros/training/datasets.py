@@ -40,9 +40,12 @@ import torch
 from tqdm import tqdm
 
 from monodepth_ros.errors import DatasetError, MonodepthError
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.framing import plan_framing
 from monodepth_ros.model.metadata import IMAGENET_MEAN, IMAGENET_STD
 from monodepth_ros.model.semantics import IGNORE_LABEL
-from monodepth_ros.training.augment import augment_sample, resize_sample
+from monodepth_ros.synthetic.world import KITTI_CY, KITTI_FX, KITTI_HEIGHT, KITTI_WIDTH
+from monodepth_ros.training.augment import augment_sample, frame_sample
 
 LOG = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
 
     Frames ``0, stride, 2 stride, ...`` (``frames_per_seed`` of them) of every seed, rendered
     directly at ``render_scale`` x the network size (the renderer scales the intrinsics).
+    With ``source.camera_sweep`` every drive gets its own mounting and every frame its own
+    camera (:func:`sweep_camera`), framed to that size as the pipeline frames camera images.
     """
     from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
 
@@ -107,14 +112,63 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
     samples, drives = [], {}
     for seed, index in tqdm(jobs, desc=desc, disable=None, leave=False):
         if seed not in drives:
-            drives[seed] = SyntheticDrive(seed=int(seed),
-                                          config=DriveConfig(variety=source.world_variety))
+            mounting = sweep_mounting(int(seed)) if source.camera_sweep else {}
+            drives[seed] = SyntheticDrive(seed=int(seed), config=DriveConfig(
+                variety=source.world_variety, **mounting))
         drive = drives[seed]
-        frame = drive.render(index, lidar=False, size=size)
+        if source.camera_sweep:
+            camera, valid = sweep_camera(np.random.default_rng([int(seed), index, 17]), size)
+            frame = drive.render(index, lidar=False, camera=camera)
+            # Padding (a camera wider than the network input): black, no depth, ignored.
+            frame.rgb[~valid] = 0
+            frame.depth[~valid] = 0.0
+            frame.semantics[~valid] = IGNORE_LABEL
+        else:
+            frame = drive.render(index, lidar=False, size=size)
         samples.append(make_sample(frame.rgb, frame.depth if with_depth else None,
                                    frame.semantics if with_semantics else None,
                                    focal=frame.camera.fx))
     return samples
+
+
+# The camera sweep: the cameras robots carry, brought to the network input by the run-time
+# framing. Focal lengths at the network input relative to KITTI's there (a wide lens at 0.5,
+# a telephoto at 2.5), log-uniform; image aspect ratios KITTI's, 16:9, 4:3 and 16:10; mounting
+# heights and pitches per drive.
+SWEEP_FOCAL_RANGE = (0.5, 2.5)
+SWEEP_ASPECTS = (KITTI_WIDTH / KITTI_HEIGHT, 16 / 9, 4 / 3, 16 / 10)
+SWEEP_HEIGHT_RANGE = (1.2, 2.0)     # metres above the ground
+SWEEP_PITCH_DEG = 4.0               # +- degrees, positive = nose down
+SWEEP_PRINCIPAL_JITTER = 0.03       # +- fraction of the image height, principal point row
+
+
+def sweep_mounting(seed: int) -> dict:
+    """DriveConfig mounting of a drive in the camera sweep (height, pitch), from its seed."""
+    rng = np.random.default_rng([seed, 23])
+    return {'camera_height': float(rng.uniform(*SWEEP_HEIGHT_RANGE)),
+            'pitch_deg': float(rng.uniform(-SWEEP_PITCH_DEG, SWEEP_PITCH_DEG))}
+
+
+def sweep_camera(rng: np.random.Generator, size) -> tuple:
+    """(camera at the network input, valid mask) of one random camera of the sweep.
+
+    The random camera is as wide as the network input ``size`` (width, height) with a random
+    aspect ratio and focal length; :func:`plan_framing` frames it to ``size`` exactly as the
+    pipeline frames a camera image, and the framed camera is what the world renders through
+    (the same pixels as rendering the whole image then cropping it).
+    """
+    width, height = int(size[0]), int(size[1])
+    aspect = float(SWEEP_ASPECTS[int(rng.integers(len(SWEEP_ASPECTS)))])
+    low, high = np.log(SWEEP_FOCAL_RANGE[0]), np.log(SWEEP_FOCAL_RANGE[1])
+    focal = KITTI_FX * width / KITTI_WIDTH * float(np.exp(rng.uniform(low, high)))
+    source_height = max(8, int(round(width / aspect)))
+    cy = (KITTI_CY + 0.5) / KITTI_HEIGHT * source_height - 0.5 if aspect > 3 else (
+        (source_height - 1) / 2.0)
+    cy += float(rng.uniform(-SWEEP_PRINCIPAL_JITTER, SWEEP_PRINCIPAL_JITTER)) * source_height
+    source = CameraModel.from_intrinsics(focal, focal, (width - 1) / 2.0, cy, width,
+                                         source_height)
+    framing = plan_framing(width, source_height, (width, height), source)
+    return framing.camera(source), framing.valid_mask()
 
 
 # ----------------------------------------------------------------------------------- KITTI
@@ -340,8 +394,8 @@ def load_rosbag_samples(source, height: int, width: int) -> list[dict]:
         cloud = read_pointcloud2(nearest[2])
         points = np.stack([cloud['x'], cloud['y'], cloud['z']], axis=1)
         depth = lidar_depth_image(points[np.isfinite(points).all(axis=1)], T, camera)
-        samples.append(resize_sample(make_sample(image_to_rgb(msg), depth, None,
-                                                 focal=camera.fx), height, width))
+        samples.append(frame_sample(make_sample(image_to_rgb(msg), depth, None,
+                                                focal=camera.fx), height, width, camera))
     return samples
 
 
@@ -387,7 +441,7 @@ class SampleDataset(torch.utils.data.Dataset):
                 LOG.debug('skipping sample %d: %s', i, error)
                 return None
             if self.load_size is not None:
-                sample = resize_sample(sample, self.load_size[1], self.load_size[0])
+                sample = frame_sample(sample, self.load_size[1], self.load_size[0])
         if 'focal' not in sample and self.canonical_focal > 0:
             # No calibration known: the source's camera is taken to be the canonical one at
             # the network size, so a sample stored larger has a proportionally longer focal.
@@ -395,9 +449,9 @@ class SampleDataset(torch.utils.data.Dataset):
                           / self.width)
         height, width = sample['rgb'].shape[:2]
         if self.augment is None or height < self.height or width < self.width:
-            # Resized before the conversion, so the focal length is the one the network sees
+            # Framed before the conversion, so the focal length is the one the network sees
             # (a crop keeps the focal length, a resize does not).
-            sample = resize_sample(sample, self.height, self.width)
+            sample = frame_sample(sample, self.height, self.width)
         sample = to_canonical_depth(sample, self.canonical_focal)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, epoch, i))
@@ -452,8 +506,6 @@ def canonical_focal(config) -> float:
     1242 px wide) scaled to the network width: the camera of the synthetic world and of
     KITTI, so models trained on either need no rescaling on that camera.
     """
-    from monodepth_ros.synthetic.world import KITTI_FX, KITTI_WIDTH
-
     if config.data.canonical_focal > 0:
         return float(config.data.canonical_focal)
     return KITTI_FX * config.data.width / KITTI_WIDTH
@@ -467,7 +519,7 @@ def load_validation_samples(source, config, limit: int) -> list[dict]:
     count = min(len(dataset), limit) if limit else len(dataset)
     canonical = canonical_focal(config)
     if dataset.samples is not None:
-        return [to_canonical_depth(resize_sample(s, config.data.height, config.data.width),
+        return [to_canonical_depth(frame_sample(s, config.data.height, config.data.width),
                                    canonical) for s in dataset.samples[:count]]
     samples = []
     for i in range(count):
@@ -477,7 +529,7 @@ def load_validation_samples(source, config, limit: int) -> list[dict]:
             LOG.warning('validation sample %d skipped: %s', i, error)
             continue
         samples.append(to_canonical_depth(
-            resize_sample(sample, config.data.height, config.data.width), canonical))
+            frame_sample(sample, config.data.height, config.data.width), canonical))
     return samples
 
 

@@ -1,0 +1,161 @@
+"""Depth on any camera: real cars side by side, the synthetic camera sweep, framing time.
+
+1. Pre-processing of one 1920x1080 frame to the 320x96 network input: the framing (uniform
+   scale, crop or padding; :mod:`monodepth_ros.io.framing`) beside the stretch it replaced
+   (one cv2.resize to 320x96), medians over the same frames, measured side by side.
+2. Real cameras, graded against their LiDAR at 80 m (validation only, never trained on): the
+   two DDAD bags in ../shared/data/ddad (1936x1216, fx about 2170 px; default protocol) and
+   the KITTI excerpt, drive 0009 frames 0-9 (kitti-eigen protocol, Garg crop, as
+   ``bench_sim2real.py``); the model next to the row prior (leave-one-out, no image).
+   ``coverage`` is the share of LiDAR pixels the model predicts (the framing crops rows).
+3. The synthetic camera sweep (:mod:`monodepth_ros.evaluation.cameras`): hold-out scenes
+   through five cameras, exact ground truth.
+
+    .venv/bin/python benchmarks/bench_cameras.py
+    .venv/bin/python benchmarks/bench_cameras.py --model runs/x/model.pt \
+        --framing fit-width canonical-focal
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_sim2real import DRIVE, KITTI_DATE
+from bench_sim2real import evaluate as evaluate_kitti
+
+REPO = Path(__file__).resolve().parents[1]
+DDAD = REPO.parent / 'shared' / 'data' / 'ddad'
+DDAD_SCENES = ('ddad_scene_01', 'ddad_scene_02')
+DDAD_TOPICS = {'camera_topic': '/ddad/CAMERA_01/image_raw/compressed',
+               'camera_info_topic': '/ddad/CAMERA_01/camera_info',
+               'lidar_topic': '/ddad/lidar/points'}
+
+
+def preprocessing_times(repeats: int) -> tuple[float, float]:
+    """Median milliseconds per 1920x1080 frame: (framing, stretch)."""
+    import cv2
+    import numpy as np
+
+    from monodepth_ros.io.framing import plan_framing
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(4)]
+    framing_ms, stretch_ms = [], []
+    for i in range(repeats):
+        rgb = frames[i % len(frames)]
+        start = time.perf_counter()
+        plan_framing(1920, 1080, (320, 96)).apply(rgb)
+        middle = time.perf_counter()
+        cv2.resize(rgb, (320, 96), interpolation=cv2.INTER_AREA)
+        end = time.perf_counter()
+        framing_ms.append((middle - start) * 1e3)
+        stretch_ms.append((end - middle) * 1e3)
+    return statistics.median(framing_ms), statistics.median(stretch_ms)
+
+
+def evaluate_ddad(scene: str, **kwargs) -> dict:
+    from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
+
+    config = EvaluationConfig(qualitative_frames=0, progress=False, **DDAD_TOPICS, **kwargs)
+    result = BagEvaluator(config).evaluate(DDAD / scene)
+    if result.error is not None:
+        raise result.error
+    return dict(result.summary()['cap_80'], frames=result.frames_evaluated)
+
+
+def row(bag: str, depth: str, metrics: dict) -> str:
+    return (f'| {bag} | {depth} | {metrics["frames"]} | {metrics["abs_rel"]:.3f} | '
+            f'{metrics["rmse"]:.3f} | {metrics["delta1"]:.3f} | {metrics["coverage"]:.3f} |')
+
+
+def real_cameras(model: str, framings: list[str]) -> None:
+    from monodepth_ros.bagtools.kitti2bag import convert
+
+    print('| bag | depth | frames | abs_rel | rmse | delta1 | coverage |\n'
+          '|---|---|---|---|---|---|---|')
+    depths = [(f'model, {framing}', {'model': model, 'backend': 'onnxruntime',
+                                     'framing': framing}) for framing in framings]
+    depths.append(('row prior', {'baseline': 'row-prior'}))
+    means = {}
+    for name, kwargs in depths:
+        per_scene = [evaluate_ddad(scene, **kwargs) for scene in DDAD_SCENES]
+        for scene, metrics in zip(DDAD_SCENES, per_scene):
+            print(row(scene, name, metrics))
+        means[name] = tuple(sum(m[key] for m in per_scene) / len(per_scene)
+                            for key in ('abs_rel', 'delta1'))
+    if DRIVE.is_dir():
+        with tempfile.TemporaryDirectory() as work:
+            bag = Path(work) / 'kitti_0009'
+            convert(DRIVE, bag, progress=False)
+            for name, kwargs in depths:
+                print(row('KITTI 0009, frames 0-9', name, evaluate_kitti(bag, **kwargs)))
+    else:
+        print(f'(KITTI excerpt not found at {DRIVE}: skipped)')
+    print()
+    for name, (abs_rel, delta1) in means.items():
+        print(f'DDAD mean, {name}: abs_rel {abs_rel:.3f}, delta1 {delta1:.3f}')
+    print(f'(KITTI folder {KITTI_DATE})')
+
+
+def synthetic_sweep(model: str, framings: list[str]) -> None:
+    from monodepth_ros.evaluation.cameras import SWEEP_CAMERAS, camera_sweep_metrics
+    from monodepth_ros.runtime.infer import load_engine
+    from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
+
+    engine = load_engine(model, backend='onnxruntime')
+    print("| framing | camera | focal at the input / KITTI's | abs_rel | delta1 | "
+          'median pred/gt | coverage |\n|---|---|---|---|---|---|---|')
+    kitti_focal = 721.5377 / 1242
+    for framing in framings:
+        pipeline = DepthPipeline(engine, PipelineConfig(output_resolution='camera',
+                                                        framing=framing))
+        for name, camera in SWEEP_CAMERAS.items():
+            metrics = camera_sweep_metrics(pipeline, camera)
+            relative = camera.fx / camera.width / kitti_focal if framing == 'fit-width' else 1.0
+            print(f'| {framing} | {name} | {relative:.2f} | {metrics["abs_rel"]:.3f} | '
+                  f'{metrics["delta1"]:.3f} | {metrics["median_ratio"]:.3f} | '
+                  f'{metrics["coverage"]:.3f} |')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', type=Path, default=None,
+                        help='.pt or .onnx model (default: the packaged default model)')
+    parser.add_argument('--framing', nargs='+', default=['fit-width'],
+                        choices=('fit-width', 'canonical-focal'),
+                        help='framing modes to compare (default: fit-width)')
+    parser.add_argument('--repeats', type=int, default=200,
+                        help='frames timed for the pre-processing figure (default 200)')
+    parser.add_argument('--skip-real', action='store_true', help='no DDAD / KITTI grading')
+    parser.add_argument('--skip-sweep', action='store_true', help='no synthetic sweep')
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format='[%(levelname)s] %(name)s: %(message)s')
+    from monodepth_ros.model.files import default_model_path
+
+    model = str(args.model or default_model_path())
+    framing_ms, stretch_ms = preprocessing_times(args.repeats)
+    print(f'pre-processing of a 1920x1080 frame to 320x96 (median of {args.repeats}): '
+          f'framing {framing_ms:.2f} ms, stretch {stretch_ms:.2f} ms (framing / stretch '
+          f'{framing_ms / stretch_ms:.2f}; target <= 2 ms: '
+          f'{"met" if framing_ms <= 2.0 else "NOT met"})\n')
+    print(f'model {model}\n')
+    if not args.skip_real:
+        if not DDAD.is_dir():
+            print(f'DDAD bags not found at {DDAD}', file=sys.stderr)
+            return 1
+        real_cameras(model, args.framing)
+        print()
+    if not args.skip_sweep:
+        synthetic_sweep(model, args.framing)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

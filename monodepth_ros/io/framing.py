@@ -1,0 +1,184 @@
+"""Framing: how a camera image of any size is brought to the network input, and back.
+
+One uniform scale (never a stretch: both axes scale alike, up to the rounding of the scaled
+size), then a crop or a padding to the network size. Node, ``infer``, ``infer-bag``,
+``eval-bag``, ``adapt`` and the training sets all frame images with :func:`plan_framing`, so the
+network always sees what it was trained on and the published CameraInfo, the point cloud and
+the evaluator's ground truth follow the same geometry.
+
+Modes
+-----
+* ``fit-width`` (default): the image width fills the network width; a taller image is
+  cropped to a band of rows, a wider one padded. The focal length at the network input then
+  varies with the camera (a camera-aware model rescales its depth by it).
+* ``canonical-focal``: the scale makes the focal length at the network input the model's
+  canonical one; both axes are then cropped or padded (a lens longer than the canonical
+  camera's covers less than the network input and is padded, a wider one is cropped).
+
+Placement: the principal point lands at the horizontal centre of the network input and at
+``anchor`` x its height (0 = top, 1 = bottom; the default 0.46 is where KITTI's principal point
+sits, which keeps the band around the horizon of a level camera). The window never leaves the
+image on an axis that is cropped, nor cuts it on an axis that is padded. Padded pixels are
+black in the image and invalid (NaN depth) in every output.
+
+Coordinates follow :class:`CameraModel` (pixel centres at integers, cv2.resize geometry):
+``u_net = (u + 0.5) * sx - 0.5 - x0`` with ``sx = scaled width / width`` and ``x0`` the left
+edge of the network window in the scaled image (negative when padded); the same for v.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from monodepth_ros.errors import CalibrationError, ConfigError
+from monodepth_ros.io.camera import CameraModel
+
+FRAMING_MODES = ('fit-width', 'canonical-focal')
+DEFAULT_ANCHOR = 0.46   # KITTI's principal point row, (172.854 + 0.5) / 375
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2.resize with INTER_AREA when shrinking both ways, INTER_LINEAR otherwise."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrinking = width <= image.shape[1] and height <= image.shape[0]
+    return cv2.resize(image, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _window_offset(principal: float, target: float, scaled: int, network: int) -> int:
+    """Left/top edge of the network window in the scaled image (negative: padding)."""
+    offset = int(round(principal - target))
+    low, high = min(0, scaled - network), max(0, scaled - network)
+    return min(max(offset, low), high)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Uniform scale of a ``source_size`` image to ``scaled_size``, then the network window.
+
+    ``offset`` (x0, y0) is the window's top-left corner in the scaled image; a negative value
+    pads that axis. Sizes are (width, height).
+    """
+
+    source_size: tuple[int, int]
+    scaled_size: tuple[int, int]
+    offset: tuple[int, int]
+    network_size: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sx, sy): scaled size over source size (equal up to the rounding of the size)."""
+        return (self.scaled_size[0] / self.source_size[0],
+                self.scaled_size[1] / self.source_size[1])
+
+    def _paste_bounds(self):
+        """(scaled-image slice, network slice) per axis: the pixels the two share."""
+        bounds = []
+        for axis in (1, 0):   # rows first, numpy order
+            offset, scaled, network = (self.offset[axis], self.scaled_size[axis],
+                                       self.network_size[axis])
+            start, stop = max(offset, 0), min(offset + network, scaled)
+            bounds.append((slice(start, stop), slice(start - offset, stop - offset)))
+        return ((bounds[0][0], bounds[1][0]), (bounds[0][1], bounds[1][1]))
+
+    def apply(self, image: np.ndarray, fill=0, nearest: bool = False) -> np.ndarray:
+        """The network input of a source-size image (``fill`` in padded pixels).
+
+        ``nearest`` resizes with nearest neighbour (depth, labels) instead of the image
+        interpolation (area when shrinking, linear when enlarging).
+        """
+        width, height = self.scaled_size
+        if nearest:
+            scaled = (image if image.shape[1::-1] == (width, height) else
+                      cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT))
+        else:
+            scaled = resize_image(image, width, height)
+        source, target = self._paste_bounds()
+        if self.offset[0] >= 0 and self.offset[1] >= 0:   # a crop: a view, no copy
+            return scaled[source]
+        out = np.full((self.network_size[1], self.network_size[0]) + scaled.shape[2:], fill,
+                      dtype=scaled.dtype)
+        out[target] = scaled[source]
+        return out
+
+    def valid_mask(self) -> np.ndarray:
+        """Network-size bool image: True where the pixel comes from the image, not padding."""
+        mask = np.zeros((self.network_size[1], self.network_size[0]), dtype=bool)
+        mask[self._paste_bounds()[1]] = True
+        return mask
+
+    def unframe(self, array: np.ndarray, fill) -> np.ndarray:
+        """A network-size output placed back on the scaled image (``fill`` outside the window).
+
+        Resizing the result to the source size (nearest, or NaN-aware bilinear for depth)
+        gives the output at camera resolution.
+        """
+        width, height = self.scaled_size
+        out = np.full((height, width) + array.shape[2:], fill, dtype=array.dtype)
+        source, target = self._paste_bounds()
+        out[source] = array[target]
+        return out
+
+    def camera(self, camera: CameraModel) -> CameraModel:
+        """Model of the network input: ``camera`` scaled then shifted by the window."""
+        if camera.size != self.source_size:
+            raise CalibrationError(
+                f'camera is {camera.width}x{camera.height} but the framing was planned for '
+                f'{self.source_size[0]}x{self.source_size[1]}')
+        scaled = camera.scaled(*self.scaled_size)
+        x0, y0 = self.offset
+        shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+        return replace(scaled, width=self.network_size[0], height=self.network_size[1],
+                       K=shift @ scaled.K, P=shift @ scaled.P)
+
+    def to_network(self, u, v) -> tuple[np.ndarray, np.ndarray]:
+        """Source pixel coordinates -> network input pixel coordinates."""
+        sx, sy = self.scale
+        return ((np.asarray(u, dtype=np.float64) + 0.5) * sx - 0.5 - self.offset[0],
+                (np.asarray(v, dtype=np.float64) + 0.5) * sy - 0.5 - self.offset[1])
+
+    def to_source(self, u, v) -> tuple[np.ndarray, np.ndarray]:
+        """Network input pixel coordinates -> source pixel coordinates."""
+        sx, sy = self.scale
+        return ((np.asarray(u, dtype=np.float64) + 0.5 + self.offset[0]) / sx - 0.5,
+                (np.asarray(v, dtype=np.float64) + 0.5 + self.offset[1]) / sy - 0.5)
+
+
+def plan_framing(width: int, height: int, network_size: tuple[int, int],
+                 camera: CameraModel | None = None, mode: str = 'fit-width',
+                 anchor: float = DEFAULT_ANCHOR, canonical_focal: float = 0.0) -> Framing:
+    """The framing of a width x height image (with ``camera``, its calibration, or None).
+
+    Without a camera the principal point is taken at the image centre; ``canonical-focal``
+    needs the camera and a model with a canonical focal length.
+    """
+    if mode not in FRAMING_MODES:
+        raise ConfigError(f'framing mode {mode!r} is unknown, expected one of '
+                          f'{list(FRAMING_MODES)}')
+    if not 0.0 <= float(anchor) <= 1.0:
+        raise ConfigError(f'framing anchor {anchor} is outside [0, 1] (0 = top of the network '
+                          'input, 1 = bottom)')
+    width, height = int(width), int(height)
+    net_w, net_h = int(network_size[0]), int(network_size[1])
+    if width <= 0 or height <= 0:
+        raise ConfigError(f'image size {width}x{height} is invalid, expected positive sizes')
+    if mode == 'canonical-focal':
+        if camera is None or canonical_focal <= 0:
+            raise ConfigError("framing mode 'canonical-focal' needs the camera calibration and "
+                              'a camera-aware model (canonical_focal > 0)')
+        scale = float(canonical_focal) / camera.fx
+    else:
+        scale = net_w / width
+    scaled_w = max(1, int(round(width * scale)))
+    scaled_h = max(1, int(round(height * scale)))
+    cx = camera.cx if camera is not None else (width - 1) / 2.0
+    cy = camera.cy if camera is not None else (height - 1) / 2.0
+    principal_x = (cx + 0.5) * scaled_w / width - 0.5
+    principal_y = (cy + 0.5) * scaled_h / height - 0.5
+    offset = (_window_offset(principal_x, 0.5 * net_w - 0.5, scaled_w, net_w),
+              _window_offset(principal_y, float(anchor) * net_h - 0.5, scaled_h, net_h))
+    return Framing((width, height), (scaled_w, scaled_h), offset, (net_w, net_h))

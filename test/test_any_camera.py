@@ -1,0 +1,247 @@
+"""Depth on any camera: the framing (uniform scale, crop or padding), its geometry everywhere.
+
+Exact values of the framing (intrinsics, pixel round trips, padding), the point cloud of
+cropped and padded frames against the depth_image_proc back-projection of the published depth
+and CameraInfo, the training camera sweep, and the packaged default model on the same synthetic
+scenes seen through five cameras (exact ground truth).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import TINY_NET_HEIGHT, TINY_NET_WIDTH
+
+from monodepth_ros.errors import CalibrationError, ConfigError
+from monodepth_ros.io import messages
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, plan_framing
+from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
+
+NET = (320, 96)
+HD = CameraModel.from_intrinsics(1662.8, 1662.8, 959.5, 539.5, 1920, 1080)   # 60 deg wide
+
+
+# -- the framing: exact values --------------------------------------------------------------
+def test_fit_width_scales_uniformly_and_crops_rows_around_the_principal_point():
+    framing = plan_framing(1920, 1080, NET, HD)
+    # 1920 -> 320 is 1/6 on both axes: 320x180, then 96 rows.
+    assert framing.scaled_size == (320, 180) and framing.scale == (1 / 6, 1 / 6)
+    principal_row = 540.0 / 6 - 0.5                                # 89.5 in the scaled image
+    assert framing.offset == (0, round(principal_row - (DEFAULT_ANCHOR * 96 - 0.5)))  # 46
+    camera = framing.camera(HD)
+    assert camera.size == NET
+    assert camera.fx == pytest.approx(1662.8 / 6) and camera.fy == pytest.approx(1662.8 / 6)
+    assert camera.cx == pytest.approx(960.0 / 6 - 0.5)
+    assert camera.cy == pytest.approx(principal_row - 46)
+    assert camera.cy == pytest.approx(DEFAULT_ANCHOR * 96 - 0.5, abs=0.5)
+
+
+def test_wider_image_is_padded_and_padding_is_marked_invalid():
+    camera = CameraModel.from_intrinsics(500.0, 500.0, 399.5, 29.5, 800, 60)
+    framing = plan_framing(800, 60, NET, camera)
+    assert framing.scaled_size == (320, 24)
+    # The image (24 rows) is placed so its principal point row is as close to the anchor as
+    # the padding allows: y0 = round(11.5 - 43.66) = -32.
+    assert framing.offset == (0, -32)
+    mask = framing.valid_mask()
+    assert mask.sum() == 320 * 24 and mask[32:56].all() and not mask[:32].any()
+    rgb = np.full((60, 800, 3), 200, np.uint8)
+    framed = framing.apply(rgb)
+    assert framed.shape == (96, 320, 3)
+    assert (framed[~mask] == 0).all() and (framed[mask] == 200).all()
+    assert framing.camera(camera).cy == pytest.approx(11.5 + 32)
+
+
+def test_canonical_focal_pads_a_telephoto_and_crops_a_wide_lens():
+    tele = CameraModel.from_intrinsics(1000.0, 1000.0, 499.5, 299.5, 1000, 600)
+    framing = plan_framing(1000, 600, NET, tele, mode='canonical-focal', canonical_focal=250.0)
+    # Scaled to 250x150: narrower than the network input (padded), taller (cropped).
+    assert framing.scaled_size == (250, 150) and framing.offset == (-35, 31)
+    assert framing.camera(tele).fx == pytest.approx(250.0)
+    wide = CameraModel.from_intrinsics(100.0, 100.0, 499.5, 149.5, 1000, 300)
+    framing = plan_framing(1000, 300, NET, wide, mode='canonical-focal', canonical_focal=50.0)
+    # Scaled to 500x150: wider and taller than the network input, cropped both ways.
+    assert framing.scaled_size == (500, 150) and framing.offset == (90, 31)
+    assert framing.camera(wide).fx == pytest.approx(50.0)
+
+
+def test_pixel_coordinates_round_trip_and_agree_with_the_framed_camera():
+    framing = plan_framing(1920, 1080, NET, HD)
+    u = np.array([0.0, 17.25, 959.5, 1919.0])
+    v = np.array([0.0, 400.0, 539.5, 1079.0])
+    back = framing.to_source(*framing.to_network(u, v))
+    np.testing.assert_allclose(back, (u, v), atol=1e-9)
+    # A 3D point projects through the framed camera where the framing moves its pixel.
+    points = np.array([[1.0, 0.2, 10.0], [-3.0, -0.5, 25.0], [0.0, 1.4, 7.0]])
+    np.testing.assert_allclose(framing.camera(HD).project(points),
+                               framing.to_network(*HD.project(points)), atol=1e-9)
+
+
+def test_unframe_places_outputs_back_with_nan_outside_the_window():
+    framing = plan_framing(1920, 1080, NET, HD)
+    depth = np.arange(96 * 320, dtype=np.float32).reshape(96, 320)
+    placed = framing.unframe(depth, np.nan)
+    assert placed.shape == (180, 320)
+    np.testing.assert_array_equal(placed[46:142], depth)
+    assert np.isnan(placed[:46]).all() and np.isnan(placed[142:]).all()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'mode': 'stretch'}, "framing mode 'stretch' is unknown"),
+    ({'anchor': 1.5}, 'framing anchor 1.5 is outside [0, 1]'),
+    ({'mode': 'canonical-focal'}, "'canonical-focal' needs the camera calibration"),
+])
+def test_bad_framing_settings_are_rejected_with_one_line(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        plan_framing(640, 480, NET, None, **kwargs)
+    assert message in str(error.value) and '\n' not in str(error.value)
+
+
+def test_framed_camera_of_another_image_size_is_rejected():
+    with pytest.raises(CalibrationError, match='framing was planned for 640x480'):
+        plan_framing(640, 480, NET).camera(HD)
+
+
+def test_pipeline_config_rejects_a_bad_framing():
+    with pytest.raises(ConfigError, match='framing must be one of'):
+        PipelineConfig(framing='stretch')
+    with pytest.raises(ConfigError, match='framing_anchor must lie in'):
+        PipelineConfig(framing_anchor=-0.1)
+
+
+# -- the pipeline: published CameraInfo, depth and cloud follow the framing ----------------
+class CanonicalEngine:
+    """The tiny engine, told it is camera-aware (canonical focal 60 px at its input)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.metadata = dataclasses.replace(engine.metadata, canonical_focal=60.0)
+
+    def infer(self, batch):
+        return self.engine.infer(batch)
+
+
+@pytest.fixture(scope='module')
+def tiny_engine(tiny_onnx):
+    from monodepth_ros.engines import create_engine
+    return CanonicalEngine(create_engine(str(tiny_onnx), backend='onnxruntime',
+                                         precision='fp32'))
+
+
+@pytest.fixture(scope='module')
+def types():
+    return messages.MessageTypes.rosbags('humble')
+
+
+def textured(width, height):
+    u, v = np.meshgrid(np.arange(width), np.arange(height))
+    return np.stack([u * 7 % 256, v * 3 % 256, (u * v) % 256], axis=-1).astype(np.uint8)
+
+
+def backproject_like_depth_image_proc(depth, info):
+    """depth_image_proc's point_cloud_xyz: x = (u - cx) z / fx, y = (v - cy) z / fy."""
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]]
+    return np.stack([(u - k[0, 2]) * depth / k[0, 0], (v - k[1, 2]) * depth / k[1, 1], depth],
+                    axis=-1)
+
+
+@pytest.mark.parametrize('resolution', ['network', 'camera'])
+@pytest.mark.parametrize('framing, size, intrinsics', [
+    ('fit-width', (256, 192), (150.0, 150.0, 120.0, 100.0)),        # 4:3: rows cropped
+    ('fit-width', (400, 100), (300.0, 300.0, 210.0, 40.0)),         # 4:1: rows padded
+    ('canonical-focal', (300, 200), (240.0, 240.0, 150.0, 95.0)),   # telephoto: padded
+    ('canonical-focal', (200, 100), (30.0, 30.0, 99.5, 49.5)),      # wide lens: cropped
+])
+def test_cloud_equals_the_back_projection_of_the_published_depth_and_camera_info(
+        tiny_engine, types, resolution, framing, size, intrinsics):
+    camera = CameraModel.from_intrinsics(*intrinsics, *size)
+    pipeline = DepthPipeline(tiny_engine, PipelineConfig(output_resolution=resolution,
+                                                         framing=framing, cloud_max_range=1e9))
+    header = messages.make_header(types, 5, 'cam')
+    out = pipeline.process_messages(
+        types, messages.array_to_image(types, textured(*size), 'rgb8', header),
+        messages.model_to_camera_info(types, camera, header), {'depth', 'camera_info', 'points'})
+    depth = messages.depth_image_to_metres(out['depth'])
+    info = out['camera_info']
+    expected_size = size if resolution == 'camera' else (TINY_NET_WIDTH, TINY_NET_HEIGHT)
+    assert (info.width, info.height) == expected_size == depth.shape[::-1]
+    plan = plan_framing(*size, (TINY_NET_WIDTH, TINY_NET_HEIGHT), camera, framing,
+                        canonical_focal=60.0)
+    if resolution == 'network':
+        np.testing.assert_allclose(info.k, plan.camera(camera).K.ravel())
+        assert np.isnan(depth[~plan.valid_mask()]).all()
+        assert np.isfinite(depth[plan.valid_mask()]).all()
+    else:
+        np.testing.assert_allclose(info.k, camera.K.ravel())
+        # Pixels the network did not see are NaN at camera resolution.
+        u, v = plan.to_network(*np.meshgrid(np.arange(size[0]), np.arange(size[1])))
+        outside = ((u < -0.5) | (u > TINY_NET_WIDTH - 0.5) | (v < -0.5)
+                   | (v > TINY_NET_HEIGHT - 0.5))
+        cropped = (plan.scaled_size[0] > TINY_NET_WIDTH or plan.scaled_size[1] > TINY_NET_HEIGHT)
+        assert outside.any() == cropped
+        assert np.isnan(depth[outside]).all()
+    fields = messages.read_pointcloud2(out['points'], ('x', 'y', 'z'))
+    xyz = np.stack([fields[name].reshape(depth.shape) for name in 'xyz'], axis=-1)
+    np.testing.assert_allclose(xyz, backproject_like_depth_image_proc(depth, info),
+                               rtol=1e-5, atol=1e-5)
+    assert np.isfinite(xyz).all(axis=-1).sum() == np.isfinite(depth).sum() > 0
+
+
+# -- training: the camera sweep ---------------------------------------------------------------
+def test_sweep_cameras_are_framed_like_the_pipeline_and_cover_the_focal_range():
+    from monodepth_ros.training.datasets import SWEEP_FOCAL_RANGE, sweep_camera
+
+    rng = np.random.default_rng(3)
+    kitti_focal = 721.5377 * 352 / 1242
+    focals = []
+    for _ in range(200):
+        camera, valid = sweep_camera(rng, (352, 106))
+        assert camera.size == (352, 106) and valid.shape == (106, 352)
+        assert camera.fx == pytest.approx(camera.fy)
+        focals.append(camera.fx / kitti_focal)
+        # The principal point lands at the anchor row unless the crop reached an image edge.
+        assert camera.cy == pytest.approx(DEFAULT_ANCHOR * 106 - 0.5, abs=4.0)
+    assert SWEEP_FOCAL_RANGE[0] <= min(focals) < 0.6 and 2.2 < max(focals) <= SWEEP_FOCAL_RANGE[1]
+
+
+def test_frame_sample_keeps_depth_and_scales_the_focal_length_uniformly():
+    from monodepth_ros.training.augment import frame_sample
+    from monodepth_ros.training.datasets import make_sample
+
+    depth = np.tile(np.arange(480, dtype=np.float32)[:, None], (1, 640))
+    sample = frame_sample(make_sample(textured(640, 480), depth, None, focal=500.0), 96, 320)
+    assert sample['rgb'].shape == (96, 320, 3) and sample['focal'] == pytest.approx(250.0)
+    framing = plan_framing(640, 480, NET)
+    # Nearest-neighbour rows: row r of the window (centre at source row 2 (r + y0) + 0.5, a
+    # tie) is source row 2 (r + y0) + 1.
+    np.testing.assert_array_equal(sample['depth'][:, 0],
+                                  2.0 * (np.arange(96) + framing.offset[1]) + 1.0)
+
+
+# -- the packaged default model through five cameras (exact synthetic ground truth) --------
+@pytest.fixture(scope='module')
+def default_pipeline(tmp_path_factory):
+    from monodepth_ros.runtime.infer import load_engine
+
+    engine = load_engine(None, backend='onnxruntime',
+                         cache_dir=str(tmp_path_factory.mktemp('engines')))
+    return DepthPipeline(engine, PipelineConfig(output_resolution='camera'))
+
+
+def test_default_model_holds_on_every_camera_of_the_synthetic_sweep(default_pipeline):
+    from monodepth_ros.evaluation.cameras import (
+        SWEEP_CAMERAS,
+        SWEEP_SCENES,
+        camera_sweep_metrics,
+    )
+
+    scenes = SWEEP_SCENES[:2]   # the same two hold-out scenes through every camera
+    kitti = camera_sweep_metrics(default_pipeline, SWEEP_CAMERAS['KITTI 1242x375'], scenes)
+    for name, camera in SWEEP_CAMERAS.items():
+        metrics = camera_sweep_metrics(default_pipeline, camera, scenes)
+        assert metrics['abs_rel'] <= 1.25 * kitti['abs_rel'], (name, metrics['abs_rel'],
+                                                               kitti['abs_rel'])
+        assert abs(metrics['median_ratio'] - 1.0) <= 0.10, (name, metrics['median_ratio'])
+        assert metrics['coverage'] > 0.25, name
