@@ -62,6 +62,12 @@ def partials(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f'.{out.name}.partial-*'))
 
 
+# How a shell sees Ctrl-C: status 130. Python itself may end by SIGINT instead (status -2 here)
+# when the interrupt arrived while an extension module was running Python code (seen once in
+# CI, during the demo); a shell shows 130 for both, and the cleanups have run in both.
+INTERRUPTED = (130, -signal.SIGINT)
+
+
 def wait_until(condition, process: subprocess.Popen, cwd: Path) -> None:
     """Poll ``condition`` until true; fails if the process ends first (it was not mid-work)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -194,7 +200,8 @@ def test_remove_own_output_keeps_what_others_made(tmp_path):
 
 
 # -- interruptions --------------------------------------------------------------------------------
-@pytest.mark.parametrize('signal_number, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize('signal_number, status',
+                         [(signal.SIGINT, INTERRUPTED), (signal.SIGTERM, (143,))])
 def test_interrupted_synth_bag_leaves_nothing(tmp_path, signal_number, status):
     out = tmp_path / 'drive'
     process = monodepth(['synth-bag', out, '--frames', 200, '--size', '128x64', '--no-progress'],
@@ -203,7 +210,8 @@ def test_interrupted_synth_bag_leaves_nothing(tmp_path, signal_number, status):
                process, tmp_path)
     process.send_signal(signal_number)
     code, stderr = finished(process, tmp_path)
-    assert (code, stderr.strip().splitlines()[-1]) == (status, 'monodepth synth-bag: interrupted')
+    assert code in status
+    assert stderr.strip().splitlines()[-1] == 'monodepth synth-bag: interrupted'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['stderr.txt']
 
 
@@ -233,7 +241,8 @@ def test_interrupted_infer_bag_leaves_nothing(tmp_path, camera_bag, tiny_onnx):
     wait_until(lambda: any((p / 'depth').exists() for p in partials(out)), process, tmp_path)
     process.send_signal(signal.SIGINT)
     code, stderr = finished(process, tmp_path)
-    assert (code, stderr.strip().splitlines()[-1]) == (130, 'monodepth infer-bag: interrupted')
+    assert code in INTERRUPTED
+    assert stderr.strip().splitlines()[-1] == 'monodepth infer-bag: interrupted'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['stderr.txt']
 
 
@@ -245,7 +254,8 @@ def test_eval_bag_report_is_whole_or_absent(tmp_path, lidar_bag, tiny_onnx):
     wait_until(lambda: bool(partials(out)), process, tmp_path)
     process.send_signal(signal.SIGINT)
     code, stderr = finished(process, tmp_path)
-    assert (code, stderr.strip().splitlines()[-1]) == (130, 'monodepth eval-bag: interrupted')
+    assert code in INTERRUPTED
+    assert stderr.strip().splitlines()[-1] == 'monodepth eval-bag: interrupted'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['stderr.txt']
 
     # A second run replaces the first one's report as a whole: no strips of the first remain.
@@ -290,7 +300,8 @@ def test_interrupted_demo_leaves_nothing_and_a_rerun_replaces_its_outputs(tmp_pa
     wait_until(lambda: (out / 'drive').is_dir(), process, tmp_path)
     process.send_signal(signal.SIGINT)
     code, stderr = finished(process, tmp_path)
-    assert (code, stderr.strip().splitlines()[-1]) == (130, 'monodepth demo: interrupted')
+    assert code in INTERRUPTED
+    assert stderr.strip().splitlines()[-1] == 'monodepth demo: interrupted'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['stderr.txt']
 
     for _ in range(2):     # the second run replaces the outputs the first one made

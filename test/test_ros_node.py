@@ -44,6 +44,7 @@ from monodepth_ros.io import (
     messages,
     topics,  # noqa: E402
 )
+from monodepth_ros.io.framing import plan_framing  # noqa: E402
 from monodepth_ros.io.messages import MessageTypes  # noqa: E402
 from monodepth_ros.ros.core import create_engine_from_config
 from monodepth_ros.ros.parameters import NodeConfig  # noqa: E402
@@ -252,12 +253,14 @@ def check_frame(outputs: dict, image: Image, info: CameraInfo, expected: dict,
     if 'camera_info' in outputs:
         out_info = outputs['camera_info']
         assert (out_info.width, out_info.height) == (depth_msg.width, depth_msg.height)
-        sx, sy = depth_msg.width / info.width, depth_msg.height / info.height
-        k_in, k_out = np.reshape(info.k, (3, 3)), np.reshape(out_info.k, (3, 3))
-        np.testing.assert_allclose(k_out[0], k_in[0] * [sx, 1, sx] + [0, 0, (sx - 1) / 2],
-                                   rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(k_out[1], k_in[1] * [1, sy, sy] + [0, 0, (sy - 1) / 2],
-                                   rtol=1e-12, atol=1e-9)
+        camera = messages.camera_info_to_model(info)
+        if (depth_msg.width, depth_msg.height) == (info.width, info.height):
+            want = camera                        # camera resolution: the input calibration
+        else:                                    # network resolution: the framed camera
+            want = plan_framing(info.width, info.height, (depth_msg.width, depth_msg.height),
+                                camera).camera(camera)
+        np.testing.assert_allclose(np.reshape(out_info.k, (3, 3)), want.K, rtol=1e-12,
+                                   atol=1e-9)
         assert list(out_info.d) == list(info.d)
 
     if 'points' in outputs:
