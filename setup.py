@@ -21,6 +21,8 @@ setup(
     # Runtime libraries come from the platform (rosdep keys in package.xml, JetPack's torch
     # and TensorRT); the pinned off-ROS environment is requirements.txt.
     install_requires=['setuptools'],
+    # eval-fleet / infer-fleet on Ray: pip install monodepth_ros[fleet]
+    extras_require={'fleet': ['ray==2.58.0']},
     zip_safe=True,
     maintainer='monodepth_ros developers',
     maintainer_email='monodepth-ros@example.com',

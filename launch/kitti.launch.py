@@ -96,6 +96,7 @@ def generate_launch_description():
     config = os.path.join(share, 'config', 'kitti.yaml')
     rviz_config = os.path.join(share, 'config', 'kitti.rviz')
     model = LaunchConfiguration('model')
+    model_card = LaunchConfiguration('model_card')
     backend = LaunchConfiguration('backend')
     precision = LaunchConfiguration('precision')
     bag = LaunchConfiguration('bag')
@@ -106,6 +107,9 @@ def generate_launch_description():
         DeclareLaunchArgument('model', default_value='',
                               description='model file (.onnx, or a .pt checkpoint exported once '
                               'and cached); empty = the packaged default model'),
+        DeclareLaunchArgument('model_card', default_value='',
+                              description='model card of a foreign ONNX model (YAML file or '
+                              'preset); empty for our own models'),
         DeclareLaunchArgument('backend', default_value='auto',
                               description='auto | tensorrt | onnxruntime | torch'),
         DeclareLaunchArgument('precision', default_value='fp16',
@@ -135,6 +139,7 @@ def generate_launch_description():
         package='monodepth_ros', executable='depth_node', name=NODE_NAME, output='screen',
         parameters=[config, {
             'model_path': ParameterValue(model, value_type=str),
+            'model_card': ParameterValue(model_card, value_type=str),
             'backend': ParameterValue(backend, value_type=str),
             'precision': ParameterValue(precision, value_type=str),
             'use_sim_time': ParameterValue(use_sim_time, value_type=bool),

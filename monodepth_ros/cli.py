@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     'kitti2bag': ('monodepth_ros.bagtools.kitti2bag', 'convert a KITTI raw drive to rosbag2'),
     'train': ('monodepth_ros.training.cli', 'train the depth network from a YAML recipe'),
     'export': ('monodepth_ros.model.export', 'export a checkpoint to ONNX (with its metadata)'),
+    'inspect-model': ('monodepth_ros.model.inspect',
+                      'show what an ONNX model takes and returns, and the model card in effect'),
     'build-engine': ('monodepth_ros.engines.build',
                      'build (or reuse from cache) a TensorRT engine for an ONNX model'),
     'infer': ('monodepth_ros.runtime.infer', 'run the model on image files'),
@@ -32,8 +34,14 @@ SUBCOMMANDS = {
                   'run the depth pipeline on every image of a bag, write the outputs to a bag'),
     'eval-bag': ('monodepth_ros.evaluation.cli',
                  'grade depth (a topic, a model or a baseline) against LiDAR ground truth'),
+    'compare': ('monodepth_ros.evaluation.compare',
+                'grade several models on the same frames of a bag: metrics, flicker, latency'),
     'adapt': ('monodepth_ros.training.adapt',
               'fine-tune a model on a bag of your camera (LiDAR or self-supervised)'),
+    'eval-fleet': ('monodepth_ros.fleet.eval_fleet',
+                   'eval-bag on a fleet of bags (Ray, local or a cluster): one report over all'),
+    'infer-fleet': ('monodepth_ros.fleet.infer_fleet',
+                    'infer-bag on a fleet of bags (Ray, local or a cluster): a bag out per bag'),
 }
 
 

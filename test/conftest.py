@@ -21,9 +21,43 @@ def kitti_drive_dir() -> Path:
     return KITTI_DRIVE_DIR
 
 
+@pytest.fixture(scope='session')
+def kitti_frame(kitti_drive_dir):
+    """The first KITTI frame of the excerpt (1242x375 RGB) and its rectified camera."""
+    import cv2
+
+    from monodepth_ros.io.kitti import read_calibration
+
+    bgr = cv2.imread(str(kitti_drive_dir / 'image_02' / 'data' / '0000000000.png'))
+    camera = read_calibration(kitti_drive_dir.parent).camera_model(2)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), camera
+
+
 # The tiny network the pipeline, node, infer and evaluator tests run: the real architecture
 # with random weights and a 128x64 input, exported to ONNX once per test run.
 TINY_NET_WIDTH, TINY_NET_HEIGHT = 128, 64
+
+
+def camera_frames_by_stamp(bag):
+    """A bag's camera image, CameraInfo and LiDAR messages by stamp, and its /tf_static.
+
+    Returns ({stamp_ns: {topic: message}}, TransformBuffer): what tests rebuild the
+    evaluator's figures from, frame by frame.
+    """
+    from monodepth_ros.io import topics
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.messages import stamp_to_ns
+    from monodepth_ros.io.transforms import TransformBuffer
+
+    frames, transforms = {}, TransformBuffer()
+    with BagReader(bag) as reader:
+        for topic, _, msg in reader.messages([topics.TF_STATIC_TOPIC, topics.CAMERA_IMAGE_TOPIC,
+                                              topics.CAMERA_INFO_TOPIC, topics.LIDAR_TOPIC]):
+            if topic == topics.TF_STATIC_TOPIC:
+                transforms.add_message(msg, static=True)
+            else:
+                frames.setdefault(stamp_to_ns(msg.header.stamp), {})[topic] = msg
+    return frames, transforms
 
 
 def make_tiny_onnx(path) -> Path:

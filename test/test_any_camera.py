@@ -51,6 +51,11 @@ def test_wider_image_is_padded_and_padding_is_marked_invalid():
     assert framed.shape == (96, 320, 3)
     assert (framed[~mask] == 0).all() and (framed[mask] == 200).all()
     assert framing.camera(camera).cy == pytest.approx(11.5 + 32)
+    # Padding that starts at the top edge (offset 0) is still padding, not a crop.
+    top = plan_framing(800, 60, NET, camera, anchor=0.0)
+    assert top.offset == (0, 0) and top.padded and framing.padded
+    assert top.apply(rgb).shape == (96, 320, 3) and top.valid_mask()[:24].all()
+    assert not plan_framing(1920, 1080, NET, HD).padded
 
 
 def test_canonical_focal_pads_a_telephoto_and_crops_a_wide_lens():
@@ -187,6 +192,104 @@ def test_cloud_equals_the_back_projection_of_the_published_depth_and_camera_info
     np.testing.assert_allclose(xyz, backproject_like_depth_image_proc(depth, info),
                                rtol=1e-5, atol=1e-5)
     assert np.isfinite(xyz).all(axis=-1).sum() == np.isfinite(depth).sum() > 0
+
+
+def test_canonical_focal_framing_needs_a_camera_aware_model(tiny_onnx):
+    from monodepth_ros.engines import create_engine
+
+    engine = create_engine(str(tiny_onnx), backend='onnxruntime', precision='fp32')
+    with pytest.raises(ConfigError, match="needs a camera-aware model.*use 'fit-width'"):
+        DepthPipeline(engine, PipelineConfig(framing='canonical-focal'))
+
+
+# -- the commands: --framing and --framing-anchor reach the pipeline -----------------------
+COMMAND_ARGUMENTS = {'infer': ['image.png', '--out', 'out'], 'infer-bag': ['in', 'out'],
+                     'eval-bag': ['bag', '--model', 'm.onnx', '--out', 'out'],
+                     'adapt': ['bag', '--out', 'adapted.pt']}
+
+
+@pytest.mark.parametrize('command', sorted(COMMAND_ARGUMENTS))
+def test_every_command_that_frames_images_takes_the_framing_options(command, capsys):
+    from monodepth_ros.cli import build_parser
+
+    parser, _ = build_parser(command)
+    args = parser.parse_args(COMMAND_ARGUMENTS[command])
+    assert (args.framing, args.framing_anchor) == ('fit-width', DEFAULT_ANCHOR)
+    args = parser.parse_args(COMMAND_ARGUMENTS[command]
+                             + ['--framing', 'canonical-focal', '--framing-anchor', '0.25'])
+    assert (args.framing, args.framing_anchor) == ('canonical-focal', 0.25)
+    for bad in (['--framing-anchor', '1.5'], ['--framing-anchor', 'nan'],
+                ['--framing', 'stretch']):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(COMMAND_ARGUMENTS[command] + bad)
+        assert exit_info.value.code == 2
+        assert 'argument --framing' in capsys.readouterr().err
+
+
+def write_tall_bag(path, types_distro='humble'):
+    """One 4:3 frame (256x192, rows cropped by fit-width to 128x64) with its CameraInfo."""
+    from monodepth_ros.io.bagio import BagWriter
+    from monodepth_ros.io.topics import CAMERA_IMAGE_TOPIC, CAMERA_INFO_TOPIC
+
+    camera = CameraModel.from_intrinsics(150.0, 150.0, 127.5, 90.0, 256, 192)
+    with BagWriter(path, distro=types_distro) as bag:
+        header = messages.make_header(bag.types, 1_000_000_000, 'cam')
+        bag.write(CAMERA_INFO_TOPIC, messages.model_to_camera_info(bag.types, camera, header), 1)
+        bag.write(CAMERA_IMAGE_TOPIC,
+                  messages.array_to_image(bag.types, textured(256, 192), 'rgb8', header), 2)
+    return camera
+
+
+def test_infer_bag_camera_info_follows_the_framing_anchor(tmp_path, tiny_onnx, capsys):
+    from monodepth_ros import cli
+    from monodepth_ros.io.bagio import BagReader
+
+    camera = write_tall_bag(tmp_path / 'in')
+    offsets = {}
+    for anchor in (0.2, 0.8):
+        out = tmp_path / f'out{anchor}'
+        assert cli.main(['infer-bag', str(tmp_path / 'in'), str(out), '--model', str(tiny_onnx),
+                         '--backend', 'onnxruntime', '--framing-anchor', str(anchor)]) == 0
+        with BagReader(out) as reader:
+            (info,) = [msg for _, _, msg in reader.messages(['/monodepth/depth/camera_info'])]
+        plan = plan_framing(256, 192, (TINY_NET_WIDTH, TINY_NET_HEIGHT), camera, anchor=anchor)
+        np.testing.assert_allclose(info.k, plan.camera(camera).K.ravel())
+        offsets[anchor] = plan.offset[1]
+    # 192 rows scale to 96 and 64 are kept: the band moves with the anchor (cy 44.75 -> 44
+    # rows down from the top of the network window at 0.2, 6 at 0.8).
+    assert offsets == {0.2: 32, 0.8: 0}
+    assert cli.main(['infer-bag', str(tmp_path / 'in'), str(tmp_path / 'refused'), '--model',
+                     str(tiny_onnx), '--backend', 'onnxruntime', '--framing',
+                     'canonical-focal']) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and 'needs a camera-aware model' in error[0]
+    assert not (tmp_path / 'refused').exists()
+    # eval-bag hands the framing to its pipeline too: refused before the bag is read.
+    assert cli.main(['eval-bag', str(tmp_path / 'in'), '--model', str(tiny_onnx), '--backend',
+                     'onnxruntime', '--framing', 'canonical-focal', '--out',
+                     str(tmp_path / 'report')]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and 'needs a camera-aware model' in error[0]
+
+
+def test_infer_pads_where_the_framing_anchor_puts_a_wide_image(tmp_path, tiny_onnx):
+    import cv2
+
+    from monodepth_ros import cli
+
+    image = tmp_path / 'wide.png'
+    cv2.imwrite(str(image), textured(512, 64))      # 4x wider than tall: 128x16 at the input
+    rows = {}
+    for anchor in ('0', '1'):
+        out = tmp_path / anchor
+        assert cli.main(['infer', str(image), '--model', str(tiny_onnx), '--out', str(out),
+                         '--backend', 'onnxruntime', '--output-resolution', 'network',
+                         '--framing-anchor', anchor]) == 0
+        depth = np.load(out / 'wide_depth.npy')
+        rows[anchor] = np.flatnonzero(np.isfinite(depth).all(axis=1)).tolist()
+        assert np.isnan(depth[[r for r in range(TINY_NET_HEIGHT) if r not in rows[anchor]]]).all()
+    # The image centre row goes as high (anchor 0) or as low (1) as the padding allows.
+    assert rows == {'0': list(range(16)), '1': list(range(48, 64))}
 
 
 # -- training: the camera sweep ---------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_every_command_has_its_own_help(command):
 
 # The commands that show progress bars; each gets --no-progress from command.build_parser.
 LONG_RUNNING_COMMANDS = {'demo', 'synth-bag', 'kitti2bag', 'train', 'infer', 'infer-bag',
-                         'eval-bag', 'adapt'}
+                         'eval-bag', 'adapt', 'eval-fleet', 'infer-fleet', 'compare'}
 
 
 @pytest.mark.parametrize('command', list(SUBCOMMANDS))

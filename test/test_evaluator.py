@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import EIGEN_REFERENCE, KITTI_DATE_DIR
+from conftest import EIGEN_REFERENCE, KITTI_DATE_DIR, camera_frames_by_stamp
 
 from monodepth_ros.errors import BagError, TransformError
 from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
@@ -406,9 +406,7 @@ def test_model_on_a_synthetic_bag(tmp_path, tiny_onnx):
     from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
     from monodepth_ros.engines import create_engine
     from monodepth_ros.evaluation.metrics import compute_depth_metrics_caps
-    from monodepth_ros.io.bagio import BagReader
-    from monodepth_ros.io.messages import camera_info_to_model, image_to_rgb, stamp_to_ns
-    from monodepth_ros.io.transforms import TransformBuffer
+    from monodepth_ros.io.messages import camera_info_to_model, image_to_rgb
     from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     bag = write_synthetic_bag(tmp_path / 'synth', frames=2, seed=1, size=(416, 128))
@@ -422,15 +420,7 @@ def test_model_on_a_synthetic_bag(tmp_path, tiny_onnx):
                                            precision='fp32'),
                              PipelineConfig(output_resolution='camera',
                                             depth_upsampling='bilinear'))
-    by_stamp = {}
-    transforms = TransformBuffer()
-    with BagReader(bag) as reader:
-        for topic, _, msg in reader.messages([topics.TF_STATIC_TOPIC, topics.CAMERA_IMAGE_TOPIC,
-                                              topics.CAMERA_INFO_TOPIC, topics.LIDAR_TOPIC]):
-            if topic == topics.TF_STATIC_TOPIC:
-                transforms.add_message(msg, static=True)
-            else:
-                by_stamp.setdefault(stamp_to_ns(msg.header.stamp), {})[topic] = msg
+    by_stamp, transforms = camera_frames_by_stamp(bag)
     per_frame = []
     for stamp in sorted(by_stamp):
         frame = by_stamp[stamp]
@@ -580,8 +570,9 @@ def _fixed_depth_pipeline(model_path, depth):
     from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     class FixedDepthPipeline(DepthPipeline):
-        def process_arrays(self, rgb, camera=None, outputs=frozenset({'depth'})):
-            result = super().process_arrays(rgb, camera, outputs)
+        def process_arrays(self, rgb, camera=None, outputs=frozenset({'depth'}),
+                           reference=None):
+            result = super().process_arrays(rgb, camera, outputs, reference)
             assert result.depth.shape == depth.shape
             result.depth = depth.copy()
             return result

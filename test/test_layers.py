@@ -25,6 +25,7 @@ LAYERS = (
     ('evaluation',),
     ('training',),
     ('bagtools', 'ros'),
+    ('fleet',),
     ('cli',),
 )
 RANK = {layer: rank for rank, names in enumerate(LAYERS) for layer in names}

@@ -739,6 +739,7 @@ def _fake_ros_modules(overrides):
     qos.HistoryPolicy = pytypes.SimpleNamespace(KEEP_LAST='keep_last')
     qos.ReliabilityPolicy = pytypes.SimpleNamespace(RELIABLE='reliable',
                                                     BEST_EFFORT='best_effort')
+    qos.DurabilityPolicy = pytypes.SimpleNamespace(TRANSIENT_LOCAL='transient_local')
     qos.QoSProfile = lambda **kwargs: kwargs
     qos.qos_profile_sensor_data = 'sensor_data'
     node_module = pytypes.ModuleType('rclpy.node')
@@ -798,6 +799,10 @@ def test_node_wiring_with_stand_in_rclpy(types, tiny_onnx, monkeypatch):
         image_type, on_image, image_qos = node.subscriptions['~/input/image']
         assert image_type is types.Image and image_qos == 'sensor_data'
         _, on_info, _ = node.subscriptions['~/input/camera_info']
+        # The scale stage's transforms (camera_height 0: from /tf_static), latched; no LiDAR.
+        tf_type, _, tf_qos = node.subscriptions['/tf_static']
+        assert tf_type is types.TFMessage and tf_qos['durability'] == 'transient_local'
+        assert not any(topic.startswith('/lidar') for topic in node.subscriptions)
 
         callback = node.parameter_callbacks[0]
         result = callback([Parameter('cloud_stride', 0)])

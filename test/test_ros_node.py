@@ -726,3 +726,55 @@ class TestKittiDrive:
 
     def test_sigint(self, kitti):
         interrupt_cleanly(kitti.node)
+
+
+# -- a foreign model through its model card ---------------------------------------------------
+def foreign_onnx(path: Path) -> Path:
+    """A foreign model (no metadata of ours), 1x3x64x128 in: depth = 2 + 10 |channel mean|."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node('ReduceMean', ['pixel_values', 'axes'], ['mean'], keepdims=1),
+             helper.make_node('Abs', ['mean'], ['magnitude']),
+             helper.make_node('Mul', ['magnitude', 'ten'], ['scaled']),
+             helper.make_node('Add', ['scaled', 'two'], ['predicted_depth'])]
+    graph = helper.make_graph(
+        nodes, 'foreign',
+        [helper.make_tensor_value_info('pixel_values', TensorProto.FLOAT, [1, 3, 64, 128])],
+        [helper.make_tensor_value_info('predicted_depth', TensorProto.FLOAT, [1, 1, 64, 128])],
+        [helper.make_tensor('axes', TensorProto.INT64, [1], [1]),
+         helper.make_tensor('ten', TensorProto.FLOAT, [], [10.0]),
+         helper.make_tensor('two', TensorProto.FLOAT, [], [2.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)]), str(path))
+    return path
+
+
+def test_foreign_model_runs_with_its_model_card(ros_context, synthetic_bag, tmp_path):
+    import yaml
+
+    card = tmp_path / 'card.yaml'
+    card.write_text(yaml.safe_dump({'name': 'foreign', 'input': {
+        'size': {'policy': 'fixed', 'height': 64, 'width': 128}},
+        'output': {'kind': 'metric_depth'}}))
+    parameters = {'model_path': str(foreign_onnx(tmp_path / 'foreign.onnx')),
+                  'model_card': str(card), 'backend': 'onnxruntime', 'precision': 'fp32',
+                  'diagnostics_period': 0.2}
+    name = f'depth_node_foreign_{os.getpid()}'
+    node = DepthNodeProcess(name, parameters, tmp_path / 'node.log')
+    probe = Probe(node, read_serialized(synthetic_bag, INPUT_TOPICS))
+    try:
+        probe.wait_until_running()
+        keys = ('depth', 'camera_info', 'points')
+        stamp, _ = probe.publish_and_wait(0, keys)
+        probe.spin_for(0.5)   # semantics or confidence would have come with the depth
+        image, info = frame_messages(probe.replayer, 0)
+        expected = offline_pipeline(parameters).process_messages(MessageTypes.rclpy(), image,
+                                                                 info)
+        assert set(expected) == set(keys)
+        check_frame(probe.outputs(stamp), image, info, expected)
+        assert (f'model {parameters["model_path"]} has no confidence, semantics, '
+                'semantics_color output: those topics are not published') in node.log()
+        interrupt_cleanly(node)
+    finally:
+        probe.close()
+        node.stop()

@@ -2,8 +2,9 @@
 
 Output topics (headers copied from each input image): /monodepth/depth (32FC1, NaN invalid),
 /monodepth/depth/camera_info, /monodepth/points (organized PointCloud2), /monodepth/semantics
-(mono8 trainIds), /monodepth/semantics/color (rgb8), /monodepth/confidence (32FC1). Each is
-written at the receive time of its input image, so with --copy-input the new bag replays in
+(mono8 trainIds), /monodepth/semantics/color (rgb8), /monodepth/confidence (32FC1); a model
+without semantics or confidence outputs (a foreign one, --model-card) writes none of those.
+Each is written at the receive time of its input image, so with --copy-input the new bag replays in
 RViz or Foxglove with the inputs alongside. CameraInfo is matched to each image with the
 node's rule (:func:`monodepth_ros.runtime.sync.match_stamp`: the closest stamp within 1 ms, else
 the newest one stamped at or before the image); without a usable one (none in the bag, or of
@@ -65,6 +66,11 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
     from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S, CameraInfoCache
 
     outputs = set(outputs or ALL_OUTPUTS)
+    unavailable = outputs - getattr(pipeline, 'available_outputs', ALL_OUTPUTS)
+    if unavailable:   # a foreign model without semantics or confidence
+        LOGGER.info('the model has no %s output: those topics are not written',
+                    ', '.join(sorted(unavailable)))
+        outputs -= unavailable
     summary = InferBagSummary(out_path=Path(out_path))
     stage_times: dict[str, list[float]] = {}
     with BagReader(in_path) as reader:
@@ -149,7 +155,11 @@ LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser
 def add_arguments(parser) -> None:
     from monodepth_ros.bagtools.options import add_bag_format_arguments
     from monodepth_ros.options import finite_float, positive_float, positive_int
-    from monodepth_ros.runtime.infer import add_model_arguments
+    from monodepth_ros.runtime.infer import (
+        add_framing_arguments,
+        add_model_arguments,
+        add_scale_arguments,
+    )
 
     parser.add_argument('input', help='input bag (rosbag2 folder, .mcap/.db3, or ROS 1 .bag)')
     parser.add_argument('output', help='output rosbag2 folder (new or empty; a name ending in '
@@ -177,6 +187,8 @@ def add_arguments(parser) -> None:
                         help='points deeper than this (m, > 0) are NaN (default 80)')
     parser.add_argument('--confidence-threshold', type=finite_float(0.0, 1.0), default=0.0,
                         help='points with lower confidence (0..1) are NaN (default 0)')
+    add_framing_arguments(parser)
+    add_scale_arguments(parser, lidar=False)
     parser.add_argument('--outputs', default=','.join(topics.OUTPUT_SUFFIXES),
                         help='comma-separated outputs to write (default: all of '
                         f'{",".join(topics.OUTPUT_SUFFIXES)})')
@@ -185,7 +197,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from monodepth_ros.errors import ConfigError
     from monodepth_ros.io.outputs import check_output
-    from monodepth_ros.runtime.infer import load_engine
+    from monodepth_ros.runtime.infer import load_engine, scale_settings
     from monodepth_ros.runtime.pipeline import OUTPUTS, DepthPipeline, PipelineConfig
 
     outputs = {name.strip() for name in args.outputs.split(',') if name.strip()}
@@ -197,9 +209,14 @@ def run(args) -> int:
     config = PipelineConfig(output_resolution=args.output_resolution,
                             depth_upsampling=args.depth_upsampling,
                             cloud_stride=args.cloud_stride, cloud_max_range=args.cloud_max_range,
-                            confidence_threshold=args.confidence_threshold)
-    engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir)
-    summary = infer_bag(args.input, args.output, DepthPipeline(engine, config),
+                            confidence_threshold=args.confidence_threshold,
+                            framing=args.framing, framing_anchor=args.framing_anchor,
+                            scale=scale_settings(args))
+    engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir,
+                         args.model_card)
+    pipeline = DepthPipeline(engine, config)
+    pipeline.resolved_scale_mode()   # an affine model with no way to metres: one line, now
+    summary = infer_bag(args.input, args.output, pipeline,
                         camera_topic=args.camera_topic,
                         camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
                         storage=args.storage, distro=args.distro, outputs=outputs,

@@ -114,24 +114,52 @@ def ensure_onnx(checkpoint, cache_dir=None) -> Path:
     return onnx_path
 
 
+THREADS_ENV = 'MONODEPTH_CPU_THREADS'
+DEFAULT_THREADS = 2
+
+
+def default_threads() -> int:
+    """ONNX Runtime intra-op threads: ``$MONODEPTH_CPU_THREADS`` (a fleet worker's), else 2."""
+    import os
+
+    text = os.environ.get(THREADS_ENV, '').strip()
+    if not text:
+        return DEFAULT_THREADS
+    if not text.isdigit() or int(text) < 1:
+        raise EngineError(f'{THREADS_ENV}={text!r}: expected a whole number of threads >= 1')
+    return int(text)
+
+
 def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', cache_dir=None,
-                  device: str = 'auto', num_threads: int = 2,
-                  workspace_gb: float = 4.0, calibration_data=None) -> DepthEngine:
+                  device: str = 'auto', num_threads: int | None = None,
+                  workspace_gb: float = 4.0, calibration_data=None,
+                  card=None) -> DepthEngine:
     """Open ``model_path`` (a ``.pt`` checkpoint or an ``.onnx`` export) with a backend.
 
+    ``card``: the model card of a foreign ONNX model (a preset name, a YAML path or a
+    ``model.cards.ModelCard``); our own models need none.
+
     ``precision`` is what is asked for; ``engine.precision`` is what runs (CPU backends run
-    fp32). ``num_threads`` caps ONNX Runtime's intra-op threads; ``workspace_gb`` and
-    ``calibration_data`` ((N,3,H,W) float32 from ``preprocess``, INT8 only) are TensorRT's.
+    fp32). ``num_threads`` caps ONNX Runtime's intra-op threads (None: ``default_threads``);
+    ``workspace_gb`` and ``calibration_data`` ((N,3,H,W) float32 from ``preprocess``, INT8
+    only) are TensorRT's.
     With ``backend='auto'``, a TensorRT build or load that fails (EngineError) falls back to
     the next backend in the auto order with a warning; ``backend='tensorrt'`` raises it.
     """
     path = check_model_path(model_path)
     check_precision(precision)
+    num_threads = default_threads() if num_threads is None else num_threads
     if backend not in BACKENDS:
         raise EngineError(f'unknown backend {backend!r}, expected one of {BACKENDS}')
+    if card and not is_onnx(path):
+        raise EngineError(f'a model card describes a foreign ONNX model; {path} is one of our '
+                          'checkpoints and needs none (drop --model-card / model_card)')
+    if card and backend == 'torch':
+        raise EngineError('the torch backend runs our checkpoints only; a model with a card '
+                          'runs on backend onnxruntime or tensorrt')
     options = dict(precision=precision, cache_dir=cache_dir, device=device,
                    num_threads=num_threads, workspace_gb=workspace_gb,
-                   calibration_data=calibration_data)
+                   calibration_data=calibration_data, card=card or None)
     reason = f'backend {backend!r} asked for'
     if backend != 'auto':
         engine = _open_backend(backend, path, **options)
@@ -158,7 +186,8 @@ def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', ca
 
 
 def _open_backend(backend: str, path: Path, precision: str, cache_dir, device: str,
-                  num_threads: int, workspace_gb: float, calibration_data) -> DepthEngine:
+                  num_threads: int, workspace_gb: float, calibration_data,
+                  card=None) -> DepthEngine:
     if backend == 'torch':
         if is_onnx(path):
             raise EngineError(f'the torch backend needs a .pt checkpoint, {path} is ONNX; use '
@@ -172,11 +201,11 @@ def _open_backend(backend: str, path: Path, precision: str, cache_dir, device: s
             from monodepth_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
             engine = OnnxRuntimeEngine(onnx_path, device=device, num_threads=num_threads,
-                                       precision=precision, cache_dir=cache_dir)
+                                       precision=precision, cache_dir=cache_dir, card=card)
         else:
             from monodepth_ros.engines.tensorrt_engine import TensorRTEngine
 
             engine = TensorRTEngine(onnx_path, precision=precision, cache_dir=cache_dir,
                                     device=device, workspace_gb=workspace_gb,
-                                    calibration_data=calibration_data)
+                                    calibration_data=calibration_data, card=card)
     return engine

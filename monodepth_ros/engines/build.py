@@ -19,10 +19,12 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
 def add_arguments(parser) -> None:
+    from monodepth_ros.model.cards import add_model_card_argument
     from monodepth_ros.options import finite_float, positive_int
 
     parser.add_argument('model', help='ONNX file written by "monodepth export" (or a .pt '
-                        'checkpoint, exported first)')
+                        'checkpoint, exported first; or a foreign ONNX with --model-card, '
+                        'fixed input size only)')
     parser.add_argument('--precision', choices=('fp16', 'fp32', 'int8'), default='fp16',
                         help='engine precision (int8 needs NVIDIA ModelOpt and '
                         '--calibration-images; default: fp16)')
@@ -38,6 +40,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--max-calibration-images', type=positive_int, default=200,
                         help='use at most this many calibration images, >= 1 (default: 200)')
     parser.add_argument('--device', default='cuda', help='CUDA device (default: cuda)')
+    add_model_card_argument(parser)
 
 
 def load_calibration_batch(folder, metadata, limit: int = 200) -> np.ndarray:
@@ -71,6 +74,9 @@ def run(args) -> int:
     if not usable:
         raise EngineError(f'cannot build a TensorRT engine for {path}: {reason} (TensorRT '
                           'and a CUDA GPU are needed; ONNX Runtime runs the .onnx file without)')
+    if args.model_card and not is_onnx(path):
+        raise EngineError(f'a model card describes a foreign ONNX model; {path} is one of our '
+                          'checkpoints and needs none (drop --model-card)')
     onnx_path = path if is_onnx(path) else ensure_onnx(path, args.cache_dir)
     calibration = None
     if args.precision == 'int8':
@@ -81,7 +87,7 @@ def run(args) -> int:
                                              args.max_calibration_images)
     engine = TensorRTEngine(onnx_path, precision=args.precision, cache_dir=args.cache_dir,
                             device=args.device, workspace_gb=args.workspace_gb,
-                            calibration_data=calibration)
+                            calibration_data=calibration, card=args.model_card)
     info = engine.info
     print(f'{info["engine_file"]} ({info["engine_cache"]}: {info["engine_cache_reason"]}; '
           f'TensorRT {info["tensorrt_version"]}, {info["gpu"]}, {engine.precision})')

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros.engines.base import DepthEngine, EngineOutput, outputs_from_arrays
+from monodepth_ros.engines.base import DepthEngine, EngineOutput, outputs_from_card
 from monodepth_ros.engines.cache import default_cache_dir
 from monodepth_ros.errors import EngineError
-from monodepth_ros.model.files import check_onnx_io, load_onnx_model, read_onnx_metadata
-from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
+from monodepth_ros.model.cards import card_for
+from monodepth_ros.model.files import load_onnx_model
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,15 +40,18 @@ def choose_providers(device: str = 'auto', available=None) -> list[str]:
 
 
 class OnnxRuntimeEngine(DepthEngine):
-    """An ``onnxruntime.InferenceSession`` on an ONNX file written by ``monodepth export``."""
+    """An ``onnxruntime.InferenceSession`` on an ONNX file, ours or a foreign one.
+
+    Ours is written by ``monodepth export``; a foreign one runs with its model card (``card``:
+    a preset, a YAML path or a ModelCard; model.cards).
+    """
 
     def __init__(self, onnx_path, device: str = 'auto', num_threads: int = DEFAULT_THREADS,
-                 precision: str = 'fp32', cache_dir=None):
+                 precision: str = 'fp32', cache_dir=None, card=None):
         import onnxruntime
 
         model = load_onnx_model(onnx_path)
-        metadata = read_onnx_metadata(model, str(onnx_path))
-        check_onnx_io(model, str(onnx_path), metadata)
+        card, metadata = card_for(model, str(onnx_path), card)
         del model
 
         options = onnxruntime.SessionOptions()
@@ -91,18 +94,30 @@ class OnnxRuntimeEngine(DepthEngine):
             LOGGER.info('onnxruntime runs the exported graph in %s (asked: %s)',
                         actual_precision, precision)
         self.num_threads = int(num_threads)
-        self._output_names = list(OUTPUT_NAMES)
+        self._output_names = [name for name in (card.output_name, card.semantics_output,
+                                                card.confidence_output, card.sky_output) if name]
         info = {'providers': used, 'requested_providers': providers,
                 'onnxruntime_version': onnxruntime.__version__, 'intra_op_threads': num_threads,
                 'device': 'cpu' if used[0] == 'CPUExecutionProvider' else 'cuda',
                 'model_file': str(onnx_path)}
-        super().__init__('onnxruntime', actual_precision, metadata, info)
+        if not card.ours:
+            info['model_card'] = card.source
+        super().__init__('onnxruntime', actual_precision, metadata, info, card)
 
-    def infer(self, batch: np.ndarray) -> EngineOutput:
+    def infer(self, batch: np.ndarray, intrinsics: np.ndarray | None = None) -> EngineOutput:
         self.check_batch(batch)
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        depth, logits, confidence = self.session.run(self._output_names, {INPUT_NAME: batch})
-        return outputs_from_arrays(depth, logits, confidence)
+        card = self.card
+        feed = {card.input_name: np.ascontiguousarray(
+            batch, dtype=np.float16 if card.input_dtype == 'float16' else np.float32)}
+        if card.intrinsics_input:
+            if intrinsics is None:
+                raise EngineError(f'model card {card.name} feeds the camera intrinsics to '
+                                  f'{card.intrinsics_input!r}; none were given (the camera '
+                                  'calibration is needed)')
+            feed[card.intrinsics_input] = np.asarray(intrinsics, np.float32).reshape(1, 3, 3)
+        arrays = dict(zip(self._output_names, self.session.run(self._output_names, feed)))
+        height, width = batch.shape[2:] if card.layout == 'NCHW' else batch.shape[1:3]
+        return outputs_from_card(card, arrays, (width, height))
 
     def _release(self) -> None:
         self.session = None

@@ -23,12 +23,14 @@ from monodepth_ros.engines.base import (
     DepthEngine,
     EngineOutput,
     check_precision,
+    outputs_from_card,
     outputs_from_tensors,
 )
 from monodepth_ros.engines.cache import EngineCache, EngineKey
 from monodepth_ros.errors import EngineError
-from monodepth_ros.model.files import check_onnx_io, load_onnx_model, read_onnx_metadata
-from monodepth_ros.model.metadata import INPUT_NAME, OUTPUT_NAMES
+from monodepth_ros.model.cards import card_for
+from monodepth_ros.model.files import load_onnx_model
+from monodepth_ros.model.metadata import INPUT_NAME
 
 LOGGER = logging.getLogger(__name__)
 
@@ -240,7 +242,7 @@ class TensorRTEngine(DepthEngine):
     """A deserialized TensorRT engine with its execution context and torch CUDA buffers."""
 
     def __init__(self, onnx_path, precision: str = 'fp16', cache_dir=None, device: str = 'auto',
-                 workspace_gb: float = DEFAULT_WORKSPACE_GB, calibration_data=None):
+                 workspace_gb: float = DEFAULT_WORKSPACE_GB, calibration_data=None, card=None):
         check_precision(precision)
         usable, reason = tensorrt_status()
         if not usable:
@@ -250,12 +252,25 @@ class TensorRTEngine(DepthEngine):
 
         onnx_path = Path(onnx_path)
         model = load_onnx_model(onnx_path)
-        metadata = read_onnx_metadata(model, str(onnx_path))
-        check_onnx_io(model, str(onnx_path), metadata)
+        card, metadata = card_for(model, str(onnx_path), card)
         del model
+        if card.dynamic_size:
+            # One engine per input size would need an optimisation profile per camera.
+            raise EngineError(f'model card {card.name}: size policy long-side gives a network '
+                              'size that follows the camera; the tensorrt backend needs a '
+                              'fixed size (export the model at a fixed size with a fixed or '
+                              'letterbox card, or use backend onnxruntime)')
+        if card.intrinsics_input or (card.input_dtype != 'float32' and not card.ours):
+            raise EngineError(f'model card {card.name}: the tensorrt backend feeds one float32 '
+                              'image input; use backend onnxruntime for an intrinsics input '
+                              'or a float16 input')
+        if precision == 'int8' and not card.ours:
+            raise EngineError(f'model card {card.name}: int8 calibration is for our models; '
+                              'use fp16 or fp32')
+        self.card = card
         index = cuda_device_index(device)
         self.device = torch.device('cuda', index)
-        input_shape = (1, 3, metadata.input_height, metadata.input_width)
+        input_shape = card.batch_shape(card.width, card.height)
         calibration_tag = ''
         if precision == 'int8' and calibration_data is not None:
             import hashlib
@@ -298,7 +313,9 @@ class TensorRTEngine(DepthEngine):
                 'tensorrt_version': key.tensorrt_version, 'engine_file': str(result.path),
                 'engine_cache': 'built' if result.built else 'hit',
                 'engine_cache_reason': result.reason, 'model_file': str(onnx_path)}
-        super().__init__('tensorrt', precision, metadata, info)
+        if not card.ours:
+            info['model_card'] = card.source
+        super().__init__('tensorrt', precision, metadata, info, card)
 
     def _allocate(self, input_shape) -> dict:
         """One torch CUDA tensor per I/O tensor, its address given to the context by name."""
@@ -306,7 +323,10 @@ class TensorRTEngine(DepthEngine):
         import torch
 
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        missing = [name for name in (INPUT_NAME, *OUTPUT_NAMES) if name not in names]
+        card = self.card
+        wanted = (card.input_name, card.output_name, card.semantics_output,
+                  card.confidence_output, card.sky_output)
+        missing = [name for name in wanted if name and name not in names]
         if missing:
             raise EngineError(f'TensorRT engine lacks tensors {missing} (has {names})')
         for name in names:
@@ -322,7 +342,7 @@ class TensorRTEngine(DepthEngine):
             self.context.set_tensor_address(name, buffers[name].data_ptr())
         return buffers
 
-    def infer(self, batch) -> EngineOutput:
+    def infer(self, batch, intrinsics=None) -> EngineOutput:
         """Run one (1,3,H,W) batch: a numpy array or a torch tensor (CPU or CUDA)."""
         import torch
 
@@ -333,9 +353,15 @@ class TensorRTEngine(DepthEngine):
             if isinstance(batch, np.ndarray):
                 self.host_input.copy_(torch.from_numpy(batch))
                 batch = self.host_input
-            self.buffers[INPUT_NAME].copy_(batch, non_blocking=True)
+            self.buffers[self.card.input_name].copy_(batch, non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise EngineError('TensorRT execute_async_v3 failed; see the TensorRT log')
+            if not self.card.ours:   # a foreign model: its card reads the outputs
+                card = self.card
+                names = [name for name in (card.output_name, card.confidence_output,
+                                           card.sky_output) if name]
+                arrays = {name: self.buffers[name].float().cpu().numpy() for name in names}
+                return outputs_from_card(card, arrays, (card.width, card.height))
             # argmax and the copies back run on the same stream; .cpu() waits for them.
             output = outputs_from_tensors(self.buffers['depth'],
                                           self.buffers['semantic_logits'],

@@ -7,7 +7,11 @@ depth network is only useful where it beats it). Each depth frame is matched to 
 nearest in time; the scan is projected into the depth image with its camera_info and the LiDAR
 -> camera transform from /tf_static (or a KITTI calibration folder, --calib). Metrics at caps
 80 m and 50 m. --protocol kitti-eigen grades at the full image size (the camera topic's
-camera_info, or --calib), resizing predictions of another size. Writes summary.json,
+camera_info, or --calib), resizing predictions of another size. With --model, --scale turns
+a relative or mis-scaled model's output into metres (lidar: fitted to the even-numbered points
+of each scan and graded on the odd ones; ground: from --camera-height); the report gives the
+scale, its residual and points, and for every depth source the scale flicker against the
+LiDAR (frame-to-frame change of log(median(LiDAR / prediction))). Writes summary.json,
 frames.csv, report.md, plots and qualitative strips into --out and prints a summary table. Exit
 status 1 when no frame could be graded. The report appears at --out only when complete (an
 interrupted run leaves nothing there); an existing --out must be empty or an earlier eval-bag
@@ -24,7 +28,13 @@ from monodepth_ros.evaluation.evaluator import BASELINES
 from monodepth_ros.evaluation.ground_truth import PROTOCOLS
 from monodepth_ros.evaluation.metrics import CROPS
 from monodepth_ros.io import topics
+from monodepth_ros.model.cards import add_model_card_argument
 from monodepth_ros.options import finite_float, non_negative_int
+from monodepth_ros.runtime.infer import (
+    add_framing_arguments,
+    add_scale_arguments,
+    scale_settings,
+)
 
 LONG_RUNNING = True     # monodepth gives it --no-progress (command.build_parser)
 
@@ -44,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='engine backend with --model (default: auto)')
     parser.add_argument('--precision', default='fp16', choices=PRECISIONS,
                         help='engine precision with --model (default: fp16)')
+    add_model_card_argument(parser)
+    add_framing_arguments(parser)
+    add_scale_arguments(parser, lidar=True)
+    parser.add_argument('--scale-fit-all', action='store_true',
+                        help='with --scale lidar: fit to every LiDAR point and grade on the '
+                        'same points (optimistic; default: fit to the even-numbered points, '
+                        'grade on the odd ones)')
     parser.add_argument('--camera-topic', default=topics.CAMERA_IMAGE_TOPIC,
                         type=topics.topic_name,
                         help='camera image topic (model input, and the qualitative strips)')
@@ -88,6 +105,7 @@ def run(args) -> int:
 
     config = EvaluationConfig(
         depth_topic=args.depth_topic, model=str(args.model) if args.model else None,
+        model_card=args.model_card,
         baseline=args.baseline,
         backend=args.backend, precision=args.precision, camera_topic=args.camera_topic,
         camera_info_topic=args.camera_info_topic, lidar_topic=args.lidar_topic,
@@ -96,6 +114,8 @@ def run(args) -> int:
         max_time_diff_ms=args.max_time_diff_ms, semantics_topic=args.semantics_topic,
         min_depth=args.min_depth, qualitative_frames=args.qualitative,
         occlusion_filter=not args.no_occlusion_filter,
+        framing=args.framing, framing_anchor=args.framing_anchor,
+        scale=scale_settings(args, lidar=True), scale_holdout=not args.scale_fit_all,
         progress=not args.no_progress)
     # The report appears at --out only once complete; an earlier eval-bag report there is
     # replaced, a folder holding anything else is refused before the evaluation starts.

@@ -21,9 +21,10 @@ only when no frame could be connected to the LiDAR (the error names the frames).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from monodepth_ros.evaluation.ground_truth import (
     ScanWindow,
     StampedWindow,
     scan_from_message,
+    split_scan,
 )
 from monodepth_ros.evaluation.metrics import (
     METRIC_NAMES,
@@ -50,14 +52,17 @@ from monodepth_ros.evaluation.metrics import (
     distance_band_edges,
     distance_band_index,
     evaluated_indices,
+    log_scale_to_lidar,
     metrics_at_caps,
     prepare_prediction,
+    scale_stability,
     valid_prediction,
 )
 from monodepth_ros.io import topics
 from monodepth_ros.io.framing import DEFAULT_ANCHOR
 from monodepth_ros.io.messages import check_topic_type
 from monodepth_ros.runtime.pipeline import resize_depth_bilinear, resize_nearest
+from monodepth_ros.runtime.scale import ScaleReference, ScaleSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -102,15 +107,24 @@ class EvaluationConfig:
     first_frame: int | None = None
     last_frame: int | None = None
     engine_cache_dir: str | None = None   # with --model: where ONNX exports/engines go
+    model_card: str | None = None    # with --model: a foreign ONNX model's card (model.cards)
     # With --model: how images reach the network input (io.framing; the node's parameters).
     framing: str = 'fit-width'
     framing_anchor: float = DEFAULT_ANCHOR
+    # With --model: metric scale (runtime.scale; the LiDAR of each frame is what 'lidar' fits
+    # to). scale_holdout: fit to the even-numbered points of the scan and grade against the
+    # odd ones, so that the grade is not taken on the very points the scale was fitted to.
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
+    scale_holdout: bool = True
 
     def __post_init__(self):
         sources = [s for s in (self.depth_topic, self.model, self.baseline) if s is not None]
         if len(sources) > 1:
             raise ConfigError('give exactly one depth source: a depth topic, a model or a '
                               'baseline')
+        if self.model is None and self.scale.mode not in ('auto', 'none'):
+            raise ConfigError(f'--scale {self.scale.mode} applies to a model (--model); a depth '
+                              'topic or a baseline is graded as it is')
         if self.baseline is not None and self.baseline not in BASELINES:
             raise ConfigError(f'unknown baseline {self.baseline!r}, expected one of '
                               f'{", ".join(BASELINES)}')
@@ -189,12 +203,38 @@ class EvaluationResult:
                             'examples': list(self.skipped_examples)},
             scans_skipped={'count': int(sum(self.scans_skipped.values())),
                            'reasons': dict(self.scans_skipped)},
+            scale=scale_summary(self.rows),
+            scale_stability=scale_stability([row.get('log_scale_to_lidar', math.nan)
+                                             for row in self.rows]),
             by_distance=self.by_distance.rows() if self.by_distance else [],
             by_class=([row for row in self.by_class.rows() if row['n_pixels']]
                       if self.by_class else None),
             timing_ms=dict(self.timing_ms),
             error=str(self.error) if self.error else None)
         return summary
+
+
+def scale_summary(rows: list[dict]) -> dict | None:
+    """The scale stage over the graded frames (None when the depth had no scale stage)."""
+    scaled = [row for row in rows if 'scale_mode' in row]
+    if not scaled:
+        return None
+    scales = np.array([row['scale'] for row in scaled if row['scale'] is not None], float)
+    fitted = [row for row in scaled if row['scale_points']]
+    residuals = np.array([row['scale_residual'] for row in fitted], float)
+
+    def median(values) -> float:
+        return float(np.median(values)) if len(values) else math.nan
+
+    return {'mode': scaled[0]['scale_mode'], 'frames': len(scaled),
+            'frames_fitted': len(fitted),
+            'frames_held': int(sum(row['scale_held'] for row in scaled)),
+            'resets': int(sum(row['scale_reset'] for row in scaled)),
+            'scale_median': median(scales),
+            'scale_min': float(scales.min()) if scales.size else math.nan,
+            'scale_max': float(scales.max()) if scales.size else math.nan,
+            'residual_median': median(residuals),
+            'points_median': median([row['scale_points'] for row in fitted])}
 
 
 def cap_key(cap: float) -> str:
@@ -246,12 +286,15 @@ class BagEvaluator:
         from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
         engine = load_engine(self.config.model, self.config.backend, self.config.precision,
-                             cache_dir=self.config.engine_cache_dir)
+                             cache_dir=self.config.engine_cache_dir,
+                             card=self.config.model_card)
         # Depth at the camera resolution: graded at the pixels the LiDAR hits (those outside
         # the part of the image the network saw are NaN: they lower the coverage).
+        config = self.config
         return DepthPipeline(engine, PipelineConfig(
             output_resolution='camera', depth_upsampling='bilinear',
-            framing=self.config.framing, framing_anchor=self.config.framing_anchor))
+            framing=config.framing, framing_anchor=config.framing_anchor,
+            scale=replace(config.scale, lidar=True)))
 
     # -- topics -------------------------------------------------------------------------------
     def _resolve_topics(self, available: dict[str, str], path: Path) -> dict[str, str | None]:
@@ -330,6 +373,16 @@ class BagEvaluator:
             engine = self.pipeline.engine
             result.depth_source += f' ({getattr(engine, "name", "?")}, ' \
                                    f'{getattr(engine, "precision", "?")})'
+        self._scale_mode = None
+        if self.pipeline is not None and config.model is not None \
+                and self._on_ground_truth is None:
+            # Checked before reading the bag: an affine model with no way to metres is one line.
+            self._scale_mode = self.pipeline.resolved_scale_mode()
+            result.depth_source += f', scale {self._scale_mode}'
+            if self._scale_mode == 'lidar':
+                result.depth_source += (' fitted to the even-numbered LiDAR points, graded on '
+                                        'the odd ones' if config.scale_holdout else
+                                        ' fitted to the same LiDAR it is graded on (optimistic)')
         self._timing = Counter()
         started = time.perf_counter()
         tolerance_ns = int(round(config.max_time_diff_ms * 1e6))
@@ -473,19 +526,33 @@ class BagEvaluator:
         labels = None
         rgb = None
         pred = None
+        scale = None
         start = time.perf_counter()
         if self._on_ground_truth is not None or config.baseline:
             pass   # no prediction, or one made from the ground truth's shape below
         elif self.pipeline is not None and config.model is not None:
+            reference = None
+            if self._scale_mode == 'lidar':
+                fit_scan, scan = split_scan(scan) if config.scale_holdout else (scan, scan)
+                try:
+                    reference = ScaleReference(fit_scan.points, self._builder.T_camera_from_lidar(
+                        frame_id, scan.frame_id))
+                except TransformError as error:
+                    self._skip_transform(error, frame.stamp_ns, result)
+                    return
             try:
                 rgb = self.pipeline.decode(frame.msg)
                 output = self.pipeline.process_arrays(rgb, camera,
-                                                      outputs={'depth', 'semantics'})
+                                                      outputs={'depth', 'semantics'},
+                                                      reference=reference)
             except FRAME_ERRORS as error:
                 result.skip(f'frame not usable: {error}', frame.stamp_ns)
                 return
             pred, labels, camera = output.depth, output.semantics, output.camera
+            scale = output.scale
             self._timing['inference'] += time.perf_counter() - start
+            for stage, milliseconds in output.timings.items():   # the pipeline's own stages
+                self._timing[f'pipeline_{stage}'] += milliseconds / 1e3
         else:
             try:
                 pred = depth_image_to_metres(frame.msg)
@@ -519,10 +586,7 @@ class BagEvaluator:
         try:
             gt = self._builder.build(scan, gt_camera, gt_frame)
         except TransformError as error:
-            self._transform_error = error
-            result.skip('no LiDAR -> camera transform yet (/tf_static not received before '
-                        'this frame)' if not self._tf_static_seen else
-                        f'no LiDAR -> camera transform: {error}', frame.stamp_ns)
+            self._skip_transform(error, frame.stamp_ns, result)
             return
         self._timing['ground_truth'] += time.perf_counter() - start
         if self._on_ground_truth is not None:
@@ -558,8 +622,15 @@ class BagEvaluator:
             prefix = '' if cap_index == 0 else f'{cap_key(cap)}_'
             for name in METRIC_NAMES + ('n_pixels', 'coverage'):
                 row[prefix + name] = metrics[name]
-        result.rows.append(row)
         keep = (gt_all < main_cap) & valid_prediction(pred_all)
+        # The frame's scale against the LiDAR: how far it wanders from frame to frame is the
+        # flicker (scale_stability); graded for every depth source, not only scaled ones.
+        row['log_scale_to_lidar'] = log_scale_to_lidar(gt_all[keep], pred_all[keep])
+        if scale is not None:
+            row.update(scale_mode=scale.mode, scale=scale.scale, scale_shift=scale.shift,
+                       scale_residual=scale.residual, scale_points=scale.points,
+                       scale_held=int(scale.held), scale_reset=int(scale.reset))
+        result.rows.append(row)
         self._breakdowns(gt_all[keep], pred_all[keep],
                          None if labels is None else labels.ravel()[index][keep], main_cap, result)
         self._timing['metrics'] += time.perf_counter() - start
@@ -570,6 +641,13 @@ class BagEvaluator:
             elif rgb is None:
                 rgb = self._camera_image(frame.stamp_ns, tolerance_ns)
             result.qualitative.append(QualitativeFrame(frame.stamp_ns, rgb, gt, pred))
+
+    def _skip_transform(self, error: TransformError, stamp_ns: int,
+                        result: EvaluationResult) -> None:
+        self._transform_error = error
+        result.skip('no LiDAR -> camera transform yet (/tf_static not received before '
+                    'this frame)' if not self._tf_static_seen else
+                    f'no LiDAR -> camera transform: {error}', stamp_ns)
 
     @staticmethod
     def _camera_before(infos, stamp_ns: int, what: str, result: EvaluationResult):

@@ -172,3 +172,13 @@ class GroundTruthBuilder:
         T = self.T_camera_from_lidar(camera_frame, scan.frame_id)
         depth = lidar_depth_image(scan.points, T, camera, rounding='nearest', depth='camera_z')
         return filter_occluded(depth) if self.occlusion_filter else depth
+
+
+def split_scan(scan: LidarScan) -> tuple[LidarScan, LidarScan]:
+    """(even-numbered points, odd-numbered points) of a scan: fit to one half, grade the other.
+
+    Neighbouring points of a scan line alternate between the halves, so both cover the same
+    surfaces and neither sees the exact points of the other.
+    """
+    return (LidarScan(scan.stamp_ns, scan.frame_id, scan.points[0::2]),
+            LidarScan(scan.stamp_ns, scan.frame_id, scan.points[1::2]))

@@ -389,3 +389,32 @@ def error_by_class(gt: np.ndarray, pred: np.ndarray, labels: np.ndarray,
     pred_values = np.clip(pred[valid].astype(np.float64), min_depth, max_depth)
     grouped.add(np.asarray(labels)[valid].astype(np.int64), gt[valid], pred_values)
     return grouped.rows()
+
+
+def log_scale_to_lidar(gt_values: np.ndarray, pred_values: np.ndarray) -> float:
+    """log(median(g / p)) over one frame's graded pixels (NaN when none are positive).
+
+    0 for a prediction at the LiDAR's scale; its change from one frame to the next is the
+    scale flicker that :func:`scale_stability` summarises.
+    """
+    gt_values = np.asarray(gt_values, dtype=np.float64)
+    pred_values = np.asarray(pred_values, dtype=np.float64)
+    usable = (gt_values > 0) & (pred_values > 0) & np.isfinite(pred_values)
+    if not usable.any():
+        return float('nan')
+    return float(np.log(np.median(gt_values[usable] / pred_values[usable])))
+
+
+def scale_stability(log_scales) -> dict:
+    """Scale drift of a run from the per-frame :func:`log_scale_to_lidar` values, in order.
+
+    flicker: standard deviation of the change of the log scale between consecutive frames
+    (how much the depth breathes from frame to frame; 0.01 is about 1 %); drift: standard
+    deviation of the log scale over the run; frames: frames with a value. NaN below 3 frames
+    (flicker) or 2 (drift).
+    """
+    values = np.asarray([value for value in log_scales if np.isfinite(value)], np.float64)
+    steps = np.diff(values)
+    return {'flicker': float(np.std(steps)) if steps.size >= 2 else float('nan'),
+            'drift': float(np.std(values)) if values.size >= 2 else float('nan'),
+            'frames': int(values.size)}

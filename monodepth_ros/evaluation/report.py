@@ -54,9 +54,35 @@ def format_table(summary: dict) -> str:
         lines.append(f'  skipped {count} x {reason}')
     for reason, count in summary.get('scans_skipped', {}).get('reasons', {}).items():
         lines.append(f'  LiDAR scans skipped: {count} x {reason}')
+    lines += scale_lines(summary)
     if summary.get('error'):
         lines.append(f'stopped early: {summary["error"]}')
     return '\n'.join(lines)
+
+
+def _number(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) \
+        else '-'
+
+
+def scale_lines(summary: dict) -> list[str]:
+    """The scale stage and the scale stability of a summary, one line each."""
+    lines = []
+    scale = summary.get('scale')
+    if scale:
+        lines.append(f'scale ({scale["mode"]}): median {_number(scale["scale_median"], ".4g")} '
+                     f'({_number(scale["scale_min"], ".4g")}..'
+                     f'{_number(scale["scale_max"], ".4g")}), residual '
+                     f'{_number(scale["residual_median"], ".3f")}, points '
+                     f'{_number(scale["points_median"], ".0f")}, fitted '
+                     f'{scale["frames_fitted"]}/{scale["frames"]} frames, held '
+                     f'{scale["frames_held"]}, resets {scale["resets"]}')
+    stability = summary.get('scale_stability')
+    if stability:
+        lines.append(f'scale against LiDAR: flicker {_number(stability["flicker"], ".4f")}, '
+                     f'drift {_number(stability["drift"], ".4f")} (std of log scale, frame to '
+                     f'frame and over the run; {stability["frames"]} frames)')
+    return lines
 
 
 def write_summary(summary: dict, out_dir: Path) -> Path:
@@ -120,6 +146,14 @@ def write_report_md(summary: dict, out_dir: Path, images: list[str]) -> Path:
         lines += [f'- {count} x {reason}'
                   for reason, count in summary['scans_skipped']['reasons'].items()]
         lines.append('')
+    scale = scale_lines(summary)
+    if scale:
+        lines += ['## Metric scale and stability', '']
+        lines += [f'- {line}' for line in scale]
+        lines += ['', 'scale: the scale stage of the pipeline (s of metres = s * d + t in the '
+                  "model's space); residual: median relative error of the points it kept. "
+                  'flicker: std of the change of log(median(LiDAR / prediction)) between '
+                  'consecutive frames (0.01 = 1 %); drift: its std over the run.', '']
     if summary.get('by_distance'):
         lines += ['## Error by ground-truth distance (first cap, pixels pooled)', '']
         lines += _markdown_rows(summary['by_distance'], 'distance (m)')
@@ -252,6 +286,57 @@ def _captioned(panel: np.ndarray, caption: str, bar: np.ndarray | None) -> np.nd
     return row
 
 
+class _StripPanels:
+    """The panels of strips for frames of one ground truth: image, LiDAR, depth, error."""
+
+    def __init__(self, gt: np.ndarray, rgb: np.ndarray | None, max_depth: float):
+        import cv2
+
+        self.gt = gt
+        height, width = gt.shape
+        self.has_gt = gt > 0
+        # Sparse LiDAR pixels are grown to 3x3 for visibility only.
+        self.kernel = np.ones((3, 3), np.uint8)
+        self.grown = cv2.dilate(self.has_gt.astype(np.uint8), self.kernel) > 0
+        # One depth colour scale for every depth panel: near red, far blue.
+        self.scale_max = 0.5 * max_depth
+        if rgb is not None and rgb.shape[:2] == (height, width):
+            self.image = rgb
+        elif rgb is not None:
+            self.image = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        else:
+            self.image = np.zeros((height, width, 3), np.uint8)
+        depth_labels = [(0.0, _depth_label(0.0)),
+                        (self.scale_max / 2, _depth_label(self.scale_max / 2)),
+                        (self.scale_max, _depth_label(self.scale_max) + '+')]
+        self.depth_bar = colour_bar(height, 0.0, self.scale_max, 'turbo_r', depth_labels)
+        self.error_bar = colour_bar(height, 0.0, STRIP_ERROR_MAX, 'RdYlGn_r', [
+            (0.0, '0'), (STRIP_ERROR_MAX / 2, f'{STRIP_ERROR_MAX / 2:.2f}'),
+            (STRIP_ERROR_MAX, f'{STRIP_ERROR_MAX:.1f}+')])
+
+    def lidar(self) -> np.ndarray:
+        import cv2
+
+        gt_grown = cv2.dilate(np.where(self.has_gt, self.scale_max * 2 - self.gt,
+                                       0).astype(np.float32), self.kernel)
+        gt_grown = np.where(self.grown, self.scale_max * 2 - gt_grown, 0)
+        return _colorize(gt_grown, self.grown, 0.0, self.scale_max, 'turbo_r')
+
+    def depth(self, pred: np.ndarray) -> np.ndarray:
+        return _colorize(pred, np.isfinite(pred), 0.0, self.scale_max, 'turbo_r')
+
+    def error(self, pred: np.ndarray) -> np.ndarray:
+        import cv2
+
+        finite = np.isfinite(pred)
+        gt, has_gt = self.gt, self.has_gt
+        with np.errstate(divide='ignore', invalid='ignore'):
+            rel = np.where(has_gt & finite, np.abs(pred - gt) / np.where(has_gt, gt, 1), 0)
+        rel_grown = cv2.dilate(rel.astype(np.float32), self.kernel)
+        shown = self.grown & (cv2.dilate((has_gt & finite).astype(np.uint8), self.kernel) > 0)
+        return _colorize(rel_grown, shown, 0.0, STRIP_ERROR_MAX, 'RdYlGn_r')
+
+
 def qualitative_strip(frame, max_depth: float) -> np.ndarray:
     """RGB strip of four captioned rows: image, LiDAR ground truth, prediction, relative error.
 
@@ -260,46 +345,34 @@ def qualitative_strip(frame, max_depth: float) -> np.ndarray:
     the error panel one of |p - g| / g (0 to ``STRIP_ERROR_MAX``, larger clipped). A HxW frame
     gives a (4 * (H + STRIP_CAPTION_HEIGHT)) x (W + STRIP_BAR_AREA) strip.
     """
-    import cv2
-
-    gt, pred = frame.gt, frame.pred
-    height, width = gt.shape
-    has_gt = gt > 0
-    # Sparse LiDAR pixels are grown to 3x3 for visibility only.
-    kernel = np.ones((3, 3), np.uint8)
-    grown = cv2.dilate(has_gt.astype(np.uint8), kernel) > 0
-    gt_grown = cv2.dilate(np.where(has_gt, max_depth - gt, 0).astype(np.float32), kernel)
-    gt_grown = np.where(grown, max_depth - gt_grown, 0)
-    # One depth colour scale for both panels: near red, far blue.
-    scale_max = 0.5 * max_depth
-    gt_panel = _colorize(gt_grown, grown, 0.0, scale_max, 'turbo_r')
-    finite = np.isfinite(pred)
-    pred_panel = _colorize(pred, finite, 0.0, scale_max, 'turbo_r')
-    with np.errstate(divide='ignore', invalid='ignore'):
-        rel = np.where(has_gt & finite, np.abs(pred - gt) / np.where(has_gt, gt, 1), 0)
-    rel_grown = cv2.dilate(rel.astype(np.float32), kernel)
-    error_panel = _colorize(rel_grown, grown & (cv2.dilate((has_gt & finite).astype(np.uint8),
-                                                           kernel) > 0),
-                            0.0, STRIP_ERROR_MAX, 'RdYlGn_r')
-    if frame.rgb is not None and frame.rgb.shape[:2] == (height, width):
-        image_panel = frame.rgb
-    elif frame.rgb is not None:
-        image_panel = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA)
-    else:
-        image_panel = np.zeros((height, width, 3), np.uint8)
-    depth_labels = [(0.0, _depth_label(0.0)), (scale_max / 2, _depth_label(scale_max / 2)),
-                    (scale_max, _depth_label(scale_max) + '+')]
-    depth_bar = colour_bar(height, 0.0, scale_max, 'turbo_r', depth_labels)
-    error_bar = colour_bar(height, 0.0, STRIP_ERROR_MAX, 'RdYlGn_r', [
-        (0.0, '0'), (STRIP_ERROR_MAX / 2, f'{STRIP_ERROR_MAX / 2:.2f}'),
-        (STRIP_ERROR_MAX, f'{STRIP_ERROR_MAX:.1f}+')])
+    panels = _StripPanels(frame.gt, frame.rgb, max_depth)
     return np.vstack([
-        _captioned(image_panel, 'camera image', None),
-        _captioned(gt_panel, 'LiDAR ground truth depth (m; black: no return)', depth_bar),
-        _captioned(pred_panel, 'predicted depth (m)', depth_bar),
-        _captioned(error_panel, 'relative error |pred - gt| / gt at the LiDAR points',
-                   error_bar),
+        _captioned(panels.image, 'camera image', None),
+        _captioned(panels.lidar(), 'LiDAR ground truth depth (m; black: no return)',
+                   panels.depth_bar),
+        _captioned(panels.depth(frame.pred), 'predicted depth (m)', panels.depth_bar),
+        _captioned(panels.error(frame.pred),
+                   'relative error |pred - gt| / gt at the LiDAR points', panels.error_bar),
     ])
+
+
+def comparison_strip(frames: dict, max_depth: float) -> np.ndarray:
+    """The strip of one frame graded for several models: name -> QualitativeFrame.
+
+    Rows: the camera image, the LiDAR ground truth, then each model's depth and relative error;
+    every depth panel shares one colour scale (that of :func:`qualitative_strip`).
+    """
+    first = next(iter(frames.values()))
+    panels = _StripPanels(first.gt, first.rgb, max_depth)
+    rows = [_captioned(panels.image, 'camera image', None),
+            _captioned(panels.lidar(), 'LiDAR ground truth depth (m; black: no return)',
+                       panels.depth_bar)]
+    for name, frame in frames.items():
+        pred = frame.pred
+        rows.append(_captioned(panels.depth(pred), f'{name}: depth (m)', panels.depth_bar))
+        rows.append(_captioned(panels.error(pred), f'{name}: relative error |pred - gt| / gt',
+                               panels.error_bar))
+    return np.vstack(rows)
 
 
 def write_outputs(result, out_dir) -> dict:

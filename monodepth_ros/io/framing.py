@@ -15,6 +15,11 @@ Modes
   canonical one; both axes are then cropped or padded (a lens longer than the canonical
   camera's covers less than the network input and is padded, a wider one is cropped).
 
+Model cards (model/cards.py) of foreign models add two size policies: ``plan_letterbox``
+(the whole image scaled to fit a fixed network input, the rest padded) and ``plan_long_side``
+(the network size follows the image: long side scaled to N, each side padded up to a multiple
+of K, as patch-based models need).
+
 Placement: the principal point lands at the horizontal centre of the network input and at
 ``anchor`` x its height (0 = top, 1 = bottom; the default 0.46 is where KITTI's principal point
 sits, which keeps the band around the horizon of a level camera). The window never leaves the
@@ -75,6 +80,12 @@ class Framing:
         return (self.scaled_size[0] / self.source_size[0],
                 self.scaled_size[1] / self.source_size[1])
 
+    @property
+    def padded(self) -> bool:
+        """True when the scaled image is smaller than the network input on an axis."""
+        return (self.scaled_size[0] < self.network_size[0]
+                or self.scaled_size[1] < self.network_size[1])
+
     def _paste_bounds(self):
         """(scaled-image slice, network slice) per axis: the pixels the two share."""
         bounds = []
@@ -98,7 +109,7 @@ class Framing:
         else:
             scaled = resize_image(image, width, height)
         source, target = self._paste_bounds()
-        if self.offset[0] >= 0 and self.offset[1] >= 0:   # a crop: a view, no copy
+        if not self.padded:   # a crop: a view, no copy
             return scaled[source]
         out = np.full((self.network_size[1], self.network_size[0]) + scaled.shape[2:], fill,
                       dtype=scaled.dtype)
@@ -159,13 +170,8 @@ def plan_framing(width: int, height: int, network_size: tuple[int, int],
     if mode not in FRAMING_MODES:
         raise ConfigError(f'framing mode {mode!r} is unknown, expected one of '
                           f'{list(FRAMING_MODES)}')
-    if not 0.0 <= float(anchor) <= 1.0:
-        raise ConfigError(f'framing anchor {anchor} is outside [0, 1] (0 = top of the network '
-                          'input, 1 = bottom)')
-    width, height = int(width), int(height)
+    width, height = _check_sizes(width, height, anchor)
     net_w, net_h = int(network_size[0]), int(network_size[1])
-    if width <= 0 or height <= 0:
-        raise ConfigError(f'image size {width}x{height} is invalid, expected positive sizes')
     if mode == 'canonical-focal':
         if camera is None or canonical_focal <= 0:
             raise ConfigError("framing mode 'canonical-focal' needs the camera calibration and "
@@ -173,6 +179,13 @@ def plan_framing(width: int, height: int, network_size: tuple[int, int],
         scale = float(canonical_focal) / camera.fx
     else:
         scale = net_w / width
+    return _placed(width, height, scale, (net_w, net_h), camera, anchor)
+
+
+def _placed(width: int, height: int, scale: float, network_size: tuple[int, int],
+            camera: CameraModel | None, anchor: float) -> Framing:
+    """The image scaled by ``scale``, the network window placed by the principal point."""
+    net_w, net_h = network_size
     scaled_w = max(1, int(round(width * scale)))
     scaled_h = max(1, int(round(height * scale)))
     cx = camera.cx if camera is not None else (width - 1) / 2.0
@@ -182,3 +195,42 @@ def plan_framing(width: int, height: int, network_size: tuple[int, int],
     offset = (_window_offset(principal_x, 0.5 * net_w - 0.5, scaled_w, net_w),
               _window_offset(principal_y, float(anchor) * net_h - 0.5, scaled_h, net_h))
     return Framing((width, height), (scaled_w, scaled_h), offset, (net_w, net_h))
+
+
+def _check_sizes(width, height, anchor) -> tuple[int, int]:
+    if not 0.0 <= float(anchor) <= 1.0:
+        raise ConfigError(f'framing anchor {anchor} is outside [0, 1] (0 = top of the network '
+                          'input, 1 = bottom)')
+    width, height = int(width), int(height)
+    if width <= 0 or height <= 0:
+        raise ConfigError(f'image size {width}x{height} is invalid, expected positive sizes')
+    return width, height
+
+
+def plan_letterbox(width: int, height: int, network_size: tuple[int, int],
+                   camera: CameraModel | None = None,
+                   anchor: float = DEFAULT_ANCHOR) -> Framing:
+    """The whole image inside a fixed network input: scaled to fit, the rest padded."""
+    width, height = _check_sizes(width, height, anchor)
+    net_w, net_h = int(network_size[0]), int(network_size[1])
+    scale = min(net_w / width, net_h / height)
+    return _placed(width, height, scale, (net_w, net_h), camera, anchor)
+
+
+def plan_long_side(width: int, height: int, long_side: int, multiple: int = 1,
+                   camera: CameraModel | None = None,
+                   anchor: float = DEFAULT_ANCHOR) -> Framing:
+    """A network input whose size follows the image.
+
+    Its long side is scaled to ``long_side``, each side padded up to a multiple of ``multiple``
+    (patch-based models need one).
+    """
+    width, height = _check_sizes(width, height, anchor)
+    long_side, multiple = int(long_side), int(multiple)
+    if long_side <= 0 or multiple <= 0 or long_side % multiple:
+        raise ConfigError(f'long side {long_side} and multiple {multiple} are invalid, '
+                          'expected positive sizes, the long side a multiple of the multiple')
+    scale = long_side / max(width, height)
+    scaled = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    network_size = tuple(-(-side // multiple) * multiple for side in scaled)
+    return _placed(width, height, scale, network_size, camera, anchor)

@@ -155,6 +155,26 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def write_marker(folder, command: str) -> None:
+    """Mark ``folder`` as made by ``command`` (read back by :func:`made_by`)."""
+    (Path(folder) / MARKER_NAME).write_text(json.dumps({'command': command}) + '\n')
+
+
+def claim_folder(path, command: str) -> Path:
+    """Make (or take back) the folder ``path`` that ``command`` fills one piece at a time.
+
+    For outputs written over several runs (a fleet resumes where it stopped): each piece goes
+    in through :func:`atomic_output`, the folder itself is new, empty or marked by ``command``;
+    anything else is refused as :func:`check_output` refuses it.
+    """
+    path = Path(path)
+    check_output(path, 'folder', command, replace_own=True)
+    _make_folder(path)
+    if made_by(path) != command:
+        write_marker(path, command)
+    return path
+
+
 def _commit(temp: Path, path: Path, kind: str, command: str) -> None:
     if kind == 'file':
         if not temp.is_file():
@@ -167,7 +187,7 @@ def _commit(temp: Path, path: Path, kind: str, command: str) -> None:
     built = temp / path.name if kind == 'bag' else temp
     if not built.is_dir():
         raise OutputError(f'{path} was not written (no folder at {built})')
-    (built / MARKER_NAME).write_text(json.dumps({'command': command}) + '\n')
+    write_marker(built, command)
     if path.is_dir() and any(path.iterdir()):
         # Our own earlier output (checked on entry): swap, then delete the old one.
         old = temp_sibling(path, 'replaced')

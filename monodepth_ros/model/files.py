@@ -67,6 +67,11 @@ def load_onnx_model(path: str | os.PathLike, check: bool = True):
     return model
 
 
+def has_onnx_metadata(model) -> bool:
+    """True for an ONNX model written by ``monodepth export`` (it carries our metadata)."""
+    return any(prop.key == METADATA_KEY for prop in model.metadata_props)
+
+
 def read_onnx_metadata(model, source: str) -> ModelMetadata:
     """The ``ModelMetadata`` stored in an ONNX model's metadata_props."""
     props = {prop.key: prop.value for prop in model.metadata_props}

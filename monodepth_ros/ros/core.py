@@ -22,10 +22,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from monodepth_ros.errors import ConfigError, MonodepthError
+from monodepth_ros.errors import ConfigError, MessageError, MonodepthError, TransformError
 from monodepth_ros.io import topics
+from monodepth_ros.io.transforms import TransformBuffer
 from monodepth_ros.model.files import default_model_path
-from monodepth_ros.ros.diagnostics import DiagnosticsReport, LatencyStats, Throttle
+from monodepth_ros.ros.diagnostics import (
+    DiagnosticsReport,
+    LatencyStats,
+    ScaleCounters,
+    Throttle,
+)
 from monodepth_ros.ros.frame_slot import Frame, LatestFrameSlot
 from monodepth_ros.ros.log_lines import DEFAULT_MODEL_CAVEAT, MODEL_LOADED_LINE
 from monodepth_ros.ros.parameters import PARAMETER_SPECS, NodeConfig
@@ -37,6 +43,7 @@ LOGGER = logging.getLogger('monodepth_ros.ros.node')
 OUTPUT_TOPICS = {key: '~/output' + suffix for key, suffix in topics.OUTPUT_SUFFIXES.items()}
 INPUT_IMAGE_TOPIC = '~/input/image'
 INPUT_CAMERA_INFO_TOPIC = '~/input/camera_info'
+LIDAR_SCANS_KEPT = 5     # recent LiDAR scans kept for matching to images (about 0.5 s at 10 Hz)
 DIAGNOSTICS_TOPIC = '/diagnostics'
 
 
@@ -50,7 +57,8 @@ def create_engine_from_config(config: NodeConfig):
     from monodepth_ros.engines import create_engine
     model_path = config.model_path or str(default_model_path())
     return create_engine(model_path, backend=config.backend, precision=config.precision,
-                         cache_dir=config.engine_cache_dir or None)
+                         cache_dir=config.engine_cache_dir or None,
+                         card=config.model_card or None)
 
 
 def describe_error(error: BaseException) -> str:
@@ -94,6 +102,11 @@ class NodeCore:
         self._clock = clock
         self.slot = LatestFrameSlot(self.config.queue_size)
         self.camera_infos = CameraInfoCache()
+        # LiDAR scans are matched to images by the same stamp rule as CameraInfos; the LiDAR
+        # and ground frames are connected to the camera through /tf_static.
+        self.lidar_scans = CameraInfoCache(size=LIDAR_SCANS_KEPT)
+        self.transforms = TransformBuffer()
+        self.scale_counters = ScaleCounters()
         # Wait for a frame's CameraInfo while they come with their images (see _process).
         self._wait_for_camera_info = True
         self._previous_stamp_ns: int | None = None
@@ -137,11 +150,13 @@ class NodeCore:
             old_pipeline, self.pipeline = self.pipeline, None
         if old_pipeline is not None:
             close_engine(old_pipeline.engine, self.logger)
-        from monodepth_ros.runtime.pipeline import DepthPipeline
+        from monodepth_ros.runtime.pipeline import ALL_OUTPUTS, DepthPipeline
         engine = None
         try:
             engine = self.engine_factory(config)
             pipeline = DepthPipeline(engine, config.pipeline_config())
+            # An affine model with no way to metres is refused here, with what to set.
+            pipeline.resolved_scale_mode(height_from_tf=config.camera_height == 0)
             engine_info = self._describe_engine(engine, config)
         except Exception as error:     # noqa: BLE001 - any failure: ERROR diagnostics, retry
             if engine is not None:
@@ -164,17 +179,23 @@ class NodeCore:
             f'{engine_info["backend"]}, precision {engine_info["precision"]}, input '
             f'{engine_info["model_input"]}, output resolution {config.output_resolution}'
             f'{caveat}')
+        missing = sorted(ALL_OUTPUTS - pipeline.available_outputs)
+        if missing:   # a foreign model without semantics or confidence
+            self.logger.info(f'model {config.model_path} has no {", ".join(missing)} output: '
+                             'those topics are not published')
         return True
 
     @staticmethod
     def _describe_engine(engine, config: NodeConfig) -> dict[str, str]:
         info = dict(getattr(engine, 'info', {}) or {})
         meta = engine.metadata
+        card = getattr(engine, 'card', None)
         return {
             'backend': str(getattr(engine, 'name', config.backend)),
             'precision': str(getattr(engine, 'precision', config.precision)),
             'tensorrt_version': str(info.get('tensorrt_version', 'n/a')),
-            'model_input': f'{meta.input_width}x{meta.input_height}',
+            'model_input': (card.size_text() if card is not None and card.dynamic_size
+                            else f'{meta.input_width}x{meta.input_height}'),
             **{f'engine_{key}': str(value) for key, value in info.items()
                if key not in ('tensorrt_version', 'backend', 'precision')},
         }
@@ -214,6 +235,51 @@ class NodeCore:
     def on_camera_info(self, msg) -> None:
         from monodepth_ros.io.messages import stamp_to_ns
         self.camera_infos.add(msg, stamp_to_ns(msg.header.stamp))
+
+    def on_lidar(self, msg) -> None:
+        from monodepth_ros.io.messages import stamp_to_ns
+        self.lidar_scans.add(msg, stamp_to_ns(msg.header.stamp))
+
+    def on_tf_static(self, msg) -> None:
+        """Add a /tf_static message (a malformed one is counted as an error, nothing added)."""
+        try:
+            with self._lock:
+                self.transforms.add_message(msg, static=True)
+        except (MessageError, TransformError) as error:
+            self.record_error(error, '/tf_static message ignored')
+
+    def _scale_reference(self, frame: Frame, config: NodeConfig):
+        """What the scale stage may fit to for this frame: its LiDAR scan, the mounting."""
+        from monodepth_ros.evaluation.ground_truth import scan_from_message
+        from monodepth_ros.runtime.scale import ScaleReference
+
+        reference = ScaleReference()
+        camera_frame = str(frame.msg.header.frame_id)
+        if config.lidar_topic and config.scale_mode in ('lidar', 'auto'):
+            msg = self.lidar_scans.match(frame.stamp_ns,
+                                         int(config.lidar_stamp_tolerance * 1e9), False)
+            problem = None
+            if msg is None:
+                problem = (f'no LiDAR scan on {config.lidar_topic} within '
+                           f'{config.lidar_stamp_tolerance:g} s of the image')
+            else:
+                try:
+                    scan = scan_from_message(msg)
+                    with self._lock:
+                        T = self.transforms.lookup(camera_frame, scan.frame_id)
+                    reference.lidar_points, reference.T_camera_from_lidar = scan.points, T
+                except (MessageError, TransformError) as error:
+                    problem = f'LiDAR scan not usable: {describe_error(error)}'
+            if problem is not None:
+                self.scale_counters.no_lidar(problem)
+        if config.camera_height == 0 and config.scale_mode in ('ground', 'auto'):
+            try:
+                with self._lock:
+                    reference.T_ground_from_camera = self.transforms.lookup(
+                        config.ground_frame, camera_frame)
+            except TransformError:
+                pass    # the scale stage says that the height is missing
+        return reference
 
     # -- work -------------------------------------------------------------------------------
     def record_error(self, error: BaseException, where: str) -> None:
@@ -289,7 +355,10 @@ class NodeCore:
                     f'{frame.stamp_ns} ns: publishing depth without points/camera_info')
         # The pipeline leaves out points/camera_info itself when the CameraInfo is missing or
         # unusable (another size than the image...), and says why.
-        outputs = pipeline.process_messages(self.types, frame.msg, info, wanted)
+        reference = self._scale_reference(frame, config)
+        outputs = pipeline.process_messages(self.types, frame.msg, info, wanted, reference)
+        if pipeline.last_scale is not None and outputs:
+            self.scale_counters.add(pipeline.last_scale)
         problem = pipeline.last_camera_info_problem
         if problem is not None:
             with self._lock:
@@ -346,6 +415,7 @@ class NodeCore:
         for name, (median, p99) in self.stats.summary().items():
             values[f'{name}_ms_median'] = f'{median:.2f}'
             values[f'{name}_ms_p99'] = f'{p99:.2f}'
+        values.update(self.scale_counters.values())
         if last_error:
             values['last_error'] = last_error
         if rejected_problem:

@@ -52,6 +52,47 @@ def diagnostics_message(types, report: DiagnosticsReport, stamp_ns: int,
         types, stamp_ns, [(report.level, name, report.message, hardware_id, report.values)])
 
 
+class ScaleCounters:
+    """The scale stage in /diagnostics: the last frame's scale and the counts since start."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.last = None               # runtime.scale.ScaleEstimate of the last frame
+        self.frames_held = 0           # frames that kept an earlier scale (too few points...)
+        self.resets = 0
+        self.frames_without_lidar = 0
+        self.last_lidar_problem: str | None = None
+
+    def add(self, estimate) -> None:
+        with self._lock:
+            self.last = estimate
+            self.frames_held += int(estimate.held)
+            self.resets += int(estimate.reset)
+
+    def no_lidar(self, problem: str) -> None:
+        with self._lock:
+            self.frames_without_lidar += 1
+            self.last_lidar_problem = problem
+
+    def values(self) -> dict[str, str]:
+        """Diagnostics keys (none before the first frame with depth)."""
+        with self._lock:
+            last = self.last
+            if last is None:
+                return {}
+            values = {'scale_mode': last.mode,
+                      'scale': 'none yet' if last.scale is None else f'{last.scale:.6g}',
+                      'scale_shift': f'{last.shift:.6g}',
+                      'scale_residual': f'{last.residual:.4f}',
+                      'scale_points': str(last.points),
+                      'scale_frames_held': str(self.frames_held),
+                      'scale_resets': str(self.resets),
+                      'frames_without_lidar': str(self.frames_without_lidar)}
+            if self.last_lidar_problem:
+                values['last_lidar_problem'] = self.last_lidar_problem
+            return values
+
+
 class Throttle:
     """Allow one event per ``period`` seconds per key (for repeated warnings)."""
 

@@ -74,7 +74,13 @@ def _make_node_class():
         SetParametersResult,
     )
     from rclpy.node import Node
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import (
+        DurabilityPolicy,
+        HistoryPolicy,
+        QoSProfile,
+        ReliabilityPolicy,
+        qos_profile_sensor_data,
+    )
 
     from monodepth_ros.errors import ConfigError
     from monodepth_ros.io.messages import MessageTypes
@@ -133,6 +139,16 @@ def _make_node_class():
                                      qos_profile_sensor_data)
             self.create_subscription(self.types.CameraInfo, INPUT_CAMERA_INFO_TOPIC,
                                      self.core.on_camera_info, qos_profile_sensor_data)
+            if config.lidar_topic:   # the scale stage fits to it (scale_mode lidar or auto)
+                self.create_subscription(self.types.PointCloud2, config.lidar_topic,
+                                         self.core.on_lidar, qos_profile_sensor_data)
+            if config.lidar_topic or config.camera_height == 0:
+                # LiDAR -> camera and ground_frame -> camera: latched, as tf2 publishes them.
+                self.create_subscription(
+                    self.types.TFMessage, '/tf_static', self.core.on_tf_static,
+                    QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                               reliability=ReliabilityPolicy.RELIABLE,
+                               durability=DurabilityPolicy.TRANSIENT_LOCAL))
             self.create_timer(config.diagnostics_period, self._publish_diagnostics)
             self._running = True
             self._worker = threading.Thread(target=self._work, name='depth_worker',

@@ -16,6 +16,7 @@ import numpy as np
 from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
+from monodepth_ros.runtime.scale import SCALE_MODES, ScaleSettings
 from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S
 
 DOUBLE_MAX = sys.float_info.max
@@ -38,6 +39,9 @@ class ParameterSpec:
 PARAMETERS = (
     ParameterSpec('model_path', '', 'Model file: .onnx, or a .pt checkpoint (exported to ONNX '
                   'once and cached). Empty: the packaged default model.', reloads_model=True),
+    ParameterSpec('model_card', '', 'Model card of a foreign ONNX model (how to feed it and read '
+                  'its output): a YAML file or a preset name (see "monodepth inspect-model"). '
+                  'Empty: none, for our own models.', reloads_model=True),
     ParameterSpec('backend', 'auto', 'Inference backend: auto picks the fastest available '
                   '(tensorrt > onnxruntime > torch).', choices=BACKENDS, reloads_model=True),
     ParameterSpec('precision', 'fp16', 'Engine precision (TensorRT; other backends run fp32 '
@@ -90,6 +94,26 @@ PARAMETERS = (
     ParameterSpec('queue_size', 1, 'Images waiting for the worker; when full the oldest is '
                   'dropped and counted (1 = always process the latest frame).', minimum=1,
                   maximum=10),
+    ParameterSpec('scale_mode', 'auto', 'Metres from a relative or mis-scaled model: none '
+                  '(the model is metric), fixed (scale_value, scale_shift), lidar (fitted per '
+                  'frame to lidar_topic), ground (from camera_height and the ground plane '
+                  'fitted to the prediction); auto: none for metric models, lidar for '
+                  'affine ones with lidar_topic, else ground.', choices=SCALE_MODES),
+    ParameterSpec('camera_height', 0.0, "The camera's height above the ground (metres) for "
+                  'scale_mode ground; 0: from /tf_static, the transform from ground_frame to the '
+                  "image's frame.", minimum=0.0, maximum=100.0),
+    ParameterSpec('ground_frame', 'base_link', 'Frame on the ground under the robot (z up) for '
+                  'the camera height from /tf_static.'),
+    ParameterSpec('scale_value', 1.0, "scale_mode fixed: s in the model's space (metres = s * "
+                  'd + t, or 1 / metres for inverse-depth models).', minimum=1e-9),
+    ParameterSpec('scale_shift', 0.0, 'scale_mode fixed: t.'),
+    ParameterSpec('scale_smoothing', True, 'Smooth the fitted scale over frames (robust: a '
+                  'single outlier is ignored, a lasting jump resets it).'),
+    ParameterSpec('lidar_topic', '', 'PointCloud2 topic of a LiDAR to fit the scale to '
+                  '(scale_mode lidar or auto); its frame is connected to the camera by '
+                  '/tf_static. Empty: no LiDAR subscription.', read_only=True),
+    ParameterSpec('lidar_stamp_tolerance', 0.05, 'Largest |image - LiDAR| stamp difference '
+                  '(seconds) for a scan to be used with an image.', minimum=0.0, maximum=1.0),
     ParameterSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.',
                   minimum=0.05, read_only=True),
     ParameterSpec('model_retry_period', 10.0, 'Seconds between attempts to load a model that '
@@ -103,6 +127,7 @@ class NodeConfig:
     """Validated node parameters (one field per entry of :data:`PARAMETERS`)."""
 
     model_path: str = ''
+    model_card: str = ''
     backend: str = 'auto'
     precision: str = 'fp16'
     engine_cache_dir: str = ''
@@ -124,6 +149,14 @@ class NodeConfig:
     camera_info_stamp_tolerance: float = STAMP_TOLERANCE_S
     camera_info_wait: float = 0.1
     queue_size: int = 1
+    scale_mode: str = 'auto'
+    camera_height: float = 0.0
+    ground_frame: str = 'base_link'
+    scale_value: float = 1.0
+    scale_shift: float = 0.0
+    scale_smoothing: bool = True
+    lidar_topic: str = ''
+    lidar_stamp_tolerance: float = 0.05
     diagnostics_period: float = 1.0
     model_retry_period: float = 10.0
 
@@ -140,6 +173,10 @@ class NodeConfig:
         return config
 
     def check_consistency(self) -> None:
+        if self.lidar_topic:
+            from monodepth_ros.io.topics import validate_topic_name
+
+            validate_topic_name(self.lidar_topic)
         if self.cloud_max_range <= self.cloud_min_range:
             raise ConfigError(
                 f'cloud_max_range ({self.cloud_max_range}) must be greater than '
@@ -166,7 +203,9 @@ class NodeConfig:
             cloud_max_range=self.cloud_max_range,
             confidence_threshold=self.confidence_threshold, cloud_rgb=self.cloud_rgb,
             cloud_confidence=self.cloud_confidence, cloud_label=self.cloud_label,
-            framing=self.framing, framing_anchor=self.framing_anchor)
+            framing=self.framing, framing_anchor=self.framing_anchor,
+            scale=ScaleSettings(self.scale_mode, self.camera_height or None, self.scale_value,
+                                self.scale_shift, self.scale_smoothing, bool(self.lidar_topic)))
 
 
 def check_parameter(name: str, value: Any) -> Any:

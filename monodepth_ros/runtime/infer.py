@@ -4,7 +4,8 @@ For each IMAGE, writes into --out: NAME_depth.png (16-bit, millimetres, 0 = inva
 NAME_depth.npy (float32 metres, NaN = invalid), NAME_depth_color.png (inverse depth through
 the magma colour map, spanning each image's own 2nd to 98th percentile of inverse depth over
 its valid pixels: near is bright, far is dark, invalid is black; the colours of two images
-are not comparable), NAME_semantics.png (Cityscapes colours), NAME_labels.png (trainIds)
+are not comparable), NAME_semantics.png (Cityscapes colours), NAME_labels.png (trainIds; both
+only for a model with semantics)
 and, when the intrinsics are given (--fx --fy --cx --cy or --camera-info), NAME.ply (coloured
 points in the camera optical frame: x right, y down, z forward). Intrinsics are those of the
 image as read; outputs are at the image size unless --output-resolution network.
@@ -20,6 +21,7 @@ import numpy as np
 
 from monodepth_ros.errors import CalibrationError, ConfigError, DatasetError
 from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.model.cards import add_model_card_argument
 from monodepth_ros.options import finite_float, positive_float, positive_int
 
 LOGGER = logging.getLogger(__name__)
@@ -41,10 +43,66 @@ def add_model_arguments(parser) -> None:
                         help='folder of cached TensorRT engines; ONNX exports of .pt '
                         'checkpoints go to <folder>/onnx (default: $MONODEPTH_ENGINE_CACHE, '
                         'else ~/.cache/monodepth_ros/engines)')
+    add_model_card_argument(parser)
 
 
-def load_engine(model, backend='auto', precision='fp16', cache_dir=None):
-    """create_engine on ``model`` or, when None, the packaged default model."""
+def add_framing_arguments(parser) -> None:
+    """--framing/--framing-anchor (the node's parameters) of infer, infer-bag, eval-bag, adapt."""
+    from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
+
+    parser.add_argument('--framing', choices=FRAMING_MODES, default='fit-width',
+                        help='how images reach the network input, never stretched: fit-width '
+                        '(default: scaled to the network width, rows cropped around the '
+                        "principal point or padded) or canonical-focal (scaled to the model's "
+                        'canonical focal length, then cropped or padded both ways)')
+    parser.add_argument('--framing-anchor', type=finite_float(0.0, 1.0), default=DEFAULT_ANCHOR,
+                        help='where the principal point row lands in the network input, as a '
+                        f'fraction of its height, 0 (top) .. 1 (bottom) (default {DEFAULT_ANCHOR}'
+                        ": KITTI's, the band around a level camera's horizon)")
+
+
+def add_scale_arguments(parser, lidar: bool) -> None:
+    """--scale, --camera-height, --scale-value/--scale-shift, --no-scale-smoothing.
+
+    ``lidar``: the command has a LiDAR to fit to (eval-bag, compare), so 'lidar' is offered.
+    """
+    from monodepth_ros.runtime.scale import SCALE_MODES
+
+    modes = [mode for mode in SCALE_MODES if lidar or mode != 'lidar']
+    parser.add_argument('--scale', choices=modes, default='auto',
+                        help='metres from a relative or mis-scaled model: none (the model is '
+                        'metric), fixed (--scale-value, --scale-shift), '
+                        + ('lidar (fitted per frame to the LiDAR), ' if lidar else '')
+                        + 'ground (from --camera-height and the fitted ground plane); auto '
+                        '(default): none for metric models, '
+                        + ('lidar for affine ones' if lidar else 'ground for affine ones with '
+                           '--camera-height'))
+    parser.add_argument('--camera-height', type=finite_float(0.0, 100.0, low_open=True),
+                        default=None, help="with --scale ground: the camera's height above "
+                        'the ground (m, > 0)')
+    parser.add_argument('--scale-value', type=finite_float(0.0, 1e6, low_open=True),
+                        default=1.0, help="with --scale fixed: s in the model's space "
+                        '(metres = s * d + t, or 1 / metres for inverse-depth models)')
+    parser.add_argument('--scale-shift', type=finite_float(-1e6, 1e6), default=0.0,
+                        help='with --scale fixed: t (default 0)')
+    parser.add_argument('--no-scale-smoothing', action='store_true',
+                        help="use each frame's own fit (default: smoothed over frames, robust, "
+                        'reset on a lasting jump)')
+
+
+def scale_settings(args, lidar: bool = False):
+    """The ScaleSettings of parsed ``add_scale_arguments`` options."""
+    from monodepth_ros.runtime.scale import ScaleSettings
+
+    return ScaleSettings(args.scale, args.camera_height, args.scale_value, args.scale_shift,
+                         not args.no_scale_smoothing, lidar)
+
+
+def load_engine(model, backend='auto', precision='fp16', cache_dir=None, card=None):
+    """create_engine on ``model`` or, when None, the packaged default model.
+
+    ``card``: the model card of a foreign ONNX model (--model-card), None for ours.
+    """
     from monodepth_ros.engines import create_engine
     from monodepth_ros.errors import ModelFileError
     from monodepth_ros.model.files import default_model_path
@@ -56,10 +114,14 @@ def load_engine(model, backend='auto', precision='fp16', cache_dir=None):
                 f'no --model given and the packaged default model {model} is missing; train '
                 'one (see monodepth_ros/models/README.md) or run "monodepth demo"')
     engine = create_engine(str(model), backend=backend, precision=precision,
-                           cache_dir=cache_dir)
-    meta = engine.metadata
-    LOGGER.info('model %s: %s %s, input %dx%d', model, engine.name, engine.precision,
-                meta.input_width, meta.input_height)
+                           cache_dir=cache_dir, card=card)
+    LOGGER.info('model %s: %s %s, input %s', model, engine.name, engine.precision,
+                engine.card.size_text())
+    missing = [name for name, tensor in (('semantics', engine.card.semantics_output),
+                                         ('confidence', engine.card.confidence_output))
+               if not tensor]
+    if missing:
+        LOGGER.info('model %s has no %s output: not produced', model, ' and no '.join(missing))
     return engine
 
 
@@ -200,8 +262,9 @@ def write_outputs(out_dir: Path, name: str, result) -> list[Path]:
     np.save(out_dir / f'{name}_depth.npy', result.depth)
     written.append(out_dir / f'{name}_depth.npy')
     save_png('_depth_color.png', colorize_depth(result.depth))
-    save_png('_semantics.png', result.semantics_color)
-    save_png('_labels.png', result.semantics)
+    if result.semantics is not None:   # a model without semantics has none to write
+        save_png('_semantics.png', result.semantics_color)
+        save_png('_labels.png', result.semantics)
     if result.points is not None:
         path = out_dir / f'{name}.ply'
         write_ply(path, result.points['xyz'], result.points['rgb'])
@@ -233,6 +296,8 @@ def add_arguments(parser) -> None:
                         help='PLY: every n-th pixel (>= 1)')
     parser.add_argument('--max-range', type=positive_float, default=80.0,
                         help='PLY: farthest depth (m, > 0)')
+    add_framing_arguments(parser)
+    add_scale_arguments(parser, lidar=False)
 
 
 def run(args) -> int:
@@ -242,12 +307,16 @@ def run(args) -> int:
 
     config = PipelineConfig(output_resolution=args.output_resolution,
                             depth_upsampling=args.depth_upsampling,
-                            cloud_stride=args.cloud_stride, cloud_max_range=args.max_range)
+                            cloud_stride=args.cloud_stride, cloud_max_range=args.max_range,
+                            framing=args.framing, framing_anchor=args.framing_anchor,
+                            scale=scale_settings(args))
     for image in args.images:
         if not Path(image).is_file():
             raise DatasetError(f'image {image} does not exist')
-    engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir)
+    engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir,
+                         args.model_card)
     pipeline = DepthPipeline(engine, config)
+    pipeline.resolved_scale_mode()   # an affine model with no way to metres: one line, now
     out_dir = Path(args.out)
     names = [Path(image).stem for image in args.images]
     if len(set(names)) != len(names):

@@ -11,6 +11,8 @@ Stages (timed per frame, milliseconds, in ``last_timings``):
   uniform scale, then a crop or padding placed by the principal point; never a stretch) and
   normalise; the intrinsics follow with :meth:`Framing.camera`;
 * ``inference``: the engine;
+* ``scale``: the model's depth in metres (:mod:`monodepth_ros.runtime.scale`: a canonical-focal
+  model's factor, then the scale mode: none, fixed, LiDAR or ground fit, smoothed over frames);
 * ``postprocess``: outputs at the output resolution ('network': the framed camera, padding
   NaN; 'camera': the image's own camera, pixels outside the crop NaN), semantic colours,
   output images;
@@ -30,11 +32,13 @@ import numpy as np
 
 from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
 from monodepth_ros.io.camera import CameraModel
-from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES, Framing, plan_framing
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES, Framing
+from monodepth_ros.model.cards import ModelCard, plan_card_framing
+from monodepth_ros.runtime.scale import MetricScaler, ScaleEstimate, ScaleReference, ScaleSettings
 
 OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
 ALL_OUTPUTS = frozenset(OUTPUTS)
-STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'cloud')
+STAGES = ('decode', 'preprocess', 'inference', 'scale', 'postprocess', 'cloud')
 
 
 def _size_mismatch(camera: CameraModel | None, width: int, height: int) -> str | None:
@@ -60,6 +64,7 @@ class PipelineConfig:
     cloud_label: bool = False
     framing: str = 'fit-width'           # io.framing.FRAMING_MODES
     framing_anchor: float = DEFAULT_ANCHOR   # principal point row, fraction of network height
+    scale: ScaleSettings = field(default_factory=ScaleSettings)   # metric scale (runtime.scale)
 
     def __post_init__(self):
         if self.framing not in FRAMING_MODES:
@@ -101,6 +106,7 @@ class PipelineResult:
     points: dict[str, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     depth_scale: float = 1.0   # canonical-focal factor applied to the network depth
+    scale: ScaleEstimate | None = None   # the scale stage (None when depth was not asked for)
     framing: Framing | None = None   # how the image was brought to the network input
 
 
@@ -153,28 +159,59 @@ class DepthPipeline:
         self.engine = engine
         self.config = config or PipelineConfig()
         self.metadata = engine.metadata
+        # How the network is fed and read (model.cards): ours follows from the metadata.
+        self.card = getattr(engine, 'card', None) or ModelCard.from_metadata(self.metadata)
+        # The nominal size; a long-side card's network size follows each camera (framing).
         self.network_size = (int(self.metadata.input_width), int(self.metadata.input_height))
+        # A model without semantics or confidence outputs produces none of those outputs.
+        self.available_outputs = ALL_OUTPUTS - {
+            key for key, tensor in (('semantics', self.card.semantics_output),
+                                    ('semantics_color', self.card.semantics_output),
+                                    ('confidence', self.card.confidence_output)) if not tensor}
+        if self.config.framing == 'canonical-focal' and not self.metadata.canonical_focal:
+            # Refused at start, not on every frame.
+            raise ConfigError("framing 'canonical-focal' needs a camera-aware model (one with a "
+                              "canonical focal length); this model has none, use 'fit-width'")
         self.last_timings: dict[str, float] = {}
         self.last_camera_info_problem: str | None = None   # set by process_messages
+        self.last_scale: ScaleEstimate | None = None   # the scale stage of the last frame
+        self.scaler = MetricScaler(self.config.scale)
         # trainId -> RGB lookup table; unknown/ignored labels stay black.
         self._color_lut = np.zeros((256, 1, 3), dtype=np.uint8)
         colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
         self._color_lut[:len(colors), 0] = colors[:256]
 
+    def _scaler_for(self, config: PipelineConfig) -> MetricScaler:
+        """The scaler of ``config``: kept (with its smoothing state) while its settings hold."""
+        if config.scale != self.scaler.settings:
+            self.scaler = MetricScaler(config.scale)
+        return self.scaler
+
+    def resolved_scale_mode(self, height_from_tf: bool = False) -> str:
+        """The scale mode that runs for this model (ConfigError, one line, when none can).
+
+        height_from_tf: the camera height will come with each frame (its mounting, /tf).
+        """
+        return self._scaler_for(self.config).check(self.card.depth_kind, height_from_tf)
+
     # -- arrays -----------------------------------------------------------------------------
     def process_arrays(self, rgb: np.ndarray, camera: CameraModel | None = None,
-                       outputs=ALL_OUTPUTS) -> PipelineResult:
+                       outputs=ALL_OUTPUTS,
+                       reference: ScaleReference | None = None) -> PipelineResult:
         """Run on an HxWx3 uint8 RGB image with the camera model of that image (or None).
 
         ``outputs`` is a subset of :data:`OUTPUTS`; 'points' and 'camera_info' need a camera.
+        ``reference``: what the scale stage may fit against this frame (LiDAR points, the
+        camera's mounting); None when there is nothing.
         """
-        from monodepth_ros.model.preprocess import preprocess
+        from monodepth_ros.model.preprocess import preprocess_for_card
 
         outputs = set(outputs)
         unknown = outputs - ALL_OUTPUTS
         if unknown:
             raise ConfigError(f'unknown pipeline outputs {sorted(unknown)}, expected a subset '
                               f'of {list(OUTPUTS)}')
+        outputs &= self.available_outputs   # the model has no such output: left out
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
             raise MessageError(f'image has shape {rgb.shape}, expected a non-empty HxWx3 RGB '
@@ -191,41 +228,51 @@ class DepthPipeline:
         config = self.config     # one snapshot per frame: the node may swap it meanwhile
         timings = {'decode': 0.0}
 
-        net_w, net_h = self.network_size
         at_camera = config.output_resolution == 'camera'
-        out_w, out_h = (width, height) if at_camera else (net_w, net_h)
         need_depth = bool(outputs & {'depth', 'points'})
+        # The cloud's label and confidence fields, and its confidence threshold, need those
+        # outputs: left out (and the threshold off) for a model without them.
         need_labels = bool(outputs & {'semantics', 'semantics_color'}) or (
-            'points' in outputs and config.cloud_label)
+            'points' in outputs and config.cloud_label and bool(self.card.semantics_output))
         need_confidence = 'confidence' in outputs or (
-            'points' in outputs and (config.cloud_confidence or config.confidence_threshold > 0))
+            'points' in outputs and (config.cloud_confidence or config.confidence_threshold > 0)
+            and bool(self.card.confidence_output))
         net_out = None
         start = _now_ms()
-        framing = plan_framing(width, height, self.network_size, camera, config.framing,
-                               config.framing_anchor, self.metadata.canonical_focal)
-        if need_depth or need_labels or need_confidence:
+        framing = plan_card_framing(self.card, width, height, camera, config.framing,
+                                    config.framing_anchor)
+        net_w, net_h = framing.network_size
+        out_w, out_h = (width, height) if at_camera else (net_w, net_h)
+        network_camera = framing.camera(camera) if camera is not None else None
+        run_network = need_depth or need_labels or need_confidence
+        if run_network:   # camera_info alone needs no network
+            if self.card.intrinsics_input and network_camera is None:
+                raise CalibrationError(f'model {self.card.name} takes the camera intrinsics as '
+                                       'an input; expected the camera calibration (CameraInfo '
+                                       'or intrinsics), none was given')
             net_rgb = framing.apply(rgb)
-            batch = preprocess(net_rgb, self.metadata)
+            batch = preprocess_for_card(net_rgb, self.card)
         timings['preprocess'] = _now_ms() - start
 
         start = _now_ms()
-        if need_depth or need_labels or need_confidence:   # camera_info alone needs no network
+        if run_network and self.card.intrinsics_input:
+            net_out = self.engine.infer(batch, network_camera.K)
+        elif run_network:
             net_out = self.engine.infer(batch)
         timings['inference'] = _now_ms() - start
 
         start = _now_ms()
         result = PipelineResult(framing=framing)
-        network_camera = framing.camera(camera) if camera is not None else None
-        padded = None if min(framing.offset) >= 0 else ~framing.valid_mask()
+        padded = ~framing.valid_mask() if framing.padded else None
+        if need_depth:
+            depth = self._metric_depth(net_out, network_camera, padded, reference, config,
+                                       result)
+        timings['scale'] = _now_ms() - start
+
+        start = _now_ms()
         if camera is not None:
             result.camera = camera if at_camera else network_camera
         if need_depth:
-            depth = np.asarray(net_out.depth, dtype=np.float32)
-            # Camera-aware models predict depth for a canonical focal length: metres for this
-            # camera scale with its focal length at the network input (ModelMetadata).
-            result.depth_scale = self.metadata.depth_scale(network_camera)
-            if result.depth_scale != 1.0:
-                depth = depth * np.float32(result.depth_scale)
             # Non-finite and non-positive depths are invalid (REP 118: NaN, never 0).
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
             if padded is not None:
@@ -269,13 +316,40 @@ class DepthPipeline:
         self.last_timings = dict(timings)
         return result
 
+    def _metric_depth(self, net_out, network_camera: CameraModel | None, padded,
+                      reference: ScaleReference | None, config: PipelineConfig,
+                      result: PipelineResult) -> np.ndarray:
+        """The scale stage: the network's depth in metres at the network size (see scale)."""
+        depth = np.asarray(net_out.depth, dtype=np.float32)
+        kind = net_out.depth_kind
+        if kind == 'metric':
+            # Camera-aware models predict depth for a canonical focal length: metres for this
+            # camera scale with its focal length at the network input (ModelMetadata).
+            result.depth_scale = self.metadata.depth_scale(network_camera)
+            if result.depth_scale != 1.0:
+                depth = depth * np.float32(result.depth_scale)
+        valid = None
+        sky = net_out.sky
+        if padded is not None or sky is not None:
+            valid = np.ones(depth.shape, dtype=bool)
+            if padded is not None:
+                valid &= ~padded
+            if sky is not None:
+                valid &= ~np.asarray(sky, dtype=bool)
+        depth, result.scale = self._scaler_for(config).apply(depth, kind, network_camera,
+                                                             reference, valid)
+        if sky is not None and kind != 'metric':
+            depth = np.where(sky, np.float32(np.nan), depth)
+        self.last_scale = result.scale
+        return depth
+
     def _cloud(self, result: PipelineResult, rgb: np.ndarray,
                config: PipelineConfig) -> dict[str, np.ndarray]:
         from monodepth_ros.io.geometry import backproject_depth
 
         stride = int(config.cloud_stride)
         depth = result.depth
-        if config.confidence_threshold > 0:
+        if config.confidence_threshold > 0 and result.confidence is not None:
             depth = np.where(result.confidence >= config.confidence_threshold, depth, np.nan)
         xyz = backproject_depth(depth, result.camera, stride=stride,
                                 min_range=config.cloud_min_range,
@@ -283,9 +357,9 @@ class DepthPipeline:
         points = {'xyz': xyz}
         if config.cloud_rgb:
             points['rgb'] = rgb[::stride, ::stride]
-        if config.cloud_confidence:
+        if config.cloud_confidence and result.confidence is not None:
             points['confidence'] = result.confidence[::stride, ::stride]
-        if config.cloud_label:
+        if config.cloud_label and result.semantics is not None:
             points['label'] = result.semantics[::stride, ::stride].astype(np.float32)
         return points
 
@@ -293,11 +367,17 @@ class DepthPipeline:
         """Those of ``outputs`` that use the calibration.
 
         Points and camera_info always; depth when the model is camera-aware (without a camera
-        it is the canonical camera's depth).
+        it is the canonical camera's depth) or its scale is fitted (LiDAR or ground: both are
+        seen through the camera).
         """
         needing = {'points', 'camera_info'}
-        if self.metadata.canonical_focal > 0:
+        mode = self.config.scale.mode
+        fitted = mode in ('lidar', 'ground') or (mode == 'auto'
+                                                 and self.card.depth_kind != 'metric')
+        if self.metadata.canonical_focal > 0 or fitted:
             needing.add('depth')
+        if self.card.intrinsics_input:   # the network itself takes the intrinsics
+            needing |= ALL_OUTPUTS
         return set(outputs) & needing
 
     # -- messages ---------------------------------------------------------------------------
@@ -318,7 +398,8 @@ class DepthPipeline:
         return decode_image(image_msg)
 
     def process_messages(self, types, image_msg, camera_info_msg=None,
-                         outputs=ALL_OUTPUTS) -> dict:
+                         outputs=ALL_OUTPUTS,
+                         reference: ScaleReference | None = None) -> dict:
         """Run on a message pair; returns output key -> message, headers copied from the input.
 
         Without a usable ``camera_info_msg`` only the image outputs are produced ('points' and
@@ -335,7 +416,7 @@ class DepthPipeline:
         self.last_camera_info_problem = None
         start = _now_ms()
         rgb = self.decode(image_msg)
-        outputs = set(outputs)
+        outputs = set(outputs) & self.available_outputs   # what this model can produce
         camera = None
         if camera_info_msg is not None and self.outputs_needing_camera(outputs):
             camera, self.last_camera_info_problem = self._usable_camera(camera_info_msg, rgb)
@@ -344,7 +425,7 @@ class DepthPipeline:
             outputs -= {'points', 'camera_info'}
         if not outputs:
             return {}
-        result = self.process_arrays(rgb, camera, outputs)
+        result = self.process_arrays(rgb, camera, outputs, reference)
 
         start = _now_ms()
         stamp_ns = messages.stamp_to_ns(image_msg.header.stamp)

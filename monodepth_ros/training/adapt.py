@@ -29,6 +29,7 @@ from pathlib import Path
 
 from monodepth_ros.io import topics
 from monodepth_ros.options import finite_float, positive_float, positive_int, seed_int
+from monodepth_ros.runtime.infer import add_framing_arguments
 
 LOG = logging.getLogger(__name__)
 REPORTED = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
@@ -77,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='KITTI calibration folder for --protocol kitti-eigen')
     parser.add_argument('--seed', type=seed_int, default=0,
                         help='data order and augmentation seed (0..2^32-1)')
+    add_framing_arguments(parser)
 
 
 def run(args) -> int:
@@ -143,6 +145,7 @@ def _evaluation_config(args, **kwargs):
     return EvaluationConfig(camera_topic=args.camera_topic,
                             camera_info_topic=args.camera_info_topic,
                             lidar_topic=args.lidar_topic, qualitative_frames=0,
+                            framing=args.framing, framing_anchor=args.framing_anchor,
                             progress=not args.no_progress, **kwargs)
 
 
@@ -157,6 +160,8 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
     meta = payload['metadata']
     width = round(meta['input_width'] * (1 + CROP_MARGIN))
     height = round(meta['input_height'] * (1 + CROP_MARGIN))
+    # Loaded CROP_MARGIN larger, as fit-width loads them: the random crop keeps that scale.
+    canonical_focal = float(meta.get('canonical_focal') or 0.0) * (1 + CROP_MARGIN)
     samples, problems = [], []
 
     def keep(frame, gt, camera):
@@ -173,7 +178,8 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
             problems.append(f'frame {frame.index}: no LiDAR point lands in the image')
             return
         samples.append(frame_sample(make_sample(rgb, gt, None, focal=camera.fx),
-                                    height, width, camera))
+                                    height, width, camera, args.framing, args.framing_anchor,
+                                    canonical_focal))
 
     evaluator = BagEvaluator(_evaluation_config(args, last_frame=train_frames))
     collected = evaluator.ground_truth_frames(args.bag, keep)
@@ -389,7 +395,9 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
                 latest = camera_info_to_model(infos[-1][1]) if infos else None
                 if latest is not None and latest.size != (rgb.shape[1], rgb.shape[0]):
                     latest = None
-                framing = plan_framing(rgb.shape[1], rgb.shape[0], (width, height), latest)
+                framing = plan_framing(rgb.shape[1], rgb.shape[0], (width, height), latest,
+                                       args.framing, args.framing_anchor,
+                                       float(meta.get('canonical_focal') or 0.0))
                 frames.append((stamp_to_ns(msg.header.stamp), str(msg.header.frame_id),
                                framing, framing.apply(rgb)))
             elif topic == info_topic:

@@ -22,22 +22,24 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from monodepth_ros.io.framing import plan_framing
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, plan_framing
 from monodepth_ros.model.semantics import IGNORE_LABEL
 
 
-def frame_sample(sample: dict, height: int, width: int, camera=None) -> dict:
+def frame_sample(sample: dict, height: int, width: int, camera=None, mode: str = 'fit-width',
+                 anchor: float = DEFAULT_ANCHOR, canonical_focal: float = 0.0) -> dict:
     """Bring a sample to (height, width) with the run-time framing (:mod:`io.framing`).
 
     One uniform scale then a crop or padding, exactly as the pipeline frames camera images:
     area/linear RGB (black padding), nearest depth (0 = unknown padding) and semantics (255).
-    ``camera``: the sample's calibration (places the principal point; None = image centre).
-    The focal length in pixels follows the scale.
+    ``camera``: the sample's calibration (places the principal point; None = image centre);
+    ``mode``, ``anchor``, ``canonical_focal``: as :func:`plan_framing`. The focal length in
+    pixels follows the scale.
     """
     if sample['rgb'].shape[:2] == (height, width):
         return dict(sample)
     in_h, in_w = sample['rgb'].shape[:2]
-    framing = plan_framing(in_w, in_h, (width, height), camera)
+    framing = plan_framing(in_w, in_h, (width, height), camera, mode, anchor, canonical_focal)
     out = dict(sample)
     if 'focal' in sample:
         out['focal'] = sample['focal'] * framing.scale[0]
