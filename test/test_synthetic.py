@@ -430,3 +430,51 @@ def test_cli_reports_bad_arguments_in_one_line(tmp_path, capsys):
     assert "argument --frames: expected an integer >= 1, got '0'" in capsys.readouterr().err
     assert main(['synth-bag', str(tmp_path / 'x'), '--size', '12by4', '--dataset']) == 2
     assert 'WIDTHxHEIGHT' in capsys.readouterr().err
+
+
+# -- heading against the road (far-field views) ---------------------------------------------
+@pytest.mark.parametrize('yaw', [10.0, -7.5])
+def test_heading_turns_the_rig_and_the_road_stays_exact(yaw):
+    level = SyntheticDrive(seed=3, config=DriveConfig(width=208, height=64, pitch_deg=0.0,
+                                                      camera_height=1.6))
+    turned = SyntheticDrive(seed=3, config=DriveConfig(width=208, height=64, pitch_deg=0.0,
+                                                       camera_height=1.6, yaw_deg=yaw))
+    T = turned.T_world_from_camera(4)
+    axis = T[:3, 2]                              # the optical axis in the world
+    assert np.degrees(np.arctan2(axis[1], axis[0])) == pytest.approx(yaw, abs=1e-9)
+    assert axis[2] == pytest.approx(0.0, abs=1e-12)
+    # The car stands where it stood; the rig (LiDAR and camera) turns about base_link.
+    np.testing.assert_allclose(turned.T_world_from_base(4)[:3, 3],
+                               level.T_world_from_base(4)[:3, 3], atol=1e-12)
+    offset = level.T_world_from_camera(4)[:3, 3] - level.T_world_from_base(4)[:3, 3]
+    c, s = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
+    np.testing.assert_allclose(T[:3, 3] - turned.T_world_from_base(4)[:3, 3],
+                               [c * offset[0] - s * offset[1], s * offset[0] + c * offset[1],
+                                offset[2]], atol=1e-12)
+    lidar_axis = turned.T_world_from_lidar(4)[:3, 0]
+    assert np.degrees(np.arctan2(lidar_axis[1], lidar_axis[0])) == pytest.approx(yaw, abs=1e-9)
+    frame = turned.render(4, lidar=False)
+    camera = turned.camera
+    rows, cols = np.nonzero(frame.semantics == TRAIN_ID['road'])
+    rays = np.stack([(cols - camera.cx) / camera.fx, (rows - camera.cy) / camera.fy,
+                     np.ones(cols.size)], axis=1)
+    np.testing.assert_allclose(frame.depth[rows, cols], -T[2, 3] / (rays @ T[2, :3]),
+                               rtol=2e-6)
+
+
+def test_heading_zero_is_the_straight_world_and_bad_headings_are_rejected():
+    from monodepth_ros.training.config import load_config
+    from monodepth_ros.training.datasets import drive_heading
+
+    plain = SyntheticDrive(seed=3, config=SMALL).render(2, lidar=False)
+    zero = SyntheticDrive(seed=3, config=DriveConfig(width=208, height=64, yaw_deg=0.0))
+    np.testing.assert_array_equal(zero.render(2, lidar=False).rgb, plain.rgb)
+    with pytest.raises(ConfigError, match='yaw_deg'):
+        DriveConfig(yaw_deg=50.0)
+    headings = [drive_heading(seed, 12.0) for seed in range(100, 148)]
+    assert all(-12.0 <= h <= 12.0 for h in headings) and len(set(headings)) == 48
+    assert drive_heading(101, 12.0) == drive_heading(101, 12.0)
+    assert drive_heading(101, 0.0) == 0.0
+    with pytest.raises(ConfigError, match='heading_deg'):
+        load_config(Path(__file__).parents[1] / 'training/configs/synthetic_default.yaml',
+                    ['data.depth.heading_deg=60'])

@@ -38,6 +38,21 @@ def test_depth_to_bins_hand_computed():
     assert bins.tolist() == [0, 0, 1, 1, 3, 3, -1, -1, -1]
 
 
+def test_far_depth_as_max_teaches_the_last_bin_and_keeps_missing_depth_missing():
+    depth = torch.tensor([0.0, 3.0, 16.0, 17.0, 250.0, float('nan'), float('inf')])
+    clamped = L.far_depth_as_max(depth, 16.0)
+    assert clamped[:5].tolist() == [0.0, 3.0, 16.0, 16.0, 16.0]
+    assert math.isnan(clamped[5]) and math.isinf(clamped[6])
+    assert L.depth_to_bins(clamped, 1.0, 16.0, 4).tolist() == [-1, 1, 3, 3, 3, -1, -1]
+    # The loss of a far pixel: ignored by default, the last bin's cross-entropy when clamped.
+    logits = torch.zeros(1, 4, 1, 2)
+    logits[0, 3, 0, 1] = math.log(3.0)     # pixel 1: p(last bin) = 3 / 6; pixel 0: 1 / 4
+    gt = torch.tensor([[[[3.0, 40.0]]]])
+    assert float(L.bin_cross_entropy(logits, gt, 1.0, 16.0)) == pytest.approx(math.log(4.0))
+    both = L.bin_cross_entropy(logits, L.far_depth_as_max(gt, 16.0), 1.0, 16.0)
+    assert float(both) == pytest.approx((math.log(4.0) + math.log(2.0)) / 2)
+
+
 def test_bin_cross_entropy_only_valid_pixels():
     logits = torch.zeros(1, 4, 1, 2)
     logits[0, 1, 0, 0] = math.log(3.0)     # pixel 0: p(bin 1) = 3 / 6

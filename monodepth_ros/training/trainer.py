@@ -203,6 +203,8 @@ def depth_batch_losses(out: dict, depth: torch.Tensor, phase: int, config: Train
     """Loss terms of a depth-labelled batch; only the depth heads (and shared layers) learn."""
     net, weights = config.network, config.loss
     a, b = net.depth_min, net.depth_max
+    if weights.far_as_max:
+        depth = L.far_depth_as_max(depth, b)
     terms = {'bin_ce': L.multiscale_bin_cross_entropy(out['bin_logits'], depth, a, b)}
     total = weights.bin_ce * terms['bin_ce']
     if weights.fusion_log_l1 > 0:

@@ -1,0 +1,182 @@
+"""Where a model's depth goes wrong with range: error by distance band, side by side.
+
+For each model given (default: the packaged default model), in one run:
+
+1. real KITTI drive 2011_09_26_0009, frames 0-9 (../shared/data, graded only, never trained
+   on), eval-bag's evaluator with the KITTI Eigen protocol (drive calibration, Garg crop,
+   cap 80 m): the overall metrics, the same with per-frame median scaling (is the scale or
+   the shape wrong?), and abs_rel / signed mean error / delta1 per 10 m band of the LiDAR
+   distance, plus abs_rel pooled over 40-80 m;
+2. a synthetic hold-out (drives 950-953, never used by a training recipe, 10 frames each,
+   exact ground truth), the same evaluator with the default protocol, overall and per band;
+3. ONNX Runtime inference latency of each model on this machine (median of 30 runs of one
+   frame at the model's input size), and its ratio to the first model's.
+
+    .venv/bin/python benchmarks/bench_far_range.py
+    .venv/bin/python benchmarks/bench_far_range.py --model packaged= --model new=runs/x/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+KITTI_DATE = REPO.parent / 'shared' / 'data' / 'kitti_raw' / '2011_09_26'
+DRIVE = KITTI_DATE / '2011_09_26_drive_0009_sync'
+SYNTHETIC_SEEDS = (950, 951, 952, 953)
+FAR_BANDS = ('40-50', '50-60', '60-70', '70-80')
+
+
+def parse_model(text: str) -> tuple[str, Path]:
+    """NAME=PATH, or PATH (named by its file); an empty PATH is the packaged default model."""
+    from monodepth_ros.model.files import default_model_path
+
+    name, _, path = text.rpartition('=')
+    if not name:
+        name = Path(path).stem
+    return name, Path(path) if path else default_model_path()
+
+
+def grade(bag: Path, model: Path, **options) -> dict:
+    from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
+
+    config = EvaluationConfig(model=str(model), backend='onnxruntime', qualitative_frames=0,
+                              progress=False, caps=(80.0,), **options)
+    result = BagEvaluator(config).evaluate(bag)
+    if result.error is not None:
+        raise result.error
+    return result.summary()
+
+
+def far_abs_rel(bands: list[dict]) -> float:
+    """abs_rel pooled over the pixels of the 40-80 m bands."""
+    rows = [row for row in bands if row['group'] in FAR_BANDS and row['n_pixels']]
+    pixels = sum(row['n_pixels'] for row in rows)
+    return sum(row['abs_rel'] * row['n_pixels'] for row in rows) / pixels if pixels else np.nan
+
+
+def latency_ms(model: Path, runs: int = 30) -> float:
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.model.preprocess import preprocess
+
+    engine = create_engine(model, backend='onnxruntime')
+    meta = engine.metadata
+    rgb = np.random.default_rng(0).integers(0, 255, (meta.input_height, meta.input_width, 3),
+                                            dtype=np.uint8)
+    batch = preprocess(rgb, meta)
+    engine.infer(batch)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        engine.infer(batch)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(times)
+
+
+def print_bands(title: str, results: dict) -> None:
+    names = list(results)
+    bands = [row['group'] for row in results[names[0]]['by_distance']]
+    print(f'\n{title}: abs_rel / mean error (m) / delta1 per band of the ground-truth '
+          'distance\n')
+    print('| band (m) | pixels | ' + ' | '.join(names) + ' |')
+    print('|---|---:|' + '---|' * len(names))
+    for index, band in enumerate(bands):
+        cells = []
+        for name in names:
+            row = results[name]['by_distance'][index]
+            cells.append('-' if not row['n_pixels'] else
+                         f'{row["abs_rel"]:.3f} / {row["mean_error"]:+.1f} / '
+                         f'{row["delta1"]:.2f}')
+        pixels = results[names[0]]['by_distance'][index]['n_pixels']
+        print(f'| {band} | {pixels} | ' + ' | '.join(cells) + ' |')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', action='append', default=None, metavar='[NAME=]PATH',
+                        help='a .pt or .onnx model, optionally named (repeat; default: the '
+                        'packaged default model; NAME= alone is the packaged model)')
+    parser.add_argument('--synthetic-frames', type=int, default=10,
+                        help='frames of each synthetic hold-out drive (default 10)')
+    parser.add_argument('--no-latency', action='store_true',
+                        help='skip the latency runs (their figures need an idle machine)')
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format='[%(levelname)s] %(name)s: %(message)s')
+    if not DRIVE.is_dir():
+        print(f'KITTI excerpt not found at {DRIVE}', file=sys.stderr)
+        return 1
+    from monodepth_ros.bagtools.kitti2bag import convert
+    from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
+
+    models = dict(parse_model(text) for text in (args.model or ['packaged=']))
+    kitti, kitti_median, synthetic, latency = {}, {}, {}, {}
+    with tempfile.TemporaryDirectory() as work:
+        kitti_bag = Path(work) / 'kitti_0009'
+        convert(DRIVE, kitti_bag, progress=False)
+        synthetic_bags = []
+        for seed in SYNTHETIC_SEEDS:
+            bag = Path(work) / f'synthetic_{seed}'
+            write_synthetic_bag(bag, frames=args.synthetic_frames, seed=seed, progress=False)
+            synthetic_bags.append(bag)
+        for name, model in models.items():
+            kitti[name] = grade(kitti_bag, model, protocol='kitti-eigen',
+                                calib_dir=str(KITTI_DATE))
+            kitti_median[name] = grade(kitti_bag, model, protocol='kitti-eigen',
+                                       calib_dir=str(KITTI_DATE), median_scaling=True)
+            synthetic[name] = merge([grade(bag, model) for bag in synthetic_bags])
+            latency[name] = np.nan if args.no_latency else latency_ms(model)
+
+    first = next(iter(models))
+    print('KITTI drive 0009 frames 0-9 (Eigen, Garg crop, 80 m) and synthetic hold-out '
+          f'{SYNTHETIC_SEEDS} ({args.synthetic_frames} frames each, 80 m)\n')
+    print('| model | KITTI abs_rel / rmse / delta1 | median-scaled abs_rel / delta1 | '
+          'KITTI abs_rel 40-80 m | synthetic abs_rel / rmse / delta1 | synthetic abs_rel '
+          '40-80 m | ORT ms / ratio |')
+    print('|---|---|---|---|---|---|---|')
+    for name in models:
+        overall = kitti[name]['cap_80']
+        median = kitti_median[name]['cap_80']
+        synth = synthetic[name]
+        print(f'| {name} | {overall["abs_rel"]:.3f} / {overall["rmse"]:.3f} / '
+              f'{overall["delta1"]:.3f} | {median["abs_rel"]:.3f} / {median["delta1"]:.3f} | '
+              f'{far_abs_rel(kitti[name]["by_distance"]):.3f} | {synth["abs_rel"]:.3f} / '
+              f'{synth["rmse"]:.3f} / {synth["delta1"]:.3f} | '
+              f'{far_abs_rel(synth["by_distance"]):.3f} | {latency[name]:.1f} / '
+              f'{latency[name] / latency[first]:.2f}x |')
+    for name, model in models.items():
+        print(f'{name}: {model}')
+    print_bands('KITTI drive 0009', kitti)
+    print_bands('Synthetic hold-out', synthetic)
+    return 0
+
+
+def merge(summaries: list[dict]) -> dict:
+    """Frame-weighted overall metrics and pixel-pooled bands over several bags."""
+    frames = [s['cap_80']['frames'] for s in summaries]
+    total = sum(frames)
+    merged = {key: sum(s['cap_80'][key] * n for s, n in zip(summaries, frames)) / total
+              for key in ('abs_rel', 'rmse', 'delta1')}
+    bands = []
+    for index, row in enumerate(summaries[0]['by_distance']):
+        rows = [s['by_distance'][index] for s in summaries]
+        pixels = sum(r['n_pixels'] for r in rows)
+        pooled = {'group': row['group'], 'n_pixels': pixels}
+        for key in ('abs_rel', 'mean_error', 'delta1'):
+            pooled[key] = (sum(r[key] * r['n_pixels'] for r in rows if r['n_pixels']) / pixels
+                           if pixels else np.nan)
+        bands.append(pooled)
+    merged['by_distance'] = bands
+    return merged
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
