@@ -333,3 +333,11 @@ def test_mcap_follows_the_ros2_profile(tmp_path, distro):
                                     else RMW_VOLATILE)
         else:
             assert yaml.safe_load(qos_text)[0]['history'] == 'keep_last'
+
+
+def test_describe_topics_names_each_topic_or_says_the_bag_is_empty():
+    from monodepth_ros.io.bagio import describe_topics
+
+    assert describe_topics({'/b': 'sensor_msgs/msg/Image', '/a': 'tf2_msgs/msg/TFMessage'}) == (
+        'its topics are: /a (tf2_msgs/msg/TFMessage), /b (sensor_msgs/msg/Image)')
+    assert describe_topics({}).startswith('it has no topics at all (an empty recording')

@@ -83,6 +83,7 @@ def test_fleet_report_is_the_frame_weighted_mean_of_eval_bag(fleet, ray_address,
     printed = capsys.readouterr()
     assert 'FAILED corrupt: cannot open bag' in printed.out
     assert 'FAILED empty: bag' in printed.out and 'has no topic' in printed.out
+    assert 'it has no topics at all (an empty recording' in printed.out
     report = _summary(out / 'report')
     by_name = {entry['name']: entry for entry in report['per_bag']}
     assert [by_name[name]['status'] for name in names] == ['done'] * 3 + ['failed'] * 2

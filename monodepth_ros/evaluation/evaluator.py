@@ -59,6 +59,7 @@ from monodepth_ros.evaluation.metrics import (
     valid_prediction,
 )
 from monodepth_ros.io import topics
+from monodepth_ros.io.bagio import describe_topics
 from monodepth_ros.io.framing import DEFAULT_ANCHOR
 from monodepth_ros.io.messages import check_topic_type
 from monodepth_ros.runtime.pipeline import resize_depth_bilinear, resize_nearest
@@ -256,10 +257,6 @@ def _nearest_within(window: StampedWindow, stamp_ns: int, tolerance_ns: int | No
     return item
 
 
-def _describe_topics(available: dict[str, str]) -> str:
-    return ', '.join(f'{topic} ({msgtype})' for topic, msgtype in sorted(available.items()))
-
-
 class BagEvaluator:
     """Stream one bag and grade its depth frames (see the module doc)."""
 
@@ -319,8 +316,8 @@ class BagEvaluator:
         missing = [f'{topic!r} ({purposes[key]})' for key, topic in wanted.items()
                    if topic not in available]
         if missing:
-            raise BagError(f'bag {path} has no topic {", ".join(missing)}; its topics are: '
-                           f'{_describe_topics(available)}')
+            raise BagError(f'bag {path} has no topic {", ".join(missing)}; '
+                           f'{describe_topics(available)}')
         for key, expected in (('info', 'CameraInfo'), ('full_info', 'CameraInfo'),
                               ('lidar', 'PointCloud2')):
             if key in wanted:

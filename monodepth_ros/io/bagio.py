@@ -158,6 +158,14 @@ class BagWriter:
             raise BagError(f'cannot write to bag {self.path}: {_reason(err)}') from err
 
 
+def describe_topics(available: dict[str, str]) -> str:
+    """'its topics are: /a (type), ...' for error messages, or what an empty bag means."""
+    if not available:
+        return 'it has no topics at all (an empty recording, or one cut off before any message)'
+    return 'its topics are: ' + ', '.join(f'{topic} ({msgtype})'
+                                          for topic, msgtype in sorted(available.items()))
+
+
 def _reason(error: Exception) -> str:
     """Why a write failed, without Python's '[Errno N]' prefix."""
     return error.strerror if isinstance(error, OSError) and error.strerror else str(error)

@@ -115,22 +115,21 @@ def _check_arguments(args) -> Path:
 def _frame_split(args) -> tuple[int, int, bool]:
     """(training frames, frames in all, LiDAR present) of the bag; BagError if unusable."""
     from monodepth_ros.errors import BagError, DatasetError
-    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.io.bagio import BagReader, describe_topics
 
     if not Path(args.bag).exists():
         raise BagError(f'bag {args.bag} not found (expected a rosbag2 folder or file)')
     with BagReader(args.bag) as bag:
         available = bag.topics
         if args.camera_topic not in available:
-            raise BagError(f'bag {args.bag} has no camera topic {args.camera_topic!r}; its '
-                           f'topics are: {", ".join(sorted(available))} (use --camera-topic)')
+            raise BagError(f'bag {args.bag} has no camera topic {args.camera_topic!r}; '
+                           f'{describe_topics(available)} (use --camera-topic)')
         count = bag.message_counts[args.camera_topic]
         has_lidar = args.lidar_topic in available
     if not has_lidar and args.mode == 'lidar':
         raise BagError(f'bag {args.bag} has no LiDAR topic {args.lidar_topic!r} (LiDAR point '
-                       f'clouds, the training targets); its topics are: '
-                       f'{", ".join(sorted(available))} (use --lidar-topic, or --mode '
-                       'self-supervised for a bag without LiDAR)')
+                       f'clouds, the training targets); {describe_topics(available)} (use '
+                       '--lidar-topic, or --mode self-supervised for a bag without LiDAR)')
     held_out = math.ceil(count * args.holdout)
     if count < 2 or held_out >= count:
         raise DatasetError(f'bag {args.bag} has {count} camera frame(s) on '
