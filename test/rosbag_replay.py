@@ -14,6 +14,7 @@ Needs rclpy and the message packages of the replayed topics.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -123,10 +124,17 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # launch stops the player with SIGINT, possibly just as it finishes on its own: a
+        # second interrupt must not cut the clean-up short (the process would end by SIGINT).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Interrupted before rclpy was up (reading the bag): a player stopped, not a failure.
+        sys.exit(0)
