@@ -27,10 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_sim2real import DRIVE, KITTI_DATE
 
-REPO = Path(__file__).resolve().parents[1]
-KITTI_DATE = REPO.parent / 'shared' / 'data' / 'kitti_raw' / '2011_09_26'
-DRIVE = KITTI_DATE / '2011_09_26_drive_0009_sync'
 SYNTHETIC_SEEDS = (950, 951, 952, 953)
 FAR_BANDS = ('40-50', '50-60', '60-70', '70-80')
 

@@ -19,6 +19,7 @@ from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.evaluation.ground_truth import PROTOCOLS
 from monodepth_ros.evaluation.metrics import CROPS
+from monodepth_ros.evaluation.report import format_number
 from monodepth_ros.io import topics
 from monodepth_ros.options import non_negative_int
 from monodepth_ros.runtime.infer import (
@@ -84,11 +85,6 @@ def model_names(models: list[dict]) -> list[str]:
             for index, stem in enumerate(stems)]
 
 
-def _cell(value, spec: str = '.3f') -> str:
-    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) \
-        else '-'
-
-
 def model_row(name: str, summary: dict, cap: str) -> dict:
     """One model's line of the comparison: metrics, scale, flicker, latency."""
     metrics = summary.get(cap, {})
@@ -110,12 +106,13 @@ def format_comparison(rows: list[dict]) -> list[str]:
     lines = ['| model | frames | ' + ' | '.join(TABLE) + ' | flicker | scale (mode) | '
              'inference ms | pipeline ms |', '|---|---:|' + '---:|' * (len(TABLE) + 4)]
     for row in rows:
-        scale = (f'{_cell(row["scale_median"], ".4g")} ({row["scale_mode"]})'
+        scale = (f'{format_number(row["scale_median"], ".4g")} ({row["scale_mode"]})'
                  if row['scale_mode'] else '-')
         lines.append(f'| {row["model"]} | {row["frames"]} | '
-                     + ' | '.join(_cell(row[metric]) for metric in TABLE)
-                     + f' | {_cell(row["flicker"], ".4f")} | {scale} | '
-                     f'{_cell(row["inference_ms"], ".1f")} | {_cell(row["pipeline_ms"], ".1f")} |')
+                     + ' | '.join(format_number(row[metric], '.3f') for metric in TABLE)
+                     + f' | {format_number(row["flicker"], ".4f")} | {scale} | '
+                     f'{format_number(row["inference_ms"], ".1f")} | '
+                     f'{format_number(row["pipeline_ms"], ".1f")} |')
     return lines
 
 
@@ -126,7 +123,8 @@ def _distance_lines(summaries: dict) -> list[str]:
     for name, summary in summaries.items():
         cells = {row['group']: row for row in summary['by_distance']}
         lines.append(f'| {name} | ' + ' | '.join(
-            _cell(cells[band]['abs_rel']) if cells.get(band, {}).get('n_pixels') else '-'
+            format_number(cells[band]['abs_rel'], '.3f')
+            if cells.get(band, {}).get('n_pixels') else '-'
             for band in bands) + ' |')
     return lines
 

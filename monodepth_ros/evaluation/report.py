@@ -60,7 +60,8 @@ def format_table(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-def _number(value, spec: str) -> str:
+def format_number(value, spec: str) -> str:
+    """``value`` formatted with ``spec``, or '-' when it is missing or not finite."""
     return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) \
         else '-'
 
@@ -70,18 +71,20 @@ def scale_lines(summary: dict) -> list[str]:
     lines = []
     scale = summary.get('scale')
     if scale:
-        lines.append(f'scale ({scale["mode"]}): median {_number(scale["scale_median"], ".4g")} '
-                     f'({_number(scale["scale_min"], ".4g")}..'
-                     f'{_number(scale["scale_max"], ".4g")}), residual '
-                     f'{_number(scale["residual_median"], ".3f")}, points '
-                     f'{_number(scale["points_median"], ".0f")}, fitted '
+        lines.append(f'scale ({scale["mode"]}): median '
+                     f'{format_number(scale["scale_median"], ".4g")} '
+                     f'({format_number(scale["scale_min"], ".4g")}..'
+                     f'{format_number(scale["scale_max"], ".4g")}), residual '
+                     f'{format_number(scale["residual_median"], ".3f")}, points '
+                     f'{format_number(scale["points_median"], ".0f")}, fitted '
                      f'{scale["frames_fitted"]}/{scale["frames"]} frames, held '
                      f'{scale["frames_held"]}, resets {scale["resets"]}')
     stability = summary.get('scale_stability')
     if stability:
-        lines.append(f'scale against LiDAR: flicker {_number(stability["flicker"], ".4f")}, '
-                     f'drift {_number(stability["drift"], ".4f")} (std of log scale, frame to '
-                     f'frame and over the run; {stability["frames"]} frames)')
+        lines.append(f'scale against LiDAR: flicker '
+                     f'{format_number(stability["flicker"], ".4f")}, '
+                     f'drift {format_number(stability["drift"], ".4f")} (std of log scale, '
+                     f'frame to frame and over the run; {stability["frames"]} frames)')
     return lines
 
 

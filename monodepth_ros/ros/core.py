@@ -248,14 +248,22 @@ class NodeCore:
         except (MessageError, TransformError) as error:
             self.record_error(error, '/tf_static message ignored')
 
-    def _scale_reference(self, frame: Frame, config: NodeConfig):
-        """What the scale stage may fit to for this frame: its LiDAR scan, the mounting."""
+    def _scale_reference(self, frame: Frame, config: NodeConfig, pipeline):
+        """What the scale stage fits to for this frame: its LiDAR scan, or the mounting.
+
+        Only what the mode that runs needs is gathered: a metric model under 'auto' (mode
+        'none') costs no scan decoding and no transform lookup.
+        """
         from monodepth_ros.evaluation.ground_truth import scan_from_message
         from monodepth_ros.runtime.scale import ScaleReference
 
         reference = ScaleReference()
+        try:
+            mode = pipeline.resolved_scale_mode(height_from_tf=config.camera_height == 0)
+        except ConfigError:
+            return reference    # the scale stage reports it for this frame
         camera_frame = str(frame.msg.header.frame_id)
-        if config.lidar_topic and config.scale_mode in ('lidar', 'auto'):
+        if mode == 'lidar':
             msg = self.lidar_scans.match(frame.stamp_ns,
                                          int(config.lidar_stamp_tolerance * 1e9), False)
             problem = None
@@ -272,7 +280,7 @@ class NodeCore:
                     problem = f'LiDAR scan not usable: {describe_error(error)}'
             if problem is not None:
                 self.scale_counters.no_lidar(problem)
-        if config.camera_height == 0 and config.scale_mode in ('ground', 'auto'):
+        if mode == 'ground' and config.camera_height == 0:
             try:
                 with self._lock:
                     reference.T_ground_from_camera = self.transforms.lookup(
@@ -355,7 +363,7 @@ class NodeCore:
                     f'{frame.stamp_ns} ns: publishing depth without points/camera_info')
         # The pipeline leaves out points/camera_info itself when the CameraInfo is missing or
         # unusable (another size than the image...), and says why.
-        reference = self._scale_reference(frame, config)
+        reference = self._scale_reference(frame, config, pipeline)
         outputs = pipeline.process_messages(self.types, frame.msg, info, wanted, reference)
         if pipeline.last_scale is not None and outputs:
             self.scale_counters.add(pipeline.last_scale)

@@ -246,11 +246,9 @@ def validate(config: TrainConfig) -> None:
                 topics.validate_topic_name(getattr(source, key))
             except ConfigError as error:
                 raise ConfigError(f'data.{name}.{key}: {error}') from None
-    for name in ('depth', 'semantic', 'val'):
-        heading = getattr(config.data, name).heading_deg
-        if not 0.0 <= heading <= 45.0:
-            raise ConfigError(f'data.{name}.heading_deg ({heading}) must lie in [0, 45] '
-                              'degrees')
+        if not 0.0 <= source.heading_deg <= 45.0:
+            raise ConfigError(f'data.{name}.heading_deg ({source.heading_deg}) must lie in '
+                              '[0, 45] degrees')
     if not config.data.depth.kind:
         raise ConfigError('data.depth.kind: a depth source is required')
     stride = 32
