@@ -12,7 +12,7 @@ from monodepth_ros.errors import ConfigError, DatasetError
 from monodepth_ros.model.checkpoint import read_checkpoint
 from monodepth_ros.training import losses as L
 from monodepth_ros.training.augment import augment_sample
-from monodepth_ros.training.config import AugmentConfig, config_from_dict, load_config
+from monodepth_ros.training.config import AugmentConfig, config_from_dict, load_config, validate
 from monodepth_ros.training.datasets import (
     CityscapesSource,
     KittiEigenSource,
@@ -810,6 +810,24 @@ def test_encoder_learning_rate_scale_and_frozen_encoder_batchnorm(tmp_path):
     # The encoder's statistics stay; the heads' still follow the batches.
     assert_same_state(encoder_before, buffers(net.encoder))
     assert any(not torch.equal(depth_before[k], v) for k, v in buffers(net.depth_heads).items())
+
+
+def test_encoder_learning_rate_scale_zero_freezes_the_whole_encoder(tmp_path):
+    config = small_config(tmp_path, optim={'warmup_steps': 0, 'lr': 0.01,
+                                           'encoder_lr_scale': 0.0})
+    trainer = make_trainer(config, semantic=False)
+    net = trainer.module
+    encoder_before = {k: v.clone() for k, v in net.encoder.state_dict().items()}
+    heads_before = {k: v.clone() for k, v in net.depth_heads.state_dict().items()}
+    trainer.train_step()
+    trainer.train_step()
+    # Weights and BatchNorm statistics of the encoder are untouched; nothing else is frozen.
+    assert_same_state(encoder_before, net.encoder.state_dict())
+    assert all(p.grad is None for p in net.encoder.parameters())
+    assert any(not torch.equal(heads_before[k], v)
+               for k, v in net.depth_heads.state_dict().items())
+    with pytest.raises(ConfigError, match='encoder_lr_scale'):
+        validate(small_config(tmp_path, optim={'encoder_lr_scale': -0.1}))
 
 
 def test_resume_of_another_optimizer_layout_is_a_clear_error(tmp_path):

@@ -12,7 +12,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from monodepth_ros.engines.base import PRECISIONS, DepthEngine, EngineOutput, check_precision
+from monodepth_ros.engines.base import (
+    DEFAULT_THREADS,
+    PRECISIONS,
+    DepthEngine,
+    EngineOutput,
+    check_precision,
+)
 from monodepth_ros.errors import EngineError
 from monodepth_ros.model.files import check_model_path, file_sha256, is_onnx
 
@@ -115,7 +121,6 @@ def ensure_onnx(checkpoint, cache_dir=None) -> Path:
 
 
 THREADS_ENV = 'MONODEPTH_CPU_THREADS'
-DEFAULT_THREADS = 2
 
 
 def default_threads() -> int:
@@ -128,6 +133,13 @@ def default_threads() -> int:
     if not text.isdigit() or int(text) < 1:
         raise EngineError(f'{THREADS_ENV}={text!r}: expected a whole number of threads >= 1')
     return int(text)
+
+
+def check_card_target(path: Path, card) -> None:
+    """A model card belongs to a foreign ONNX model; our own checkpoints refuse one."""
+    if card and not is_onnx(path):
+        raise EngineError(f'a model card describes a foreign ONNX model; {path} is one of our '
+                          'checkpoints and needs none (drop --model-card / model_card)')
 
 
 def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', cache_dir=None,
@@ -151,9 +163,7 @@ def create_engine(model_path, backend: str = 'auto', precision: str = 'fp16', ca
     num_threads = default_threads() if num_threads is None else num_threads
     if backend not in BACKENDS:
         raise EngineError(f'unknown backend {backend!r}, expected one of {BACKENDS}')
-    if card and not is_onnx(path):
-        raise EngineError(f'a model card describes a foreign ONNX model; {path} is one of our '
-                          'checkpoints and needs none (drop --model-card / model_card)')
+    check_card_target(path, card)
     if card and backend == 'torch':
         raise EngineError('the torch backend runs our checkpoints only; a model with a card '
                           'runs on backend onnxruntime or tensorrt')

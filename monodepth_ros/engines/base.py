@@ -17,6 +17,7 @@ from monodepth_ros.model.metadata import ModelMetadata
 LOGGER = logging.getLogger(__name__)
 
 PRECISIONS = ('fp16', 'fp32', 'int8')
+DEFAULT_THREADS = 2    # ONNX Runtime intra-op threads unless told otherwise
 # What EngineOutput.depth holds (see there); model.cards maps each card kind to one of these.
 DEPTH_KINDS = ('metric', 'affine_depth', 'affine_inverse_depth')
 

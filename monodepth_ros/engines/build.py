@@ -65,7 +65,7 @@ def load_calibration_batch(folder, metadata, limit: int = 200) -> np.ndarray:
 
 
 def run(args) -> int:
-    from monodepth_ros.engines import ensure_onnx
+    from monodepth_ros.engines import check_card_target, ensure_onnx
     from monodepth_ros.engines.tensorrt_engine import TensorRTEngine, tensorrt_status
     from monodepth_ros.model.files import load_onnx_model, read_onnx_metadata
 
@@ -74,9 +74,7 @@ def run(args) -> int:
     if not usable:
         raise EngineError(f'cannot build a TensorRT engine for {path}: {reason} (TensorRT '
                           'and a CUDA GPU are needed; ONNX Runtime runs the .onnx file without)')
-    if args.model_card and not is_onnx(path):
-        raise EngineError(f'a model card describes a foreign ONNX model; {path} is one of our '
-                          'checkpoints and needs none (drop --model-card)')
+    check_card_target(path, args.model_card)
     onnx_path = path if is_onnx(path) else ensure_onnx(path, args.cache_dir)
     calibration = None
     if args.precision == 'int8':

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from monodepth_ros.engines.base import DepthEngine, EngineOutput, outputs_from_card
+from monodepth_ros.engines.base import (
+    DEFAULT_THREADS,
+    DepthEngine,
+    EngineOutput,
+    outputs_from_card,
+)
 from monodepth_ros.engines.cache import default_cache_dir
 from monodepth_ros.errors import EngineError
 from monodepth_ros.model.cards import card_for
@@ -17,7 +22,6 @@ LOGGER = logging.getLogger(__name__)
 
 # Preference order; filtered by what onnxruntime.get_available_providers() reports.
 PROVIDER_ORDER = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
-DEFAULT_THREADS = 2
 
 
 def choose_providers(device: str = 'auto', available=None) -> list[str]:

@@ -329,6 +329,9 @@ class TensorRTEngine(DepthEngine):
         missing = [name for name in wanted if name and name not in names]
         if missing:
             raise EngineError(f'TensorRT engine lacks tensors {missing} (has {names})')
+        # The outputs a foreign model's card reads, once rather than per frame.
+        self.card_outputs = tuple(name for name in (card.output_name, card.confidence_output,
+                                                    card.sky_output) if name)
         for name in names:
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 shape = tuple(self.engine.get_tensor_shape(name))
@@ -357,11 +360,9 @@ class TensorRTEngine(DepthEngine):
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise EngineError('TensorRT execute_async_v3 failed; see the TensorRT log')
             if not self.card.ours:   # a foreign model: its card reads the outputs
-                card = self.card
-                names = [name for name in (card.output_name, card.confidence_output,
-                                           card.sky_output) if name]
-                arrays = {name: self.buffers[name].float().cpu().numpy() for name in names}
-                return outputs_from_card(card, arrays, (card.width, card.height))
+                arrays = {name: self.buffers[name].float().cpu().numpy()
+                          for name in self.card_outputs}
+                return outputs_from_card(self.card, arrays, (self.card.width, self.card.height))
             # argmax and the copies back run on the same stream; .cpu() waits for them.
             output = outputs_from_tensors(self.buffers['depth'],
                                           self.buffers['semantic_logits'],

@@ -38,6 +38,7 @@ pipeline and reports per frame the scale, shift, residual and points used.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -268,14 +269,23 @@ def ground_normal_from_mounting(T_ground_from_camera: np.ndarray) -> tuple[np.nd
 
 def _ground_rays(camera: CameraModel, top: float) -> tuple[np.ndarray, np.ndarray]:
     """(flat pixel indices, Nx3 rays (x/z, y/z, 1)) of the rows below ``top`` x height."""
-    ray_x, ray_y = camera.pixel_rays()
-    first = int(math.floor(top * camera.height))
-    rows = np.arange(first, camera.height)
-    index = (rows[:, None] * camera.width + np.arange(camera.width)[None, :]).ravel()
+    return _ground_rays_for(camera.width, camera.height, camera.fx, camera.fy, camera.cx,
+                            camera.cy, top)
+
+
+@functools.lru_cache(maxsize=8)
+def _ground_rays_for(width: int, height: int, fx: float, fy: float, cx: float, cy: float,
+                     top: float) -> tuple[np.ndarray, np.ndarray]:
+    # Cached by value: a stream's frames share one camera, and the grid is rebuilt otherwise.
+    first = int(math.floor(top * height))
+    rows = np.arange(first, height)
+    index = (rows[:, None] * width + np.arange(width)[None, :]).ravel()
     rays = np.empty((index.size, 3))
-    rays[:, 0] = np.tile(ray_x, rows.size)
-    rays[:, 1] = np.repeat(ray_y[first:], camera.width)
+    rays[:, 0] = np.tile((np.arange(width) - cx) / fx, rows.size)
+    rays[:, 1] = np.repeat((rows - cy) / fy, width)
     rays[:, 2] = 1.0
+    index.setflags(write=False)
+    rays.setflags(write=False)
     return index, rays
 
 

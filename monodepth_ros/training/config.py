@@ -80,7 +80,9 @@ class OptimConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
-    encoder_lr_scale: float = 1.0     # encoder learning rate = lr x this (pretrained: < 1)
+    # encoder learning rate = lr x this (pretrained: < 1); 0 freezes the encoder entirely
+    # (weights and BatchNorm statistics), which also skips its backward pass
+    encoder_lr_scale: float = 1.0
     freeze_encoder_bn: bool = False   # keep the encoder's BatchNorm statistics (ImageNet's)
 
 
@@ -270,8 +272,8 @@ def validate(config: TrainConfig) -> None:
     if not 0.0 <= config.data.augment.camera_effects <= 1.0:
         raise ConfigError(f'data.augment.camera_effects ({config.data.augment.camera_effects}) '
                           'must lie in [0, 1]')
-    if config.optim.encoder_lr_scale <= 0 or config.data.canonical_focal < 0:
-        raise ConfigError('optim.encoder_lr_scale must be > 0 and data.canonical_focal >= 0')
+    if config.optim.encoder_lr_scale < 0 or config.data.canonical_focal < 0:
+        raise ConfigError('optim.encoder_lr_scale and data.canonical_focal must be >= 0')
 
 
 def save_config(config: TrainConfig, path) -> None:

@@ -291,10 +291,13 @@ class Trainer:
     def _parameter_groups(self) -> list[dict]:
         """Encoder parameters, at optim.encoder_lr_scale x the learning rate, and the rest.
 
-        A pretrained encoder that learns slowly keeps more of what it learned on real images.
+        A pretrained encoder that learns slowly keeps more of what it learned on real images;
+        at scale 0 it does not learn at all (no gradient, so no backward pass through it).
         """
         scale = self.config.optim.encoder_lr_scale
         encoder = list(self.module.encoder.parameters())
+        for parameter in encoder:
+            parameter.requires_grad_(scale > 0)
         encoder_ids = {id(p) for p in encoder}
         rest = [p for p in self.module.parameters() if id(p) not in encoder_ids]
         return [{'params': encoder, 'lr_scale': scale}, {'params': rest, 'lr_scale': 1.0}]
@@ -408,7 +411,7 @@ class Trainer:
         stream = self.depth_stream if kind == 'depth' else self.semantic_stream
         batch = stream.next_nonempty()
         self.model.train()
-        if self.config.optim.freeze_encoder_bn:
+        if self.config.optim.freeze_encoder_bn or self.config.optim.encoder_lr_scale == 0:
             self._freeze_encoder_batch_norm()
         self.optimizer.zero_grad(set_to_none=True)
         image = batch['image'].to(self.device, non_blocking=True)
