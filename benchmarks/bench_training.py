@@ -8,6 +8,10 @@ Prints a markdown table and the peak RSS of the process.
 
     .venv/bin/python benchmarks/bench_training.py                 # quick recipe, its budget
     .venv/bin/python benchmarks/bench_training.py --ablation --minutes 5
+    .venv/bin/python benchmarks/bench_training.py --grade runs/a/model.pt --grade b=runs/b/model.pt
+
+--grade trains nothing: it grades finished models on the same hold-out, each at its own input
+size (next to the packaged default with --grade packaged=).
 """
 
 from __future__ import annotations
@@ -59,6 +63,29 @@ def print_rows(rows, caps):
             print(f'| {name} | {steps} | {values} |')
 
 
+def grade_models(entries: list[str], seeds: list[int], frames: int) -> int:
+    """Grade finished checkpoints on the hold-out, each at its own network input size."""
+    import torch
+
+    from monodepth_ros.model.checkpoint import load_model
+    from monodepth_ros.model.files import default_model_path
+
+    source = SourceConfig(kind='synthetic', seeds=seeds, frames_per_seed=frames, frame_stride=7)
+    caps, rows, rendered = (50.0, 80.0), [], {}
+    for entry in entries:
+        name, _, path = entry.rpartition('=')
+        path = Path(path) if path else default_model_path()
+        model, metadata = load_model(path)
+        size = (metadata.input_height, metadata.input_width)
+        if size not in rendered:
+            rendered[size] = render_synthetic(source, *size, desc=f'render eval {size}')
+        metrics = evaluate_samples(model, rendered[size], torch.device('cpu'), caps)
+        rows.append((f'{name or path.stem} ({size[0]}x{size[1]})', '', metrics))
+    print(f'\nevaluated on {frames} frames each of unseen seeds {seeds}')
+    print_rows(rows, caps)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,10 +96,15 @@ def main() -> int:
     parser.add_argument('--eval-frames', type=int, default=10, help='frames per eval seed')
     parser.add_argument('--ablation', action='store_true')
     parser.add_argument('--output-dir', default='runs/bench_training')
+    parser.add_argument('--grade', action='append', metavar='[NAME=]PATH',
+                        help='grade this finished model instead of training (repeatable; '
+                        'an empty PATH is the packaged default model)')
     parser.add_argument('overrides', nargs='*', help='recipe overrides key.sub=value')
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
 
+    if args.grade:
+        return grade_models(args.grade, args.eval_seeds, args.eval_frames)
     config = load_config(args.config, args.overrides)
     minutes = args.minutes if args.minutes is not None else config.max_minutes
     used = set(config.data.depth.seeds) | set(config.data.semantic.seeds) | set(
