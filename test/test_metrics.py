@@ -7,6 +7,7 @@ import pytest
 
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.evaluation.metrics import (
+    GroupedErrors,
     RunningMean,
     average_metrics,
     compute_depth_metrics,
@@ -206,3 +207,23 @@ def test_one_invalid_prediction_rule_at_every_cap():
     assert image['coverage'] == results[80.0]['coverage']
     caps = compute_depth_metrics_caps(gt.reshape(1, 3), pred.reshape(1, 3))
     assert caps[50.0]['abs_rel'] == results[50.0]['abs_rel']
+
+
+def test_grouped_errors_pooled_from_rows_equal_the_pixels_added_at_once():
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(1.0, 40.0, 600)
+    pred = gt * rng.uniform(0.7, 1.4, 600)
+    group = rng.integers(0, 3, 600)
+    labels = ['near', 'mid', 'far']
+    first, second, together = GroupedErrors(labels), GroupedErrors(labels), GroupedErrors(labels)
+    first.add(group[:250], gt[:250], pred[:250])
+    second.add(group[250:], gt[250:], pred[250:])
+    together.add(group, gt, pred)
+    pooled = GroupedErrors(labels)
+    pooled.add_rows(first.rows())
+    pooled.add_rows(second.rows() + [{'group': 'unknown', 'n_pixels': 5, 'abs_rel': 1.0,
+                                      'rmse': 1.0, 'delta1': 1.0, 'mean_error': 1.0}])
+    for row, expected in zip(pooled.rows(), together.rows()):
+        assert row['n_pixels'] == expected['n_pixels'] > 0
+        for key in ('abs_rel', 'rmse', 'delta1', 'mean_error'):
+            assert row[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-12)

@@ -332,6 +332,22 @@ class GroupedErrors:
         good = np.maximum(gt / pred, pred / gt) < 1.25
         self.delta1_count += np.bincount(group[good], minlength=size)
 
+    def add_rows(self, rows: list[dict]) -> None:
+        """Pool another run's ``rows()`` (e.g. one bag's) into these sums, by group label.
+
+        Groups this one lacks are ignored; delta1 comes back as a whole pixel count.
+        """
+        for row in rows:
+            count = int(row['n_pixels'])
+            if not count or row['group'] not in self.labels:
+                continue
+            index = self.labels.index(row['group'])
+            self.count[index] += count
+            self.abs_rel_sum[index] += row['abs_rel'] * count
+            self.sq_err_sum[index] += row['rmse'] ** 2 * count
+            self.signed_err_sum[index] += row['mean_error'] * count
+            self.delta1_count[index] += round(row['delta1'] * count)
+
     def rows(self) -> list[dict]:
         rows = []
         for index, label in enumerate(self.labels):

@@ -58,16 +58,7 @@ def frame_metrics(row: dict, prefix: str) -> dict:
 def _add_bands(pooled: GroupedErrors | None, rows: list[dict]) -> GroupedErrors:
     if pooled is None:
         pooled = GroupedErrors([row['group'] for row in rows])
-    for row in rows:
-        count = int(row['n_pixels'])
-        if not count or row['group'] not in pooled.labels:
-            continue
-        index = pooled.labels.index(row['group'])
-        pooled.count[index] += count
-        pooled.abs_rel_sum[index] += row['abs_rel'] * count
-        pooled.sq_err_sum[index] += row['rmse'] ** 2 * count
-        pooled.signed_err_sum[index] += row['mean_error'] * count
-        pooled.delta1_count[index] += round(row['delta1'] * count)
+    pooled.add_rows(rows)
     return pooled
 
 
