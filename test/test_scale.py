@@ -323,3 +323,62 @@ def test_node_refuses_an_affine_model_it_cannot_scale_with_error_diagnostics(eng
     report = core.diagnostics()
     assert report.level == report.ERROR
     assert "scale mode 'lidar' needs LiDAR points" in report.message
+
+
+# -- infer-bag: a bag's LiDAR and /tf_static scale an affine model ------------------------
+class RowInverseDepthEngine(InverseDepthEngine):
+    """Inverse depth growing with the image row below the middle, as a road's does.
+
+    Unlike the random tiny network's, it correlates with a street's depth, so that every
+    frame's LiDAR fit succeeds.
+    """
+
+    def infer(self, batch):
+        from dataclasses import replace
+
+        out = self.engine.infer(batch)
+        height = out.depth.shape[-2]
+        rows = np.arange(height, dtype=np.float32)[:, None] / height
+        inverse = np.maximum(rows - 0.45, 0.01) + np.zeros_like(out.depth)
+        return replace(out, depth=inverse.astype(np.float32), depth_kind='affine_inverse_depth')
+
+
+def test_infer_bag_scales_an_affine_model_to_the_scan_of_each_image(tmp_path, engine):
+    from monodepth_ros.bagtools.infer_bag import format_summary, infer_bag
+    from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
+    from monodepth_ros.errors import BagError
+    from monodepth_ros.io import messages, topics
+    from monodepth_ros.io.bagio import BagReader
+    from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
+    from monodepth_ros.synthetic.world import DriveConfig, SyntheticDrive
+
+    size = (256, 128)
+    bag = write_synthetic_bag(tmp_path / 'in', frames=3, seed=6, size=size, progress=False)
+    config = PipelineConfig(scale=ScaleSettings('auto', smoothing=False, lidar=True))
+    summary = infer_bag(bag, tmp_path / 'out',
+                        DepthPipeline(RowInverseDepthEngine(engine), config),
+                        outputs={'depth'}, progress=False)
+    assert (summary.frames, summary.errors, summary.frames_without_lidar) == (3, 0, 0)
+    with BagReader(tmp_path / 'out') as reader:
+        written = [messages.image_to_array(msg)
+                   for _, _, msg in reader.messages(['/monodepth/depth'])]
+    # Expected: each frame fitted to its own scan, moved into the camera with the drive's
+    # own extrinsics (not the bag's /tf_static, which infer-bag reads).
+    drive = SyntheticDrive(6, DriveConfig(width=size[0], height=size[1]))
+    pipeline = DepthPipeline(RowInverseDepthEngine(engine), config)
+    for index, depth in enumerate(written):
+        frame = drive.render(index)
+        points = np.stack([frame.lidar[axis] for axis in 'xyz'], -1)
+        expected = pipeline.process_arrays(frame.rgb, frame.camera, ('depth',), ScaleReference(
+            points, drive.T_camera_from_lidar))
+        assert expected.scale.mode == 'lidar' and expected.scale.fit.points > 100
+        np.testing.assert_allclose(depth, expected.depth, rtol=1e-5, equal_nan=True)
+    unscaled = DepthPipeline(engine).process_arrays(drive.render(0).rgb, drive.render(0).camera)
+    assert not np.allclose(written[0], unscaled.depth, equal_nan=True)
+    # A bag without the LiDAR topic: one line naming what the bag has.
+    with pytest.raises(BagError, match='has no topic /velodyne.*its topics are: .*'
+                       + topics.LIDAR_TOPIC):
+        infer_bag(bag, tmp_path / 'out2', DepthPipeline(RowInverseDepthEngine(engine), config),
+                  lidar_topic='/velodyne', progress=False)
+    assert not (tmp_path / 'out2').exists()
+    assert 'LiDAR' not in format_summary(summary, engine)

@@ -20,10 +20,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monodepth_ros.errors import BagError, CalibrationError, MessageError
+from monodepth_ros.errors import BagError, CalibrationError, MessageError, TransformError
 from monodepth_ros.io import topics
 
 LOGGER = logging.getLogger(__name__)
+
+LIDAR_TOLERANCE_S = 0.05   # largest |image - scan| stamp difference (the node's default)
+LIDAR_SCANS_KEPT = 5        # recent scans kept for matching (about 0.5 s at 10 Hz)
+MAX_WAITING = 20            # images waiting for a later scan (bounded memory)
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage',
                'sensor_msgs/Image', 'sensor_msgs/CompressedImage')
@@ -37,6 +41,7 @@ class InferBagSummary:
     frames_without_camera_info: int = 0
     camera_info_rejected: int = 0      # a CameraInfo was there but did not fit the image
     copied_messages: int = 0
+    frames_without_lidar: int = 0      # --scale lidar: no usable scan near the image
     topics: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)   # median per stage
 
@@ -48,21 +53,33 @@ def output_topic(key: str, prefix: str = topics.OUTPUT_PREFIX) -> str:
 def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMAGE_TOPIC,
               camera_info_topic: str | None = None, copy_input: bool = False,
               storage: str | None = None, distro: str = 'humble', outputs=None,
-              prefix: str = topics.OUTPUT_PREFIX, progress: bool = True) -> InferBagSummary:
+              prefix: str = topics.OUTPUT_PREFIX, progress: bool = True,
+              lidar_topic: str = topics.LIDAR_TOPIC,
+              lidar_tolerance_s: float = LIDAR_TOLERANCE_S) -> InferBagSummary:
     """Run ``pipeline`` on every image of ``camera_topic`` in ``in_path``; write ``out_path``.
 
     A frame the pipeline rejects (bad encoding, empty image...) is logged, counted in
     ``errors`` and skipped; a frame whose CameraInfo does not fit is written without points
     and camera_info and counted in ``camera_info_rejected``. ``storage`` None: the distro's
     default (sqlite3 for humble, mcap for jazzy).
+
+    When the pipeline's scale mode is 'lidar', each image is scaled to the scan on
+    ``lidar_topic`` nearest to its stamp (within ``lidar_tolerance_s``), moved into the camera
+    frame with the bag's /tf_static; an image waits for the first scan stamped at or after it
+    (at most MAX_WAITING images wait), so a scan recorded just after its image is found.
     """
+    from collections import deque
+
     import numpy as np
     from tqdm import tqdm
 
-    from monodepth_ros.io.bagio import BagReader, BagWriter
+    from monodepth_ros.evaluation.ground_truth import lidar_scale_reference
+    from monodepth_ros.io.bagio import BagReader, BagWriter, describe_topics
     from monodepth_ros.io.messages import check_topic_type, stamp_to_ns
     from monodepth_ros.io.outputs import atomic_output
+    from monodepth_ros.io.transforms import TransformBuffer
     from monodepth_ros.runtime.pipeline import ALL_OUTPUTS
+    from monodepth_ros.runtime.scale import ScaleReference
     from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S, CameraInfoCache
 
     outputs = set(outputs or ALL_OUTPUTS)
@@ -98,40 +115,80 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
             for _, _, msg in reader.messages([camera_info_topic]):
                 infos.add(msg, stamp_to_ns(msg.header.stamp))
         tolerance_ns = int(STAMP_TOLERANCE_S * 1e9)
-        read_topics = None if copy_input else [camera_topic]
+        lidar = pipeline.resolved_scale_mode() == 'lidar'
+        transforms = TransformBuffer()
+        if lidar:
+            if lidar_topic not in bag_topics:
+                raise BagError(f'--scale lidar: bag {in_path} has no topic {lidar_topic} '
+                               f'({describe_topics(bag_topics)}; choose one with '
+                               '--lidar-topic)')
+            check_topic_type(lidar_topic, bag_topics[lidar_topic], 'PointCloud2', in_path)
+            if topics.TF_STATIC_TOPIC in bag_topics:
+                for _, _, msg in reader.messages([topics.TF_STATIC_TOPIC]):
+                    transforms.add_message(msg, static=True)
+        scans = CameraInfoCache(size=LIDAR_SCANS_KEPT)
+        lidar_tolerance_ns = int(lidar_tolerance_s * 1e9)
+        waiting: deque = deque()    # (bag_ns, image message, stamp) waiting for a later scan
+        read_topics = None if copy_input else [camera_topic] + ([lidar_topic] if lidar else [])
         total = reader.message_count(read_topics)
+
+        def reference_for(msg, stamp: int):
+            if not lidar:
+                return None
+            scan = scans.match(stamp, lidar_tolerance_ns, False)
+            try:
+                if scan is None:
+                    raise MessageError(f'no scan on {lidar_topic} within {lidar_tolerance_s:g} '
+                                       's of the image')
+                return lidar_scale_reference(scan, str(msg.header.frame_id), transforms.lookup)
+            except (MessageError, TransformError) as error:
+                if not summary.frames_without_lidar:
+                    LOGGER.warning('%s frame %d ns: no LiDAR scale (%s); the scale stage holds '
+                                   'its last one', camera_topic, stamp, error)
+                summary.frames_without_lidar += 1
+                return ScaleReference()
+
+        def process(writer, bag_ns: int, msg, stamp: int) -> None:
+            info = infos.match(stamp, tolerance_ns, use_latest=True)
+            if info is None:
+                summary.frames_without_camera_info += 1
+            try:
+                out = pipeline.process_messages(writer.types, msg, info, outputs,
+                                                reference_for(msg, stamp))
+            except (MessageError, CalibrationError) as error:
+                summary.errors += 1
+                LOGGER.error('%s frame %d ns skipped: %s', camera_topic, stamp, error)
+                return
+            if pipeline.last_camera_info_problem is not None:
+                if not summary.camera_info_rejected:
+                    LOGGER.warning('%s frame %d ns written without points/camera_info: %s',
+                                   camera_topic, stamp, pipeline.last_camera_info_problem)
+                summary.camera_info_rejected += 1
+            for key, out_msg in out.items():
+                writer.write(output_topic(key, prefix), out_msg, bag_ns)
+            for stage, milliseconds in pipeline.last_timings.items():
+                stage_times.setdefault(stage, []).append(milliseconds)
+            summary.frames += 1
 
         with atomic_output(out_path, 'bag', 'infer-bag') as partial, \
                 BagWriter(partial, storage=storage, distro=distro) as writer:
-            types = writer.types
             for topic, bag_ns, msg in tqdm(reader.messages(read_topics), total=total,
                                            desc='infer-bag', unit='msg', disable=None
                                            if progress else True):
                 if copy_input:
                     writer.write(topic, msg, bag_ns)
                     summary.copied_messages += 1
-                if topic != camera_topic:
-                    continue
-                stamp = stamp_to_ns(msg.header.stamp)
-                info = infos.match(stamp, tolerance_ns, use_latest=True)
-                if info is None:
-                    summary.frames_without_camera_info += 1
-                try:
-                    out = pipeline.process_messages(types, msg, info, outputs)
-                except (MessageError, CalibrationError) as error:
-                    summary.errors += 1
-                    LOGGER.error('%s frame %d ns skipped: %s', camera_topic, stamp, error)
-                    continue
-                if pipeline.last_camera_info_problem is not None:
-                    if not summary.camera_info_rejected:
-                        LOGGER.warning('%s frame %d ns written without points/camera_info: %s',
-                                       camera_topic, stamp, pipeline.last_camera_info_problem)
-                    summary.camera_info_rejected += 1
-                for key, out_msg in out.items():
-                    writer.write(output_topic(key, prefix), out_msg, bag_ns)
-                for stage, milliseconds in pipeline.last_timings.items():
-                    stage_times.setdefault(stage, []).append(milliseconds)
-                summary.frames += 1
+                if lidar and topic == lidar_topic:
+                    scan_stamp = stamp_to_ns(msg.header.stamp)
+                    scans.add(msg, scan_stamp)
+                    while waiting and waiting[0][2] <= scan_stamp:
+                        process(writer, *waiting.popleft())
+                elif topic == camera_topic:
+                    waiting.append((bag_ns, msg, stamp_to_ns(msg.header.stamp)))
+                    if not lidar or len(waiting) > MAX_WAITING:
+                        process(writer, *waiting.popleft())
+            while waiting:
+                process(writer, *waiting.popleft())
             if not summary.frames:   # an empty output bag would look like a finished run
                 raise BagError(_no_frames_message(in_path, out_path, camera_topic, summary))
     summary.topics = sorted(output_topic(key, prefix) for key in outputs
@@ -188,7 +245,15 @@ def add_arguments(parser) -> None:
     parser.add_argument('--confidence-threshold', type=finite_float(0.0, 1.0), default=0.0,
                         help='points with lower confidence (0..1) are NaN (default 0)')
     add_framing_arguments(parser)
-    add_scale_arguments(parser, lidar=False)
+    add_scale_arguments(parser, lidar=True)
+    parser.add_argument('--lidar-topic', default=topics.LIDAR_TOPIC, type=topics.topic_name,
+                        help='with --scale lidar (or auto, an affine model and a bag that has '
+                        f'this topic): the PointCloud2 to fit to (default {topics.LIDAR_TOPIC}; '
+                        "the bag's /tf_static connects it to the camera)")
+    parser.add_argument('--lidar-tolerance', type=finite_float(0.0, 10.0),
+                        default=LIDAR_TOLERANCE_S,
+                        help='largest |image - scan| stamp difference in seconds '
+                        f'(default {LIDAR_TOLERANCE_S:g})')
     parser.add_argument('--outputs', default=','.join(topics.OUTPUT_SUFFIXES),
                         help='comma-separated outputs to write (default: all of '
                         f'{",".join(topics.OUTPUT_SUFFIXES)})')
@@ -206,12 +271,18 @@ def run(args) -> int:
         raise ConfigError(f'--outputs {args.outputs!r}: expected a comma-separated subset of '
                           f'{",".join(OUTPUTS)}')
     check_output(args.output, 'bag', 'infer-bag')   # before a model load that may take long
+    from monodepth_ros.io.bagio import BagReader
+
+    with BagReader(args.input) as reader:   # 'auto' scales an affine model to a LiDAR if any
+        has_lidar = args.lidar_topic in reader.topics
     config = PipelineConfig(output_resolution=args.output_resolution,
                             depth_upsampling=args.depth_upsampling,
                             cloud_stride=args.cloud_stride, cloud_max_range=args.cloud_max_range,
                             confidence_threshold=args.confidence_threshold,
                             framing=args.framing, framing_anchor=args.framing_anchor,
-                            scale=scale_settings(args))
+                            # --scale lidar on a bag without the topic: infer_bag says which
+                            # topics it has
+                            scale=scale_settings(args, lidar=has_lidar or args.scale == 'lidar'))
     engine = load_engine(args.model, args.backend, args.precision, args.engine_cache_dir,
                          args.model_card)
     pipeline = DepthPipeline(engine, config)
@@ -220,7 +291,8 @@ def run(args) -> int:
                         camera_topic=args.camera_topic,
                         camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
                         storage=args.storage, distro=args.distro, outputs=outputs,
-                        prefix=args.prefix, progress=not args.no_progress)
+                        prefix=args.prefix, progress=not args.no_progress,
+                        lidar_topic=args.lidar_topic, lidar_tolerance_s=args.lidar_tolerance)
     print(format_summary(summary, engine))
     return 0
 
@@ -234,6 +306,9 @@ def format_summary(summary: InferBagSummary, engine) -> str:
         lines.append(f'  {summary.errors} frame(s) skipped (see the log)')
     if summary.frames_without_camera_info:
         lines.append(f'  {summary.frames_without_camera_info} frame(s) without CameraInfo')
+    if summary.frames_without_lidar:
+        lines.append(f'  {summary.frames_without_lidar} frame(s) without a usable LiDAR scan '
+                     '(scale held from earlier frames; see the log)')
     if summary.camera_info_rejected:
         lines.append(f'  {summary.camera_info_rejected} frame(s) whose CameraInfo did not fit '
                      'the image (no points/camera_info; see the log)')

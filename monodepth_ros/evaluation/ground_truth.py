@@ -76,6 +76,20 @@ def scan_from_message(msg) -> LidarScan:
     return LidarScan(stamp_to_ns(msg.header.stamp), str(msg.header.frame_id), points)
 
 
+def lidar_scale_reference(msg, camera_frame: str, lookup):
+    """The scale stage's reference for one image: a PointCloud2 ``msg`` in the camera's frame.
+
+    ``lookup(target, source)`` gives T_target_from_source (a TransformBuffer's lookup). Raises
+    MessageError for a scan that cannot be read and TransformError when the LiDAR is not
+    connected to ``camera_frame``. One rule for the node and infer-bag.
+    """
+    from monodepth_ros.runtime.scale import ScaleReference
+
+    scan = scan_from_message(msg)
+    return ScaleReference(lidar_points=scan.points,
+                          T_camera_from_lidar=lookup(camera_frame, scan.frame_id))
+
+
 class StampedWindow:
     """Recent stamped items, looked up by the stamp nearest to a query stamp.
 

@@ -248,13 +248,17 @@ class NodeCore:
         except (MessageError, TransformError) as error:
             self.record_error(error, '/tf_static message ignored')
 
+    def _lookup(self, target: str, source: str):
+        with self._lock:
+            return self.transforms.lookup(target, source)
+
     def _scale_reference(self, frame: Frame, config: NodeConfig, pipeline):
         """What the scale stage fits to for this frame: its LiDAR scan, or the mounting.
 
         Only what the mode that runs needs is gathered: a metric model under 'auto' (mode
         'none') costs no scan decoding and no transform lookup.
         """
-        from monodepth_ros.evaluation.ground_truth import scan_from_message
+        from monodepth_ros.evaluation.ground_truth import lidar_scale_reference
         from monodepth_ros.runtime.scale import ScaleReference
 
         reference = ScaleReference()
@@ -271,11 +275,8 @@ class NodeCore:
                 problem = (f'no LiDAR scan on {config.lidar_topic} within '
                            f'{config.lidar_stamp_tolerance:g} s of the image')
             else:
-                try:
-                    scan = scan_from_message(msg)
-                    with self._lock:
-                        T = self.transforms.lookup(camera_frame, scan.frame_id)
-                    reference.lidar_points, reference.T_camera_from_lidar = scan.points, T
+                try:   # the scan is decoded outside the lock, the transform read inside
+                    reference = lidar_scale_reference(msg, camera_frame, self._lookup)
                 except (MessageError, TransformError) as error:
                     problem = f'LiDAR scan not usable: {describe_error(error)}'
             if problem is not None:
