@@ -114,7 +114,7 @@ def test_config_overrides_and_errors(tmp_path):
 def test_shipped_recipes_load():
     root = os.path.join(os.path.dirname(__file__), '..', 'training', 'configs')
     for name in ('synthetic_default.yaml', 'synthetic_quality.yaml', 'synthetic_quick.yaml',
-                 'kitti_cityscapes.yaml'):
+                 'kitti_cityscapes.yaml', 'synthetic_far.yaml', 'synthetic_far_lite2.yaml'):
         config = load_config(os.path.join(root, name))
         assert config.steps > config.phase2_steps > 0
     # The default model's recipe: 96x320 (the floor), ImageNet encoder kept close.
