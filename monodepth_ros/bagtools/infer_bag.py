@@ -136,17 +136,18 @@ def infer_bag(in_path, out_path, pipeline, camera_topic: str = topics.CAMERA_IMA
             if not lidar:
                 return None
             scan = scans.match(stamp, lidar_tolerance_ns, False)
-            try:
-                if scan is None:
-                    raise MessageError(f'no scan on {lidar_topic} within {lidar_tolerance_s:g} '
-                                       's of the image')
-                return lidar_scale_reference(scan, str(msg.header.frame_id), transforms.lookup)
-            except (MessageError, TransformError) as error:
-                if not summary.frames_without_lidar:
-                    LOGGER.warning('%s frame %d ns: no LiDAR scale (%s); the scale stage holds '
-                                   'its last one', camera_topic, stamp, error)
-                summary.frames_without_lidar += 1
-                return ScaleReference()
+            problem = f'no scan on {lidar_topic} within {lidar_tolerance_s:g} s of the image'
+            if scan is not None:
+                try:
+                    return lidar_scale_reference(scan, str(msg.header.frame_id),
+                                                 transforms.lookup)
+                except (MessageError, TransformError) as error:
+                    problem = str(error)
+            if not summary.frames_without_lidar:
+                LOGGER.warning('%s frame %d ns: no LiDAR scale (%s); the scale stage holds its '
+                               'last one', camera_topic, stamp, problem)
+            summary.frames_without_lidar += 1
+            return ScaleReference()
 
         def process(writer, bag_ns: int, msg, stamp: int) -> None:
             info = infos.match(stamp, tolerance_ns, use_latest=True)

@@ -38,7 +38,6 @@ pipeline and reports per frame the scale, shift, residual and points used.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
@@ -267,26 +266,32 @@ def ground_normal_from_mounting(T_ground_from_camera: np.ndarray) -> tuple[np.nd
     return -T[2, :3], float(T[2, 3])
 
 
+_GROUND_RAYS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}   # by camera value and top
+_GROUND_RAYS_KEPT = 8
+
+
 def _ground_rays(camera: CameraModel, top: float) -> tuple[np.ndarray, np.ndarray]:
-    """(flat pixel indices, Nx3 rays (x/z, y/z, 1)) of the rows below ``top`` x height."""
-    return _ground_rays_for(camera.width, camera.height, camera.fx, camera.fy, camera.cx,
-                            camera.cy, top)
+    """(flat pixel indices, Nx3 rays (x/z, y/z, 1)) of the rows below ``top`` x height.
 
-
-@functools.lru_cache(maxsize=8)
-def _ground_rays_for(width: int, height: int, fx: float, fy: float, cx: float, cy: float,
-                     top: float) -> tuple[np.ndarray, np.ndarray]:
-    # Cached by value: a stream's frames share one camera, and the grid is rebuilt otherwise.
-    first = int(math.floor(top * height))
-    rows = np.arange(first, height)
-    index = (rows[:, None] * width + np.arange(width)[None, :]).ravel()
-    rays = np.empty((index.size, 3))
-    rays[:, 0] = np.tile((np.arange(width) - cx) / fx, rows.size)
-    rays[:, 1] = np.repeat((rows - cy) / fy, width)
-    rays[:, 2] = 1.0
-    index.setflags(write=False)
-    rays.setflags(write=False)
-    return index, rays
+    Kept by the camera's value: a stream's frames share one camera, so the grid is built
+    once instead of every frame.
+    """
+    key = (camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy, top)
+    if key not in _GROUND_RAYS:
+        ray_x, ray_y = camera.pixel_rays()
+        first = int(math.floor(top * camera.height))
+        rows = np.arange(first, camera.height)
+        index = (rows[:, None] * camera.width + np.arange(camera.width)[None, :]).ravel()
+        rays = np.empty((index.size, 3))
+        rays[:, 0] = np.tile(ray_x, rows.size)
+        rays[:, 1] = np.repeat(ray_y[first:], camera.width)
+        rays[:, 2] = 1.0
+        index.setflags(write=False)
+        rays.setflags(write=False)
+        if len(_GROUND_RAYS) >= _GROUND_RAYS_KEPT:
+            _GROUND_RAYS.pop(next(iter(_GROUND_RAYS)))   # the oldest camera
+        _GROUND_RAYS[key] = index, rays
+    return _GROUND_RAYS[key]
 
 
 def fit_plane_normal(points: np.ndarray, hypotheses: int = 64,
