@@ -478,3 +478,63 @@ def test_heading_zero_is_the_straight_world_and_bad_headings_are_rejected():
     with pytest.raises(ConfigError, match='heading_deg'):
         load_config(Path(__file__).parents[1] / 'training/configs/synthetic_default.yaml',
                     ['data.depth.heading_deg=60'])
+
+
+# -- cross streets ---------------------------------------------------------------------------
+def test_junctions_clear_the_kerbside_keep_things_whole_and_change_nothing_else():
+    from monodepth_ros.synthetic.world import BUILDING, CAR, FOLIAGE, GLASS, SIDEWALK, TRUNK
+
+    plain = SyntheticDrive(seed=5, config=SMALL)
+    crossed = SyntheticDrive(seed=5, config=DriveConfig(width=208, height=64, junctions=1.0))
+    for k in range(4):
+        x_lo, x_hi = crossed._junction_span(k)
+        assert 12.0 <= x_hi - x_lo <= 20.0 and k * 50.0 <= x_lo < (k + 1) * 50.0
+        objects = crossed._chunk(k)
+        lo, hi, material = objects['bmin'], objects['bmax'], objects['material']
+        across = (hi[:, 0] > x_lo + 1e-9) & (lo[:, 0] < x_hi - 1e-9)
+        spheres = objects['kind'] == raycast.SPHERE
+        # Only the cross street's own sidewalks and buildings lie across it: no car, tree,
+        # pole or person, and the main street's kerbside strips are cut at its edges.
+        assert set(material[across]) <= {SIDEWALK, BUILDING}
+        assert np.all(hi[across & (material == SIDEWALK), 1]
+                      - lo[across & (material == SIDEWALK), 1] > 100.0)
+        # Parts of one thing go together: every car's glass sits on its body, every trunk
+        # carries its crown.
+        bodies = lo[material == CAR], hi[material == CAR]
+        for glass_lo, glass_hi in zip(lo[material == GLASS], hi[material == GLASS]):
+            assert np.any(np.all((bodies[0][:, :2] <= glass_lo[:2])
+                                 & (glass_hi[:2] <= bodies[1][:, :2]), axis=1))
+        assert np.sum(material == TRUNK) == np.sum(spheres & (material == FOLIAGE))
+        # Away from the cross street the chunk is the plain world's, object for object.
+        away = plain._chunk(k)
+        far = (away['bmax'][:, 0] < x_lo - 6.0) | (away['bmin'][:, 0] > x_hi + 6.0)
+        rows = {tuple(np.r_[b, t]) for b, t in zip(lo, hi)}
+        assert far.sum() >= 10
+        assert all(tuple(np.r_[b, t]) in rows
+                   for b, t in zip(away['bmin'][far], away['bmax'][far]))
+
+
+def test_cross_street_ground_is_road_at_the_exact_ground_depth():
+    drive = SyntheticDrive(seed=5, config=DriveConfig(junctions=1.0))
+    frame = drive.render(0, lidar=False)
+    camera = drive.camera
+    T = drive.T_world_from_camera(0)
+    rows, cols = np.nonzero(frame.semantics == TRAIN_ID['road'])
+    rays = np.stack([(cols - camera.cx) / camera.fx, (rows - camera.cy) / camera.fy,
+                     np.ones(cols.size)], axis=1)
+    depth = -T[2, 3] / (rays @ T[2, :3])
+    np.testing.assert_allclose(frame.depth[rows, cols], depth, rtol=2e-6)
+    world_y = T[1, 3] + depth * (rays @ T[1, :3])
+    beyond = (world_y > drive.scene.road_left() + 0.5) | (world_y < -drive.scene.road_right()
+                                                          - 0.5)
+    assert beyond.sum() > 1000          # road pixels off to the side: the cross street
+
+
+def test_bad_junction_probabilities_are_rejected():
+    from monodepth_ros.training.config import load_config
+
+    with pytest.raises(ConfigError, match='junctions'):
+        DriveConfig(junctions=1.5)
+    with pytest.raises(ConfigError, match='junctions'):
+        load_config(Path(__file__).parents[1] / 'training/configs/synthetic_default.yaml',
+                    ['data.depth.junctions=-0.1'])

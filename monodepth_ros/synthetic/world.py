@@ -3,7 +3,8 @@
 The world is a straight road (lanes, dashed and solid markings, optional parking strips),
 raised sidewalks with curbs, grass verges, buildings with windowed facades, parked and
 moving cars, poles with signs and street lamps, trees, hedges and distant tree lines under a
-sky gradient. Everything is generated from the seed: road widths, object placement and
+sky gradient; optionally (``DriveConfig.junctions``) cross streets lined with buildings.
+Everything is generated from the seed: road widths, object placement and
 sizes, the camera height (1.65 m +- 0.1) and pitch (+- 2 deg; both can be set in
 ``DriveConfig``), ego speed, sun direction, colours and haze, so depth is not a function of the
 image row alone. ``render(i, camera=...)`` renders through any pinhole camera (the training
@@ -86,6 +87,10 @@ class DriveConfig:
     # Street variety (walls, fences, vans, bicycles, pale facades, bays, clouds); False gives
     # the plainer world of earlier versions (for ablations).
     variety: bool = True
+    # Probability that a 50 m stretch of road has a cross street: a gap in the kerbside
+    # (buildings, trees, parked cars) through which a street lined with buildings runs off to
+    # the side. 0 keeps the world of earlier versions exactly.
+    junctions: float = 0.0
 
     def __post_init__(self):
         if self.width < 8 or self.height < 8:
@@ -100,6 +105,9 @@ class DriveConfig:
                               '0.3..5')
         if self.pitch_deg is not None and abs(self.pitch_deg) > 30.0:
             raise ConfigError(f'DriveConfig pitch_deg={self.pitch_deg}, expected -30..30')
+        if not 0.0 <= self.junctions <= 1.0:
+            raise ConfigError(f'DriveConfig junctions={self.junctions}, expected a probability '
+                              'in 0..1')
         if abs(self.yaw_deg) > 45.0:
             raise ConfigError(f'DriveConfig yaw_deg={self.yaw_deg}, expected -45..45')
         if len(self.lidar_elevations_deg) < 1 or self.lidar_azimuth_steps < 8:
@@ -220,8 +228,17 @@ class _ObjectList:
     def __init__(self):
         self.kind, self.material, self.bmin, self.bmax, self.color, self.param = (
             [], [], [], [], [], [])
+        # Parts of one thing (a car's body and glass, a tree's trunk and crown) share a group,
+        # so that a junction removes them together.
+        self.group = []
+        self._groups = 0
 
-    def add(self, kind, material, bmin, bmax, color, param=(0.0, 0.0, 0.0)):
+    def new_group(self) -> int:
+        self._groups += 1
+        return self._groups
+
+    def add(self, kind, material, bmin, bmax, color, param=(0.0, 0.0, 0.0), group=None):
+        self.group.append(self.new_group() if group is None else group)
         self.kind.append(kind)
         self.material.append(material)
         self.bmin.append(bmin)
@@ -229,13 +246,40 @@ class _ObjectList:
         self.color.append(color)
         self.param.append(param)
 
-    def box(self, material, x0, x1, y0, y1, z0, z1, color, param=(0.0, 0.0, 0.0)):
+    def box(self, material, x0, x1, y0, y1, z0, z1, color, param=(0.0, 0.0, 0.0), group=None):
         self.add(raycast.BOX, material, (min(x0, x1), min(y0, y1), z0),
-                 (max(x0, x1), max(y0, y1), z1), color, param)
+                 (max(x0, x1), max(y0, y1), z1), color, param, group)
 
-    def sphere(self, material, center, radius, color):
+    def sphere(self, material, center, radius, color, group=None):
         center = np.asarray(center, dtype=np.float64)
-        self.add(raycast.SPHERE, material, center - radius, center + radius, color)
+        self.add(raycast.SPHERE, material, center - radius, center + radius, color, group=group)
+
+    def without_span(self, x_lo: float, x_hi: float) -> _ObjectList:
+        """The objects with the stretch x_lo..x_hi cleared.
+
+        Kerbside strips (sidewalks, buildings, walls, fences, hedges) are cut around it; any
+        other thing touching it is removed with every part of its group.
+        """
+        touching = {self.group[i] for i in range(len(self.kind))
+                    if self.bmax[i][0] > x_lo and self.bmin[i][0] < x_hi
+                    and not self._strip(i)}
+        kept = _ObjectList()
+        kept._groups = self._groups
+        for i in range(len(self.kind)):
+            lo, hi = self.bmin[i], self.bmax[i]
+            if self.group[i] in touching:
+                continue
+            pieces = [(lo[0], hi[0])]
+            if self._strip(i) and hi[0] > x_lo and lo[0] < x_hi:
+                pieces = [(a, b) for a, b in ((lo[0], x_lo), (x_hi, hi[0])) if b - a > 0.05]
+            for a, b in pieces:
+                kept.add(self.kind[i], self.material[i], (a, lo[1], lo[2]), (b, hi[1], hi[2]),
+                         self.color[i], self.param[i], self.group[i])
+        return kept
+
+    def _strip(self, index: int) -> bool:
+        return (self.kind[index] == raycast.BOX
+                and self.material[index] in (SIDEWALK, BUILDING, WALL, FENCE, FOLIAGE))
 
     def car(self, rng, x_center, y_center, color=None, van: bool = False):
         length = rng.uniform(3.8, 4.9)
@@ -251,8 +295,10 @@ class _ObjectList:
             front, back = 0.18 * length, 0.02 * length
         x0, x1 = x_center - length / 2, x_center + length / 2
         y0, y1 = y_center - width / 2, y_center + width / 2
-        self.box(CAR, x0, x1, y0, y1, 0.0, body, color)
-        self.box(GLASS, x0 + back, x1 - front, y0 + 0.1, y1 - 0.1, body, height, color)
+        group = self.new_group()
+        self.box(CAR, x0, x1, y0, y1, 0.0, body, color, group=group)
+        self.box(GLASS, x0 + back, x1 - front, y0 + 0.1, y1 - 0.1, body, height, color,
+                 group=group)
 
     def arrays(self):
         count = len(self.kind)
@@ -437,10 +483,12 @@ class SyntheticDrive:
                     if radius > abs(crown_y) - road:
                         # Street trees are trimmed: a crown over the road starts above 3.2 m.
                         crown_z = max(crown_z, 3.2 + radius)
+                    tree = objects.new_group()
                     objects.box(TRUNK, x - thick, x + thick, y - thick, y + thick, 0.0,
-                                crown_z - radius * 0.3, np.array([0.3, 0.22, 0.15]))
+                                crown_z - radius * 0.3, np.array([0.3, 0.22, 0.15]), group=tree)
                     objects.sphere(FOLIAGE, (x, crown_y, crown_z), radius,
-                                   np.array([0.2, 0.34, 0.12]) * rng.uniform(0.7, 1.25))
+                                   np.array([0.2, 0.34, 0.12]) * rng.uniform(0.7, 1.25),
+                                   group=tree)
                 x += rng.uniform(8.0, 20.0)
             # Poles, some with a sign, some with a lamp arm over the road.
             x = x0 + rng.uniform(0.0, 30.0)
@@ -449,18 +497,19 @@ class SyntheticDrive:
                 height = rng.uniform(5.0, 9.0)
                 r = rng.uniform(0.07, 0.13)
                 grey = np.array([0.5, 0.5, 0.52]) * rng.uniform(0.7, 1.2)
-                objects.box(POLE, x - r, x + r, y - r, y + r, 0.0, height, grey)
+                pole = objects.new_group()
+                objects.box(POLE, x - r, x + r, y - r, y + r, 0.0, height, grey, group=pole)
                 if rng.random() < 0.5:
                     z = rng.uniform(2.0, 2.8)
                     sign_color = [np.array([0.1, 0.25, 0.7]), np.array([0.85, 0.85, 0.85]),
                                   np.array([0.8, 0.1, 0.1]), np.array([0.9, 0.75, 0.1])][
                         rng.integers(4)]
                     objects.box(SIGN, x - r - 0.04, x - r, y - 0.35, y + 0.35, z, z + 0.65,
-                                sign_color)
+                                sign_color, group=pole)
                 if rng.random() < 0.5:
                     arm = rng.uniform(1.5, 3.0)
                     objects.box(POLE, x - r, x + r, y, y - side * arm, height - 0.2, height,
-                                grey)
+                                grey, group=pole)
                 x += rng.uniform(20.0, 45.0)
             # Pedestrians on the sidewalk: a body box (darker legs) and a head.
             x = x0 + rng.uniform(0.0, 20.0)
@@ -470,9 +519,12 @@ class SyntheticDrive:
                 top = s.sidewalk_height + height - 0.24
                 clothes = np.array([rng.uniform(0.05, 0.7), rng.uniform(0.05, 0.6),
                                     rng.uniform(0.05, 0.7)])
-                objects.box(PERSON, x - 0.14, x + 0.14, y - 0.22, y + 0.22, 0.0, top, clothes)
+                person = objects.new_group()
+                objects.box(PERSON, x - 0.14, x + 0.14, y - 0.22, y + 0.22, 0.0, top, clothes,
+                            group=person)
                 objects.sphere(PERSON, (x, y, top + 0.12), 0.12,
-                               np.array([0.75, 0.55, 0.42]) * rng.uniform(0.5, 1.1))
+                               np.array([0.75, 0.55, 0.42]) * rng.uniform(0.5, 1.1),
+                               group=person)
                 x += rng.uniform(6.0, 60.0)
             # Parked cars along the curb.
             if parking > 0:
@@ -483,7 +535,74 @@ class SyntheticDrive:
                                     van=bool(extra.random() < s.van_fraction))
                     x += rng.uniform(5.5, 8.0)
             self._walls_and_bicycles(objects, extra, side, road, walk, x0, x1)
+        span = self._junction_span(k)
+        if span is not None:
+            objects = objects.without_span(*span)
+            self._cross_street(objects, np.random.default_rng([self.seed, 7, k + 1_000_000]),
+                               *span)
         return objects.arrays()
+
+    def _junction_span(self, k: int) -> tuple[float, float] | None:
+        """The x extent of chunk k's cross street (kerb to kerb), or None."""
+        if self.config.junctions <= 0.0:
+            return None
+        rng = np.random.default_rng([self.seed, 6, k + 1_000_000])
+        if rng.random() >= self.config.junctions:
+            return None
+        start = k * CHUNK_LENGTH + rng.uniform(5.0, 25.0)
+        return start, start + rng.uniform(12.0, 20.0)
+
+    def _cross_street(self, objects, rng, x_lo: float, x_hi: float) -> None:
+        """A street running off to both sides between x_lo and x_hi.
+
+        Its sidewalks, the buildings along it behind the corner plots, and sometimes one
+        closing its far end.
+        """
+        s = self.scene
+        length = 120.0
+        for side in (1, -1):
+            road = s.road_left() if side > 0 else s.road_right()
+            back = road + (s.sidewalk_left if side > 0 else s.sidewalk_right)
+            walk = rng.uniform(1.5, 3.0)
+            paving = np.array([0.62, 0.6, 0.57]) * rng.uniform(0.85, 1.1)
+            for a, b in ((x_lo, x_lo + walk), (x_hi - walk, x_hi)):
+                objects.box(SIDEWALK, a, b, side * road, side * (road + length), 0.0,
+                            s.sidewalk_height, paving, (0.3 + 0.3 * rng.random(), 0.0, 0.0))
+            for facing, edge in ((-1, x_lo), (1, x_hi)):
+                y = back + rng.uniform(18.0, 24.0)
+                while y < road + length - 8.0:
+                    size = rng.uniform(8.0, 25.0)
+                    if rng.random() < max(s.urban_left if side > 0 else s.urban_right, 0.5):
+                        front = edge + facing * rng.uniform(0.0, 3.0)
+                        depth = rng.uniform(8.0, 16.0)
+                        color = np.array([rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.85),
+                                          rng.uniform(0.35, 0.8)])
+                        objects.box(BUILDING, front, front + facing * depth, side * y,
+                                    side * (y + size), 0.0, rng.uniform(5.0, 22.0),
+                                    color * 0.7 + color.mean() * 0.3,
+                                    (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6),
+                                     rng.uniform(0.35, 0.65)))
+                    y += size + rng.uniform(0.0, 4.0)
+            if rng.random() < 0.5:
+                end = road + rng.uniform(40.0, length)
+                objects.box(BUILDING, x_lo - 5.0, x_hi + 5.0, side * end, side * (end + 10.0),
+                            0.0, rng.uniform(6.0, 20.0),
+                            np.array([rng.uniform(0.5, 0.85), rng.uniform(0.45, 0.8),
+                                      rng.uniform(0.4, 0.75)]),
+                            (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6),
+                             rng.uniform(0.35, 0.65)))
+
+    def _in_cross_street(self, x: np.ndarray) -> np.ndarray:
+        """Whether ground points at x lie across a cross street."""
+        inside = np.zeros(x.shape, dtype=bool)
+        if self.config.junctions <= 0.0 or not x.size:
+            return inside
+        chunks = np.floor(x / CHUNK_LENGTH).astype(np.int64)
+        for k in np.unique(chunks):
+            span = self._junction_span(int(k))
+            if span is not None:
+                inside |= (x >= span[0]) & (x <= span[1])
+        return inside
 
     def _walls_and_bicycles(self, objects, rng, side, road, walk, x0, x1) -> None:
         """Garden walls and fences at the back of the sidewalk; bicycles parked on it."""
@@ -510,11 +629,14 @@ class SyntheticDrive:
             if rng.random() < s.bicycle_density:
                 y = side * (road + rng.uniform(0.3, max(walk - 0.3, 0.4)))
                 frame = np.array([0.1, 0.1, 0.12]) if rng.random() < 0.5 else _car_color(rng)
-                objects.box(BICYCLE, x - 0.85, x + 0.85, y - 0.05, y + 0.05, 0.0, 1.0, frame)
+                bicycle = objects.new_group()
+                objects.box(BICYCLE, x - 0.85, x + 0.85, y - 0.05, y + 0.05, 0.0, 1.0, frame,
+                            group=bicycle)
                 if rng.random() < 0.3:   # someone standing with the bicycle
                     clothes = rng.uniform(0.05, 0.7, 3)
                     objects.box(PERSON, x - 0.2, x + 0.2, y - side * 0.55, y - side * 0.15, 0.0,
-                                rng.uniform(1.5, 1.65) + s.sidewalk_height, clothes)
+                                rng.uniform(1.5, 1.65) + s.sidewalk_height, clothes,
+                                group=bicycle)
             x += rng.uniform(4.0, 30.0)
 
     def _traffic(self, time_s: float) -> dict:
@@ -652,7 +774,7 @@ class SyntheticDrive:
         # Ground plane: road (with markings) between the curbs, terrain beyond.
         ground = np.flatnonzero(flat_hit == 0)
         gx, gy = point[0][ground], point[1][ground]
-        is_road = (gy < s.road_left()) & (gy > -s.road_right())
+        is_road = ((gy < s.road_left()) & (gy > -s.road_right())) | self._in_cross_street(gx)
         ground_material = np.where(is_road, np.int8(ROAD), np.int8(TERRAIN))
         ground_material[is_road & self._markings(gx, gy)] = MARKING
         material[ground] = ground_material

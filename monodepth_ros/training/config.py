@@ -37,6 +37,7 @@ class SourceConfig:
     # synthetic: each drive's heading against the road, uniform in +-heading_deg (degrees;
     # straight ahead then meets the facades of one side 40-80 m away, as on a curve)
     heading_deg: float = 0.0
+    junctions: float = 0.0      # synthetic: probability of a cross street per 50 m of road
     max_samples: int = 0        # 0 = all
     image_topic: str = topics.CAMERA_IMAGE_TOPIC
     camera_info_topic: str = topics.CAMERA_INFO_TOPIC
@@ -248,6 +249,9 @@ def validate(config: TrainConfig) -> None:
                 topics.validate_topic_name(getattr(source, key))
             except ConfigError as error:
                 raise ConfigError(f'data.{name}.{key}: {error}') from None
+        if not 0.0 <= source.junctions <= 1.0:
+            raise ConfigError(f'data.{name}.junctions ({source.junctions}) must be a '
+                              'probability in [0, 1]')
         if not 0.0 <= source.heading_deg <= 45.0:
             raise ConfigError(f'data.{name}.heading_deg ({source.heading_deg}) must lie in '
                               '[0, 45] degrees')

@@ -114,9 +114,8 @@ def render_synthetic(source, height: int, width: int, with_depth: bool = True,
         if seed not in drives:
             mounting = sweep_mounting(int(seed)) if source.camera_sweep else {}
             drives[seed] = SyntheticDrive(seed=int(seed), config=DriveConfig(
-                variety=source.world_variety, yaw_deg=drive_heading(int(seed),
-                                                                    source.heading_deg),
-                **mounting))
+                variety=source.world_variety, junctions=source.junctions,
+                yaw_deg=drive_heading(int(seed), source.heading_deg), **mounting))
         drive = drives[seed]
         if source.camera_sweep:
             camera, valid = sweep_camera(np.random.default_rng([int(seed), index, 17]), size)
