@@ -93,18 +93,22 @@ def main() -> int:
         if args.skip_adapt:
             return 0
 
-        from types import SimpleNamespace
+        from monodepth_ros.training.adapt import adapt, add_arguments
 
-        from monodepth_ros.training.adapt import adapt
-
+        # The options as `monodepth adapt` parses them, defaults included (lr, batch, framing).
+        adapt_parser = argparse.ArgumentParser()
+        add_arguments(adapt_parser)
         reports = {}
         for mode in ('lidar', 'self-supervised'):
-            reports[mode] = adapt(SimpleNamespace(
-                bag=bag, model=model, out=Path(work) / f'adapted-{mode}.pt', mode=mode,
-                holdout=0.5, minutes=args.adapt_minutes, steps=args.adapt_steps, lr=2e-4,
-                batch_size=4, threads=0, camera_topic='/kitti/camera_color_left/image_raw',
-                camera_info_topic=None, lidar_topic='/kitti/velo/pointcloud',
-                protocol='kitti-eigen', calib=KITTI_DATE, seed=0, no_progress=True))
+            adapt_args = adapt_parser.parse_args([
+                str(bag), '--model', str(model), '--out', str(Path(work) / f'adapted-{mode}.pt'),
+                '--mode', mode, '--holdout', '0.5', '--minutes', str(args.adapt_minutes),
+                '--steps', str(args.adapt_steps),
+                '--camera-topic', '/kitti/camera_color_left/image_raw',
+                '--lidar-topic', '/kitti/velo/pointcloud', '--protocol', 'kitti-eigen',
+                '--calib', str(KITTI_DATE)])
+            adapt_args.no_progress = True
+            reports[mode] = adapt(adapt_args)
         fitted = RowPrior()
         BagEvaluator(EvaluationConfig(protocol='kitti-eigen', calib_dir=str(KITTI_DATE),
                                       last_frame=5, progress=False)).ground_truth_frames(

@@ -193,12 +193,12 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / 'monodepth_ros' / 'models'
 
 def test_packaged_default_model_loads_and_predicts():
     assert hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest() == (
-        '8cbe9db47e0d7fa21e710bfe49fa31ce388206a19db7c5cea2944761a192b523')
+        '85e760e459014776d429e6bb0c1a0f92831d6de03b2e08fa0e0f58c0462e6ff1')
     model, metadata = load_model(DEFAULT_MODEL)   # strict: every tensor name and shape fits
     stored = torch.load(DEFAULT_MODEL, map_location='cpu', weights_only=True)['model']
     assert list(model.state_dict()) == list(stored)
     assert (metadata.input_height, metadata.input_width, metadata.num_bins) == (96, 320, 64)
-    assert metadata.network['encoder'] == 'efficientnet_lite0'
+    assert metadata.network['encoder'] == 'efficientnet_lite2'
     # Camera-aware: KITTI's focal length at 1242 px scaled to the 320 px input.
     assert metadata.canonical_focal == pytest.approx(721.5377 * 320 / 1242)
     torch.manual_seed(0)

@@ -114,14 +114,21 @@ def test_config_overrides_and_errors(tmp_path):
 def test_shipped_recipes_load():
     root = os.path.join(os.path.dirname(__file__), '..', 'training', 'configs')
     for name in ('synthetic_default.yaml', 'synthetic_quality.yaml', 'synthetic_quick.yaml',
-                 'kitti_cityscapes.yaml', 'synthetic_far.yaml', 'synthetic_far_lite2.yaml'):
+                 'kitti_cityscapes.yaml', 'synthetic_far.yaml', 'synthetic_lite0.yaml'):
         config = load_config(os.path.join(root, name))
         assert config.steps > config.phase2_steps > 0
-    # The default model's recipe: 96x320 (the floor), ImageNet encoder kept close.
+    # The default model's recipe: 96x320 (the floor), ImageNet encoder kept close, one
+    # thread for 100 minutes as the packaged model was trained; the earlier one: 13 minutes.
     default = load_config(os.path.join(root, 'synthetic_default.yaml'))
     assert (default.data.height, default.data.width) == (96, 320)
-    assert default.network.encoder == 'efficientnet_lite0' and default.network.pretrained
+    assert default.network.encoder == 'efficientnet_lite2' and default.network.pretrained
     assert default.optim.freeze_encoder_bn and default.optim.encoder_lr_scale == 0.1
+    assert (default.threads, default.max_minutes, default.loss.l1) == (1, 100.0, 0.5)
+    depth_seeds = set(default.data.depth.seeds)
+    assert len(depth_seeds) == 96
+    assert not depth_seeds & (set(default.data.semantic.seeds) | set(default.data.val.seeds))
+    quick = load_config(os.path.join(root, 'synthetic_lite0.yaml'))
+    assert quick.network.encoder == 'efficientnet_lite0' and quick.max_minutes == 13.0
     quality = load_config(os.path.join(root, 'synthetic_quality.yaml'))
     assert (quality.data.height, quality.data.width) == (192, 640)
 
