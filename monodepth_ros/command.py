@@ -62,6 +62,14 @@ def run_command(command: str, module, argv: list[str], help_text: str = '') -> i
     except KeyboardInterrupt as interruption:
         print(f'monodepth {command}: interrupted', file=sys.stderr)
         return 143 if isinstance(interruption, Terminated) else 130
+    except ImportError as error:
+        # Ctrl-C while an extension module initialises (onnxruntime, torch) comes back as an
+        # ImportError raised from the KeyboardInterrupt: still an interruption.
+        interruption = _interruption_behind(error)
+        if interruption is None:
+            raise
+        print(f'monodepth {command}: interrupted', file=sys.stderr)
+        return 143 if isinstance(interruption, Terminated) else 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -86,6 +94,17 @@ def describe_os_error(error: OSError) -> str:
     expected = next((what for kind, what in _EXPECTED_PATH.items()
                      if isinstance(error, kind)), None)
     return f'{text}; expected {expected}' if expected else text
+
+
+def _interruption_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt among the causes and contexts of ``error``, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class Terminated(KeyboardInterrupt):

@@ -276,6 +276,32 @@ def test_eval_bag_report_is_whole_or_absent(tmp_path, lidar_bag, tiny_onnx):
     assert [p.name for p in thesis.iterdir()] == ['thesis.md']
 
 
+def test_ctrl_c_inside_an_extension_import_is_an_interruption(capsys):
+    """ONNX Runtime turns a Ctrl-C during its import into an ImportError raised from it."""
+    from types import SimpleNamespace
+
+    from monodepth_ros.command import Terminated, run_command
+
+    def module(interruption):
+        def run(args):
+            try:
+                raise interruption
+            except KeyboardInterrupt as error:
+                raise ImportError('initialization failed') from error
+        return SimpleNamespace(add_arguments=lambda parser: None, run=run)
+
+    assert run_command('eval-bag', module(KeyboardInterrupt()), []) == 130
+    assert capsys.readouterr().err.strip() == 'monodepth eval-bag: interrupted'
+    assert run_command('eval-bag', module(Terminated()), []) == 143
+    assert capsys.readouterr().err.strip() == 'monodepth eval-bag: interrupted'
+
+    def broken(args):
+        raise ImportError('no module named onnxruntime')
+    with pytest.raises(ImportError, match='no module named onnxruntime'):
+        run_command('eval-bag', SimpleNamespace(add_arguments=lambda parser: None, run=broken),
+                    [])
+
+
 def test_demo_refuses_outputs_it_did_not_make(tmp_path, tiny_onnx, capsys):
     out = tmp_path / 'demo'
     (out / 'drive').mkdir(parents=True)
