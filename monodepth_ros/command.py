@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 
-from monodepth_ros.errors import MonodepthError
+from monodepth_ros.errors import MonodepthError, interruption_behind
 
 
 def _plain_text(docstring: str) -> str:
@@ -65,7 +65,7 @@ def run_command(command: str, module, argv: list[str], help_text: str = '') -> i
     except ImportError as error:
         # Ctrl-C while an extension module initialises (onnxruntime, torch) comes back as an
         # ImportError raised from the KeyboardInterrupt: still an interruption.
-        interruption = _interruption_behind(error)
+        interruption = interruption_behind(error)
         if interruption is None:
             raise
         print(f'monodepth {command}: interrupted', file=sys.stderr)
@@ -94,17 +94,6 @@ def describe_os_error(error: OSError) -> str:
     expected = next((what for kind, what in _EXPECTED_PATH.items()
                      if isinstance(error, kind)), None)
     return f'{text}; expected {expected}' if expected else text
-
-
-def _interruption_behind(error: BaseException) -> KeyboardInterrupt | None:
-    """The KeyboardInterrupt among the causes and contexts of ``error``, if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 class Terminated(KeyboardInterrupt):

@@ -43,3 +43,25 @@ class BagError(MonodepthError):
 
 class OutputError(MonodepthError):
     """An output path holds something this command did not make, or cannot be written."""
+
+
+def interruption_behind(error: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt among ``error`` and its causes and contexts, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def reraise_interruption(error: ImportError) -> None:
+    """Re-raise the Ctrl-C (or SIGTERM) that an extension module turned into an ImportError.
+
+    ONNX Runtime and others catch whatever interrupts their initialisation and raise an
+    ImportError from it: a missing-package fallback must not swallow that interruption.
+    """
+    interruption = interruption_behind(error)
+    if interruption is not None:
+        raise interruption

@@ -276,19 +276,23 @@ def test_eval_bag_report_is_whole_or_absent(tmp_path, lidar_bag, tiny_onnx):
     assert [p.name for p in thesis.iterdir()] == ['thesis.md']
 
 
+def interrupted_import(interruption: KeyboardInterrupt):
+    """What ONNX Runtime raises when Ctrl-C (or SIGTERM) arrives during its import."""
+    try:
+        raise interruption
+    except KeyboardInterrupt as error:
+        raise ImportError('initialization failed') from error
+
+
 def test_ctrl_c_inside_an_extension_import_is_an_interruption(capsys):
-    """ONNX Runtime turns a Ctrl-C during its import into an ImportError raised from it."""
+    """The command ends as interrupted (130, 143 for SIGTERM); a real ImportError still raises."""
     from types import SimpleNamespace
 
     from monodepth_ros.command import Terminated, run_command
 
     def module(interruption):
-        def run(args):
-            try:
-                raise interruption
-            except KeyboardInterrupt as error:
-                raise ImportError('initialization failed') from error
-        return SimpleNamespace(add_arguments=lambda parser: None, run=run)
+        return SimpleNamespace(add_arguments=lambda parser: None,
+                               run=lambda args: interrupted_import(interruption))
 
     assert run_command('eval-bag', module(KeyboardInterrupt()), []) == 130
     assert capsys.readouterr().err.strip() == 'monodepth eval-bag: interrupted'
@@ -300,6 +304,21 @@ def test_ctrl_c_inside_an_extension_import_is_an_interruption(capsys):
     with pytest.raises(ImportError, match='no module named onnxruntime'):
         run_command('eval-bag', SimpleNamespace(add_arguments=lambda parser: None, run=broken),
                     [])
+
+
+def test_a_missing_package_fallback_does_not_swallow_ctrl_c(monkeypatch):
+    """Where a missing package has a fallback, an interrupted import still interrupts."""
+    from monodepth_ros.model import efficientnet_lite
+
+    def missing(name):
+        raise ImportError(f'No module named {name!r}')
+
+    monkeypatch.setattr(efficientnet_lite.importlib, 'import_module', missing)
+    assert efficientnet_lite.packaged_weights_path('efficientnet_lite2') is None
+    monkeypatch.setattr(efficientnet_lite.importlib, 'import_module',
+                        lambda name: interrupted_import(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        efficientnet_lite.packaged_weights_path('efficientnet_lite2')
 
 
 def test_demo_refuses_outputs_it_did_not_make(tmp_path, tiny_onnx, capsys):

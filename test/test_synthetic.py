@@ -528,6 +528,13 @@ def test_cross_street_ground_is_road_at_the_exact_ground_depth():
     beyond = (world_y > drive.scene.road_left() + 0.5) | (world_y < -drive.scene.road_right()
                                                           - 0.5)
     assert beyond.sum() > 1000          # road pixels off to the side: the cross street
+    # The cross street is road within its length only.
+    x_lo, x_hi = drive._junction_span(0)
+    x = np.full(4, (x_lo + x_hi) / 2)
+    y = np.array([drive.scene.road_left() + 10.0, drive.scene.road_left() + 130.0,
+                  -drive.scene.road_right() - 10.0, -drive.scene.road_right() - 130.0])
+    assert drive._in_cross_street(x, y).tolist() == [True, False, True, False]
+    assert not drive._in_cross_street(np.full(4, x_hi + 1.0), y).any()   # past its kerb
 
 
 def test_bad_junction_probabilities_are_rejected():

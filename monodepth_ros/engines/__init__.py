@@ -19,7 +19,7 @@ from monodepth_ros.engines.base import (
     EngineOutput,
     check_precision,
 )
-from monodepth_ros.errors import EngineError
+from monodepth_ros.errors import EngineError, reraise_interruption
 from monodepth_ros.model.files import check_model_path, file_sha256, is_onnx
 
 __all__ = ['BACKENDS', 'PRECISIONS', 'DepthEngine', 'EngineOutput', 'choose_backend',
@@ -33,7 +33,8 @@ BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
 def _onnxruntime_providers() -> list[str] | None:
     try:
         import onnxruntime
-    except ImportError:
+    except ImportError as error:
+        reraise_interruption(error)
         return None
     return list(onnxruntime.get_available_providers())
 
@@ -42,7 +43,8 @@ def _can_export() -> bool:
     try:
         import onnx  # noqa: F401
         import torch  # noqa: F401
-    except ImportError:
+    except ImportError as error:
+        reraise_interruption(error)
         return False
     return True
 
@@ -50,7 +52,8 @@ def _can_export() -> bool:
 def _torch_cuda() -> bool:
     try:
         import torch
-    except ImportError:
+    except ImportError as error:
+        reraise_interruption(error)
         return False
     return torch.cuda.is_available()
 

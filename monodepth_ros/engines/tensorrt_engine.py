@@ -27,7 +27,7 @@ from monodepth_ros.engines.base import (
     outputs_from_tensors,
 )
 from monodepth_ros.engines.cache import EngineCache, EngineKey
-from monodepth_ros.errors import EngineError
+from monodepth_ros.errors import EngineError, reraise_interruption
 from monodepth_ros.model.cards import card_for
 from monodepth_ros.model.files import load_onnx_model
 from monodepth_ros.model.metadata import INPUT_NAME
@@ -45,10 +45,12 @@ def tensorrt_status() -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except ImportError as error:
+        reraise_interruption(error)
         return False, f'the tensorrt Python package is not installed ({error})'
     try:
         import torch
     except ImportError as error:
+        reraise_interruption(error)
         return False, f'torch is not installed; it holds the CUDA buffers ({error})'
     if not torch.cuda.is_available():
         return False, f'TensorRT {trt.__version__} is installed but torch sees no CUDA GPU'

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from monodepth_ros.errors import ConfigError, MonodepthError
+from monodepth_ros.errors import ConfigError, MonodepthError, reraise_interruption
 from monodepth_ros.io.outputs import atomic_output, claim_folder, remove_own_output
 
 LOGGER = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ def import_ray():
     """Ray, or a one-line error saying how to install it."""
     try:
         import ray
-    except ImportError:
+    except ImportError as error:
+        reraise_interruption(error)
         raise ConfigError(f'this fleet needs Ray, which is not installed: {INSTALL_HINT}; '
                           'or run it in this process with --workers 1') from None
     return ray

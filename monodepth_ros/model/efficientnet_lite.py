@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from monodepth_ros.errors import ModelFileError
+from monodepth_ros.errors import ModelFileError, reraise_interruption
 
 LOG = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def packaged_weights_path(name: str = 'efficientnet_lite0'):
     module_name = VARIANTS[name].module
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except ImportError as error:
+        reraise_interruption(error)
         return None
     return getattr(module, VARIANTS[name].weights_class).get_model_file_path()
 

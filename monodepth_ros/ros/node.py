@@ -254,6 +254,9 @@ def main(args=None) -> int:
         import rclpy
         from rclpy.executors import ExternalShutdownException
     except ImportError as error:
+        from monodepth_ros.errors import reraise_interruption
+
+        reraise_interruption(error)
         print(f'depth_node needs ROS 2 (rclpy): {error}', file=sys.stderr)
         return 1
     from monodepth_ros.errors import ConfigError

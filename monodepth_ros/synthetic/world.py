@@ -36,6 +36,7 @@ KITTI_WIDTH, KITTI_HEIGHT = 1242, 375
 KITTI_FX = KITTI_FY = 721.5377
 KITTI_CX, KITTI_CY = 609.5593, 172.854
 CHUNK_LENGTH = 50.0
+CROSS_STREET_LENGTH = 120.0      # how far a cross street runs off to each side of the road
 
 # Camera optical frame in the LiDAR frame (KITTI: camera ~0.27 m ahead, ~0.08 m below).
 CAMERA_IN_LIDAR = np.array([0.27, 0.0, -0.08])
@@ -559,7 +560,7 @@ class SyntheticDrive:
         closing its far end.
         """
         s = self.scene
-        length = 120.0
+        length = CROSS_STREET_LENGTH
         for side in (1, -1):
             road = s.road_left() if side > 0 else s.road_right()
             back = road + (s.sidewalk_left if side > 0 else s.sidewalk_right)
@@ -592,16 +593,19 @@ class SyntheticDrive:
                             (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6),
                              rng.uniform(0.35, 0.65)))
 
-    def _in_cross_street(self, x: np.ndarray) -> np.ndarray:
-        """Whether ground points at x lie across a cross street."""
+    def _in_cross_street(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Whether ground points (x, y) lie on a cross street (within its length)."""
         inside = np.zeros(x.shape, dtype=bool)
         if self.config.junctions <= 0.0 or not x.size:
             return inside
+        s = self.scene
+        along = (y < s.road_left() + CROSS_STREET_LENGTH) & (
+            y > -s.road_right() - CROSS_STREET_LENGTH)
         chunks = np.floor(x / CHUNK_LENGTH).astype(np.int64)
         for k in np.unique(chunks):
             span = self._junction_span(int(k))
             if span is not None:
-                inside |= (x >= span[0]) & (x <= span[1])
+                inside |= (x >= span[0]) & (x <= span[1]) & along
         return inside
 
     def _walls_and_bicycles(self, objects, rng, side, road, walk, x0, x1) -> None:
@@ -774,7 +778,8 @@ class SyntheticDrive:
         # Ground plane: road (with markings) between the curbs, terrain beyond.
         ground = np.flatnonzero(flat_hit == 0)
         gx, gy = point[0][ground], point[1][ground]
-        is_road = ((gy < s.road_left()) & (gy > -s.road_right())) | self._in_cross_street(gx)
+        is_road = ((gy < s.road_left()) & (gy > -s.road_right())) | self._in_cross_street(gx,
+                                                                                         gy)
         ground_material = np.where(is_road, np.int8(ROAD), np.int8(TERRAIN))
         ground_material[is_road & self._markings(gx, gy)] = MARKING
         material[ground] = ground_material

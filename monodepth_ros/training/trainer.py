@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monodepth_ros.errors import ConfigError, DatasetError, MonodepthError
+from monodepth_ros.errors import ConfigError, DatasetError, MonodepthError, reraise_interruption
 from monodepth_ros.model.checkpoint import load_state_checked, read_checkpoint, save_checkpoint
 from monodepth_ros.model.metadata import ModelMetadata
 from monodepth_ros.model.network import build_network
@@ -508,7 +508,8 @@ class Trainer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self.writer = SummaryWriter(str(self.output_dir / 'tensorboard'))
-            except ImportError:
+            except ImportError as error:
+                reraise_interruption(error)
                 LOG.warning('tensorboard is not installed; no TensorBoard logs')
         from tqdm import tqdm
 
