@@ -59,10 +59,7 @@ def run_command(command: str, module, argv: list[str], help_text: str = '') -> i
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
         print(f'monodepth {command}: error: {message}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt as interruption:
-        print(f'monodepth {command}: interrupted', file=sys.stderr)
-        return 143 if isinstance(interruption, Terminated) else 130
-    except ImportError as error:
+    except (KeyboardInterrupt, ImportError) as error:
         # Ctrl-C while an extension module initialises (onnxruntime, torch) comes back as an
         # ImportError raised from the KeyboardInterrupt: still an interruption.
         interruption = interruption_behind(error)

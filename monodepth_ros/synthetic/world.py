@@ -261,9 +261,9 @@ class _ObjectList:
         Kerbside strips (sidewalks, buildings, walls, fences, hedges) are cut around it; any
         other thing touching it is removed with every part of its group.
         """
+        across = [hi[0] > x_lo and lo[0] < x_hi for lo, hi in zip(self.bmin, self.bmax)]
         touching = {self.group[i] for i in range(len(self.kind))
-                    if self.bmax[i][0] > x_lo and self.bmin[i][0] < x_hi
-                    and not self._strip(i)}
+                    if across[i] and not self._strip(i)}
         kept = _ObjectList()
         kept._groups = self._groups
         for i in range(len(self.kind)):
@@ -271,7 +271,7 @@ class _ObjectList:
             if self.group[i] in touching:
                 continue
             pieces = [(lo[0], hi[0])]
-            if self._strip(i) and hi[0] > x_lo and lo[0] < x_hi:
+            if across[i]:   # a strip (anything else across it was removed above)
                 pieces = [(a, b) for a, b in ((lo[0], x_lo), (x_hi, hi[0])) if b - a > 0.05]
             for a, b in pieces:
                 kept.add(self.kind[i], self.material[i], (a, lo[1], lo[2]), (b, hi[1], hi[2]),
@@ -311,6 +311,17 @@ class _ObjectList:
             'color': np.asarray(self.color, dtype=np.float32).reshape(count, 3),
             'param': np.asarray(self.param, dtype=np.float32).reshape(count, 3),
         }
+
+
+def _facade_color(rng) -> np.ndarray:
+    """A building's colour, partly desaturated (three draws from ``rng``)."""
+    color = np.array([rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.85), rng.uniform(0.35, 0.8)])
+    return color * 0.7 + color.mean() * 0.3
+
+
+def _facade_windows(rng) -> tuple[float, float, float]:
+    """A facade's windows for the shader: column spacing, storey height, window width share."""
+    return rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6), rng.uniform(0.35, 0.65)
 
 
 def _car_color(rng) -> np.ndarray:
@@ -435,13 +446,11 @@ class SyntheticDrive:
                     front = back + setback
                     depth = rng.uniform(8.0, 16.0)
                     height = rng.uniform(5.0, 22.0)
-                    color = np.array([rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.85),
-                                      rng.uniform(0.35, 0.8)])
-                    color = color * 0.7 + color.mean() * 0.3
+                    color = _facade_color(rng)
                     if extra.random() < s.pale_facades:
                         color = np.full(3, extra.uniform(0.78, 0.95)) + extra.uniform(
                             -0.04, 0.04, 3)
-                    param = (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6), rng.uniform(0.35, 0.65))
+                    param = _facade_windows(rng)
                     objects.box(BUILDING, cursor, cursor + length, side * front,
                                 side * (front + depth), 0.0, height, color, param)
                     if extra.random() < s.facade_relief and height > 6.0 and length > 6.0:
@@ -576,22 +585,17 @@ class SyntheticDrive:
                     if rng.random() < max(s.urban_left if side > 0 else s.urban_right, 0.5):
                         front = edge + facing * rng.uniform(0.0, 3.0)
                         depth = rng.uniform(8.0, 16.0)
-                        color = np.array([rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.85),
-                                          rng.uniform(0.35, 0.8)])
+                        color = _facade_color(rng)
                         objects.box(BUILDING, front, front + facing * depth, side * y,
-                                    side * (y + size), 0.0, rng.uniform(5.0, 22.0),
-                                    color * 0.7 + color.mean() * 0.3,
-                                    (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6),
-                                     rng.uniform(0.35, 0.65)))
+                                    side * (y + size), 0.0, rng.uniform(5.0, 22.0), color,
+                                    _facade_windows(rng))
                     y += size + rng.uniform(0.0, 4.0)
             if rng.random() < 0.5:
                 end = road + rng.uniform(40.0, length)
                 objects.box(BUILDING, x_lo - 5.0, x_hi + 5.0, side * end, side * (end + 10.0),
                             0.0, rng.uniform(6.0, 20.0),
                             np.array([rng.uniform(0.5, 0.85), rng.uniform(0.45, 0.8),
-                                      rng.uniform(0.4, 0.75)]),
-                            (rng.uniform(1.8, 3.2), rng.uniform(2.8, 3.6),
-                             rng.uniform(0.35, 0.65)))
+                                      rng.uniform(0.4, 0.75)]), _facade_windows(rng))
 
     def _in_cross_street(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Whether ground points (x, y) lie on a cross street (within its length)."""
