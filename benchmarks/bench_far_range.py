@@ -9,11 +9,16 @@ For each model given (default: the packaged default model), in one run:
    distance, plus abs_rel pooled over 40-80 m;
 2. a synthetic hold-out (drives 950-953, never used by a training recipe, 10 frames each,
    exact ground truth), the same evaluator with the default protocol, overall and per band;
-3. ONNX Runtime inference latency of each model on this machine (median of 30 runs of one
-   frame at the model's input size), and its ratio to the first model's.
+3. ONNX Runtime inference time per frame of each model on this machine: the pipeline's
+   inference stage on a KITTI-size frame (median of 30 frames; both passes when the far pass
+   runs), and its ratio to the first row's.
+
+Each model runs as the pipeline runs it by default (with the far pass, runtime.far_pass, for
+our camera-aware models); ``--one-pass`` adds a row per model without it (far_pass_focal 0),
+graded and timed in the same run, and puts it first.
 
     .venv/bin/python benchmarks/bench_far_range.py
-    .venv/bin/python benchmarks/bench_far_range.py --model packaged= --model new=runs/x/model.pt
+    .venv/bin/python benchmarks/bench_far_range.py --one-pass --model old=old.pt --model packaged=
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ import logging
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from bench_sim2real import DRIVE, KITTI_DATE
+
+from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 
 SYNTHETIC_SEEDS = (950, 951, 952, 953)
 FAR_BANDS = ('40-50', '50-60', '60-70', '70-80')
@@ -61,21 +67,22 @@ def far_abs_rel(bands: list[dict]) -> float:
     return sum(row['abs_rel'] * row['n_pixels'] for row in rows) / pixels if pixels else np.nan
 
 
-def latency_ms(model: Path, runs: int = 30) -> float:
+def latency_ms(model: Path, far_pass_focal: float, runs: int = 30) -> float:
+    """Median of the pipeline's inference stage (ms) on a KITTI-size frame and camera."""
     from monodepth_ros.engines import create_engine
-    from monodepth_ros.model.preprocess import preprocess
+    from monodepth_ros.io.kitti import read_calibration
+    from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
-    engine = create_engine(model, backend='onnxruntime')
-    meta = engine.metadata
-    rgb = np.random.default_rng(0).integers(0, 255, (meta.input_height, meta.input_width, 3),
+    camera = read_calibration(KITTI_DATE).camera_model(2)
+    pipeline = DepthPipeline(create_engine(model, backend='onnxruntime'),
+                             PipelineConfig(far_pass_focal=far_pass_focal))
+    rgb = np.random.default_rng(0).integers(0, 255, (camera.height, camera.width, 3),
                                             dtype=np.uint8)
-    batch = preprocess(rgb, meta)
-    engine.infer(batch)
+    pipeline.process_arrays(rgb, camera, outputs={'depth'})
     times = []
     for _ in range(runs):
-        started = time.perf_counter()
-        engine.infer(batch)
-        times.append((time.perf_counter() - started) * 1000.0)
+        pipeline.process_arrays(rgb, camera, outputs={'depth'})
+        times.append(pipeline.last_timings['inference'])
     return statistics.median(times)
 
 
@@ -105,6 +112,8 @@ def main() -> int:
                         'packaged default model; NAME= alone is the packaged model)')
     parser.add_argument('--synthetic-frames', type=int, default=10,
                         help='frames of each synthetic hold-out drive (default 10)')
+    parser.add_argument('--one-pass', action='store_true',
+                        help='also grade and time each model without the far pass, first')
     parser.add_argument('--no-latency', action='store_true',
                         help='skip the latency runs (their figures need an idle machine)')
     args = parser.parse_args()
@@ -115,7 +124,12 @@ def main() -> int:
     from monodepth_ros.bagtools.kitti2bag import convert
     from monodepth_ros.bagtools.synth_bag import write_synthetic_bag
 
-    models = dict(parse_model(text) for text in (args.model or ['packaged=']))
+    # name -> (model file, far_pass_focal)
+    models = {}
+    for name, path in (parse_model(text) for text in (args.model or ['packaged='])):
+        if args.one_pass:
+            models[f'{name}, one pass'] = (path, 0.0)
+        models[name] = (path, DEFAULT_FAR_PASS_FOCAL)
     kitti, kitti_median, synthetic, latency = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as work:
         kitti_bag = Path(work) / 'kitti_0009'
@@ -125,20 +139,22 @@ def main() -> int:
             bag = Path(work) / f'synthetic_{seed}'
             write_synthetic_bag(bag, frames=args.synthetic_frames, seed=seed, progress=False)
             synthetic_bags.append(bag)
-        for name, model in models.items():
+        for name, (model, focal) in models.items():
             kitti[name] = grade(kitti_bag, model, protocol='kitti-eigen',
-                                calib_dir=str(KITTI_DATE))
+                                calib_dir=str(KITTI_DATE), far_pass_focal=focal)
             kitti_median[name] = grade(kitti_bag, model, protocol='kitti-eigen',
-                                       calib_dir=str(KITTI_DATE), median_scaling=True)
-            synthetic[name] = merge([grade(bag, model) for bag in synthetic_bags])
-            latency[name] = np.nan if args.no_latency else latency_ms(model)
+                                       calib_dir=str(KITTI_DATE), median_scaling=True,
+                                       far_pass_focal=focal)
+            synthetic[name] = merge([grade(bag, model, far_pass_focal=focal)
+                                     for bag in synthetic_bags])
+            latency[name] = np.nan if args.no_latency else latency_ms(model, focal)
 
     first = next(iter(models))
     print('KITTI drive 0009 frames 0-9 (Eigen, Garg crop, 80 m) and synthetic hold-out '
           f'{SYNTHETIC_SEEDS} ({args.synthetic_frames} frames each, 80 m)\n')
     print('| model | KITTI abs_rel / rmse / delta1 | median-scaled abs_rel / delta1 | '
           'KITTI abs_rel 40-80 m | synthetic abs_rel / rmse / delta1 | synthetic abs_rel '
-          '40-80 m | ORT ms / ratio |')
+          '40-80 m | inference ms / ratio |')
     print('|---|---|---|---|---|---|---|')
     for name in models:
         overall = kitti[name]['cap_80']
@@ -150,8 +166,8 @@ def main() -> int:
               f'{synth["rmse"]:.3f} / {synth["delta1"]:.3f} | '
               f'{far_abs_rel(synth["by_distance"]):.3f} | {latency[name]:.1f} / '
               f'{latency[name] / latency[first]:.2f}x |')
-    for name, model in models.items():
-        print(f'{name}: {model}')
+    for name, (model, focal) in models.items():
+        print(f'{name}: {model}, far_pass_focal {focal}')
     print_bands('KITTI drive 0009', kitti)
     print_bands('Synthetic hold-out', synthetic)
     return 0

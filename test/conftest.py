@@ -60,8 +60,11 @@ def camera_frames_by_stamp(bag):
     return frames, transforms
 
 
-def make_tiny_onnx(path) -> Path:
-    """Export a small randomly initialised network (the real architecture) to ``path``."""
+def make_tiny_onnx(path, canonical_focal: float = 0.0) -> Path:
+    """Export a small randomly initialised network (the real architecture) to ``path``.
+
+    ``canonical_focal`` > 0 makes it camera-aware (its depth scales with the focal length).
+    """
     import torch
 
     from monodepth_ros.model.export import export_model
@@ -72,7 +75,8 @@ def make_tiny_onnx(path) -> Path:
     config = NetworkConfig(encoder='tiny', num_bins=16, aspp_channels=8, aspp_dilations=(1, 2),
                            decoder_channels=(8, 8, 8, 8, 8), tiny_channels=(8, 8, 8, 8, 8))
     metadata = ModelMetadata(input_height=TINY_NET_HEIGHT, input_width=TINY_NET_WIDTH,
-                             num_bins=16, network=config.to_dict())
+                             num_bins=16, canonical_focal=canonical_focal,
+                             network=config.to_dict())
     export_model(build_network(config), metadata, path, verify=False)
     return Path(path)
 

@@ -332,6 +332,7 @@ def test_core_processes_frames_with_matching_camera_info(types, tiny_onnx):
     assert report.values['backend'] == 'onnxruntime'
     assert report.values['precision'] == 'fp32'
     assert report.values['tensorrt_version'] == 'n/a'
+    assert report.values['far_pass'] == 'off (one inference per frame)'   # not camera-aware
     assert report.values['input_to_output_ms_median'] == '50.00'
     for stage in ('decode', 'preprocess', 'inference', 'postprocess', 'cloud'):
         median = float(report.values[f'{stage}_ms_median'])
@@ -340,6 +341,22 @@ def test_core_processes_frames_with_matching_camera_info(types, tiny_onnx):
     assert float(report.values['inference_ms_p99']) >= float(
         report.values['inference_ms_median']) > 0.0
     assert core.process_next(ALL_SUBSCRIBED, now_fn(), timeout=0) is None
+
+
+def test_diagnostics_say_whether_the_far_pass_runs(types, tmp_path):
+    from conftest import make_tiny_onnx
+
+    # Camera-aware, canonical focal length 100 px: the test camera is at 100 px at the
+    # 128x64 input, so the far pass (far_pass_focal 2) zooms 2x; turned off, one pass.
+    model = make_tiny_onnx(tmp_path / 'aware.onnx', canonical_focal=100.0)
+    for overrides, expected in (({}, 'zoom 2.00x'),
+                                ({'far_pass_focal': 0.0}, 'off (one inference per frame)')):
+        core, _, _ = make_core(types, model, **overrides)
+        core.on_camera_info(info_msg(types))
+        core.on_image(image_msg(types, gradient_image()), received_ns=STAMP_NS + 1_000_000)
+        assert set(core.process_next(ALL_SUBSCRIBED, now_fn(), timeout=0)) == set(
+            ALL_SUBSCRIBED)
+        assert core.diagnostics().values['far_pass'] == expected
 
 
 @pytest.mark.parametrize('model_path', ['', str(default_model_path())])

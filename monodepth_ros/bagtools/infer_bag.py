@@ -281,6 +281,7 @@ def run(args) -> int:
                             cloud_stride=args.cloud_stride, cloud_max_range=args.cloud_max_range,
                             confidence_threshold=args.confidence_threshold,
                             framing=args.framing, framing_anchor=args.framing_anchor,
+                            far_pass_focal=args.far_pass_focal,
                             # --scale lidar on a bag without the topic: infer_bag says which
                             # topics it has
                             scale=scale_settings(args, lidar=has_lidar or args.scale == 'lidar'))

@@ -115,7 +115,8 @@ def run(args) -> int:
         min_depth=args.min_depth, qualitative_frames=args.qualitative,
         occlusion_filter=not args.no_occlusion_filter,
         framing=args.framing, framing_anchor=args.framing_anchor,
-        scale=scale_settings(args, lidar=True), scale_holdout=not args.scale_fit_all,
+        far_pass_focal=args.far_pass_focal, scale=scale_settings(args, lidar=True),
+        scale_holdout=not args.scale_fit_all,
         progress=not args.no_progress)
     # The report appears at --out only once complete; an earlier eval-bag report there is
     # replaced, a folder holding anything else is refused before the evaluation starts.

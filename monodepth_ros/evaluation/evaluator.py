@@ -62,6 +62,7 @@ from monodepth_ros.io import topics
 from monodepth_ros.io.bagio import describe_topics
 from monodepth_ros.io.framing import DEFAULT_ANCHOR
 from monodepth_ros.io.messages import check_topic_type
+from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 from monodepth_ros.runtime.pipeline import resize_depth_bilinear, resize_nearest
 from monodepth_ros.runtime.scale import ScaleReference, ScaleSettings
 
@@ -112,6 +113,7 @@ class EvaluationConfig:
     # With --model: how images reach the network input (io.framing; the node's parameters).
     framing: str = 'fit-width'
     framing_anchor: float = DEFAULT_ANCHOR
+    far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL   # runtime.far_pass; 0: one pass
     # With --model: metric scale (runtime.scale; the LiDAR of each frame is what 'lidar' fits
     # to). scale_holdout: fit to the even-numbered points of the scan and grade against the
     # odd ones, so that the grade is not taken on the very points the scale was fitted to.
@@ -291,7 +293,7 @@ class BagEvaluator:
         return DepthPipeline(engine, PipelineConfig(
             output_resolution='camera', depth_upsampling='bilinear',
             framing=config.framing, framing_anchor=config.framing_anchor,
-            scale=replace(config.scale, lidar=True)))
+            far_pass_focal=config.far_pass_focal, scale=replace(config.scale, lidar=True)))
 
     # -- topics -------------------------------------------------------------------------------
     def _resolve_topics(self, available: dict[str, str], path: Path) -> dict[str, str | None]:

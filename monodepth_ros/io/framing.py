@@ -182,14 +182,31 @@ def plan_framing(width: int, height: int, network_size: tuple[int, int],
     return _placed(width, height, scale, (net_w, net_h), camera, anchor)
 
 
+def principal_point(width: int, height: int, camera: CameraModel | None) -> tuple[float, float]:
+    """The camera's principal point, or the image centre without a camera."""
+    if camera is not None:
+        return camera.cx, camera.cy
+    return (width - 1) / 2.0, (height - 1) / 2.0
+
+
 def _placed(width: int, height: int, scale: float, network_size: tuple[int, int],
             camera: CameraModel | None, anchor: float) -> Framing:
     """The image scaled by ``scale``, the network window placed by the principal point."""
+    return place_window(width, height, scale, network_size,
+                        principal_point(width, height, camera), anchor)
+
+
+def place_window(width: int, height: int, scale: float, network_size: tuple[int, int],
+                 principal: tuple[float, float], anchor: float) -> Framing:
+    """A width x height image scaled by ``scale``, the network window placed by ``principal``.
+
+    ``principal`` (x, y, source pixels) lands at the horizontal centre and ``anchor`` x the
+    height of the network input (as far as the image allows).
+    """
     net_w, net_h = network_size
     scaled_w = max(1, int(round(width * scale)))
     scaled_h = max(1, int(round(height * scale)))
-    cx = camera.cx if camera is not None else (width - 1) / 2.0
-    cy = camera.cy if camera is not None else (height - 1) / 2.0
+    cx, cy = principal
     principal_x = (cx + 0.5) * scaled_w / width - 0.5
     principal_y = (cy + 0.5) * scaled_h / height - 0.5
     offset = (_window_offset(principal_x, 0.5 * net_w - 0.5, scaled_w, net_w),

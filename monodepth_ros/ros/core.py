@@ -120,6 +120,7 @@ class NodeCore:
         self._last_load_attempt: float | None = None
         self.processed = 0
         self.last_frame_ms = 0.0
+        self.last_far_zoom = 0.0   # far pass zoom of the last frame (0: none ran)
         self.skipped_no_subscribers = 0
         self.skipped_no_model = 0
         self.errors = 0
@@ -368,6 +369,7 @@ class NodeCore:
         outputs = pipeline.process_messages(self.types, frame.msg, info, wanted, reference)
         if pipeline.last_scale is not None and outputs:
             self.scale_counters.add(pipeline.last_scale)
+        self.last_far_zoom = pipeline.last_far_zoom
         problem = pipeline.last_camera_info_problem
         if problem is not None:
             with self._lock:
@@ -407,6 +409,9 @@ class NodeCore:
                 'camera_info_rejected': str(self.camera_info_rejected),
                 'model_path': config.model_path or str(default_model_path()),
                 'output_resolution': config.output_resolution,
+                # runtime.far_pass: the zoom of the last frame's far pass (a second inference)
+                'far_pass': (f'zoom {self.last_far_zoom:.2f}x' if self.last_far_zoom else
+                             'off (one inference per frame)'),
                 **(self.engine_info or {'backend': config.backend,
                                         'precision': config.precision,
                                         'tensorrt_version': 'n/a'}),

@@ -16,6 +16,7 @@ import numpy as np
 from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
+from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 from monodepth_ros.runtime.scale import SCALE_MODES, ScaleSettings
 from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S
 
@@ -61,6 +62,11 @@ PARAMETERS = (
                   'the network input, as a fraction of its height (0 top, 1 bottom; 0.46 as '
                   "in KITTI keeps the band around a level camera's horizon).", minimum=0.0,
                   maximum=1.0),
+    ParameterSpec('far_pass_focal', DEFAULT_FAR_PASS_FOCAL, 'Our camera-aware models run a '
+                  'second, zoomed pass on the middle of the image for the far field, at this '
+                  "focal length at the network input in multiples of the model's canonical "
+                  'one; 0 turns it off (one inference per frame, about half the time).',
+                  minimum=0.0),
     ParameterSpec('depth_upsampling', 'nearest', "How depth is resized to camera resolution: "
                   "'nearest' or 'bilinear' (never blends with invalid pixels).",
                   choices=('nearest', 'bilinear')),
@@ -135,6 +141,7 @@ class NodeConfig:
     depth_upsampling: str = 'nearest'
     framing: str = 'fit-width'
     framing_anchor: float = DEFAULT_ANCHOR
+    far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL
     cloud_stride: int = 1
     cloud_min_range: float = 0.0
     cloud_max_range: float = 80.0
@@ -204,6 +211,7 @@ class NodeConfig:
             confidence_threshold=self.confidence_threshold, cloud_rgb=self.cloud_rgb,
             cloud_confidence=self.cloud_confidence, cloud_label=self.cloud_label,
             framing=self.framing, framing_anchor=self.framing_anchor,
+            far_pass_focal=self.far_pass_focal,
             scale=ScaleSettings(self.scale_mode, self.camera_height or None, self.scale_value,
                                 self.scale_shift, self.scale_smoothing, bool(self.lidar_topic)))
 

@@ -47,8 +47,12 @@ def add_model_arguments(parser) -> None:
 
 
 def add_framing_arguments(parser) -> None:
-    """--framing/--framing-anchor (the node's parameters) of infer, infer-bag, eval-bag, adapt."""
+    """--framing/--framing-anchor/--far-pass-focal: the node's parameters, for the commands.
+
+    infer, infer-bag, eval-bag, compare and adapt take them.
+    """
     from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
+    from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 
     parser.add_argument('--framing', choices=FRAMING_MODES, default='fit-width',
                         help='how images reach the network input, never stretched: fit-width '
@@ -59,6 +63,11 @@ def add_framing_arguments(parser) -> None:
                         help='where the principal point row lands in the network input, as a '
                         f'fraction of its height, 0 (top) .. 1 (bottom) (default {DEFAULT_ANCHOR}'
                         ": KITTI's, the band around a level camera's horizon)")
+    parser.add_argument('--far-pass-focal', type=finite_float(0.0), default=DEFAULT_FAR_PASS_FOCAL,
+                        help='our camera-aware models run a second, zoomed pass on the middle of '
+                        'the image for the far field, at this focal length at the network input '
+                        "in multiples of the model's canonical one (default "
+                        f'{DEFAULT_FAR_PASS_FOCAL}); 0 turns it off (one inference per frame)')
 
 
 def add_scale_arguments(parser, lidar: bool) -> None:
@@ -309,7 +318,7 @@ def run(args) -> int:
                             depth_upsampling=args.depth_upsampling,
                             cloud_stride=args.cloud_stride, cloud_max_range=args.max_range,
                             framing=args.framing, framing_anchor=args.framing_anchor,
-                            scale=scale_settings(args))
+                            far_pass_focal=args.far_pass_focal, scale=scale_settings(args))
     for image in args.images:
         if not Path(image).is_file():
             raise DatasetError(f'image {image} does not exist')

@@ -9,10 +9,12 @@ Stages (timed per frame, milliseconds, in ``last_timings``):
 * ``decode``: message -> HxWx3 uint8 RGB (raw or compressed);
 * ``preprocess``: frame the image to the network size (:mod:`monodepth_ros.io.framing`: one
   uniform scale, then a crop or padding placed by the principal point; never a stretch) and
-  normalise; the intrinsics follow with :meth:`Framing.camera`;
-* ``inference``: the engine;
+  normalise; the intrinsics follow with :meth:`Framing.camera` (and the far pass's window);
+* ``inference``: the engine (twice for our camera-aware models: the first pass, then the far
+  pass on a zoomed window around the principal point, :mod:`monodepth_ros.runtime.far_pass`);
 * ``scale``: the model's depth in metres (:mod:`monodepth_ros.runtime.scale`: a canonical-focal
-  model's factor, then the scale mode: none, fixed, LiDAR or ground fit, smoothed over frames);
+  model's factor, the far pass blended in, then the scale mode: none, fixed, LiDAR or ground
+  fit, smoothed over frames);
 * ``postprocess``: outputs at the output resolution ('network': the framed camera, padding
   NaN; 'camera': the image's own camera, pixels outside the crop NaN), semantic colours,
   output images;
@@ -34,6 +36,13 @@ from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
 from monodepth_ros.io.camera import CameraModel
 from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES, Framing
 from monodepth_ros.model.cards import ModelCard, plan_card_framing
+from monodepth_ros.runtime.far_pass import (
+    DEFAULT_FAR_PASS_FOCAL,
+    FarPassFusion,
+    FarWindow,
+    far_pass_zoom,
+    plan_far_window,
+)
 from monodepth_ros.runtime.scale import MetricScaler, ScaleEstimate, ScaleReference, ScaleSettings
 
 OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
@@ -64,6 +73,7 @@ class PipelineConfig:
     cloud_label: bool = False
     framing: str = 'fit-width'           # io.framing.FRAMING_MODES
     framing_anchor: float = DEFAULT_ANCHOR   # principal point row, fraction of network height
+    far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL   # x canonical focal; 0: no far pass
     scale: ScaleSettings = field(default_factory=ScaleSettings)   # metric scale (runtime.scale)
 
     def __post_init__(self):
@@ -73,6 +83,9 @@ class PipelineConfig:
         if not 0.0 <= self.framing_anchor <= 1.0:
             raise ConfigError(f'framing_anchor must lie in [0, 1] (0 = top, 1 = bottom of the '
                               f'network input), got {self.framing_anchor}')
+        if not (math.isfinite(self.far_pass_focal) and self.far_pass_focal >= 0):
+            raise ConfigError(f'far_pass_focal must be >= 0 (0: no far pass), got '
+                              f'{self.far_pass_focal}')
         if self.output_resolution not in ('network', 'camera'):
             raise ConfigError(f"output_resolution must be 'network' or 'camera', got "
                               f'{self.output_resolution!r}')
@@ -108,6 +121,7 @@ class PipelineResult:
     depth_scale: float = 1.0   # canonical-focal factor applied to the network depth
     scale: ScaleEstimate | None = None   # the scale stage (None when depth was not asked for)
     framing: Framing | None = None   # how the image was brought to the network input
+    far_framing: FarWindow | None = None   # the far pass's input (None: no far pass ran)
 
 
 def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -175,7 +189,9 @@ class DepthPipeline:
         self.last_timings: dict[str, float] = {}
         self.last_camera_info_problem: str | None = None   # set by process_messages
         self.last_scale: ScaleEstimate | None = None   # the scale stage of the last frame
+        self.last_far_zoom = 0.0   # the far pass's zoom on the last frame (0: it did not run)
         self.scaler = MetricScaler(self.config.scale)
+        self.far_fusion = FarPassFusion()
         # trainId -> RGB lookup table; unknown/ignored labels stay black.
         self._color_lut = np.zeros((256, 1, 3), dtype=np.uint8)
         colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
@@ -244,6 +260,10 @@ class DepthPipeline:
         net_w, net_h = framing.network_size
         out_w, out_h = (width, height) if at_camera else (net_w, net_h)
         network_camera = framing.camera(camera) if camera is not None else None
+        far_framing = self._far_framing(framing, camera, network_camera, config) if (
+            need_depth) else None
+        self.last_far_zoom = (far_framing.scale[0] / framing.scale[0]
+                              if far_framing is not None else 0.0)
         run_network = need_depth or need_labels or need_confidence
         if run_network:   # camera_info alone needs no network
             if self.card.intrinsics_input and network_camera is None:
@@ -252,6 +272,8 @@ class DepthPipeline:
                                        'or intrinsics), none was given')
             net_rgb = framing.apply(rgb)
             batch = preprocess_for_card(net_rgb, self.card)
+            if far_framing is not None:
+                far_batch = preprocess_for_card(far_framing.apply(rgb), self.card)
         timings['preprocess'] = _now_ms() - start
 
         start = _now_ms()
@@ -259,14 +281,15 @@ class DepthPipeline:
             net_out = self.engine.infer(batch, network_camera.K)
         elif run_network:
             net_out = self.engine.infer(batch)
+        far_out = self.engine.infer(far_batch) if far_framing is not None else None
         timings['inference'] = _now_ms() - start
 
         start = _now_ms()
-        result = PipelineResult(framing=framing)
+        result = PipelineResult(framing=framing, far_framing=far_framing)
         padded = ~framing.valid_mask() if framing.padded else None
         if need_depth:
             depth = self._metric_depth(net_out, network_camera, padded, reference, config,
-                                       result)
+                                       result, far_out)
         timings['scale'] = _now_ms() - start
 
         start = _now_ms()
@@ -316,9 +339,19 @@ class DepthPipeline:
         self.last_timings = dict(timings)
         return result
 
+    def _far_framing(self, framing: Framing, camera: CameraModel | None,
+                     network_camera: CameraModel | None,
+                     config: PipelineConfig) -> FarWindow | None:
+        """The far pass's framing (runtime.far_pass), or None: our camera-aware models only."""
+        if not (self.card.ours and self.metadata.canonical_focal > 0):
+            return None
+        zoom = far_pass_zoom(config.far_pass_focal, self.metadata.canonical_focal,
+                             network_camera)
+        return plan_far_window(framing, zoom, camera, config.framing_anchor) if zoom else None
+
     def _metric_depth(self, net_out, network_camera: CameraModel | None, padded,
                       reference: ScaleReference | None, config: PipelineConfig,
-                      result: PipelineResult) -> np.ndarray:
+                      result: PipelineResult, far_out=None) -> np.ndarray:
         """The scale stage: the network's depth in metres at the network size (see scale)."""
         depth = np.asarray(net_out.depth, dtype=np.float32)
         kind = net_out.depth_kind
@@ -328,6 +361,12 @@ class DepthPipeline:
             result.depth_scale = self.metadata.depth_scale(network_camera)
             if result.depth_scale != 1.0:
                 depth = depth * np.float32(result.depth_scale)
+        if far_out is not None:
+            # The far pass's focal length is its zoom x the first pass's: so is its depth.
+            zoom = result.far_framing.scale[0] / result.framing.scale[0]
+            far_depth = np.asarray(far_out.depth, dtype=np.float32) * np.float32(
+                result.depth_scale * zoom)
+            depth = self.far_fusion.fuse(depth, far_depth, result.framing, result.far_framing)
         valid = None
         sky = net_out.sky
         if padded is not None or sky is not None:

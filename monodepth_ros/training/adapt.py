@@ -145,6 +145,7 @@ def _evaluation_config(args, **kwargs):
                             camera_info_topic=args.camera_info_topic,
                             lidar_topic=args.lidar_topic, qualitative_frames=0,
                             framing=args.framing, framing_anchor=args.framing_anchor,
+                            far_pass_focal=args.far_pass_focal,
                             progress=not args.no_progress, **kwargs)
 
 

@@ -1,0 +1,196 @@
+"""The far pass (runtime.far_pass): zoom, geometry of the window, blend, and where it runs."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from monodepth_ros.errors import ConfigError
+from monodepth_ros.io.camera import CameraModel
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, plan_framing
+from monodepth_ros.model.metadata import ModelMetadata
+from monodepth_ros.runtime.far_pass import (
+    CROP_MARGIN,
+    FAR_BLEND_FAR,
+    FAR_BLEND_NEAR,
+    FarPassFusion,
+    blend_weight,
+    far_pass_zoom,
+    plan_far_window,
+)
+from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
+
+NET = (128, 64)   # network width, height
+CANONICAL = 100.0
+
+
+def camera(fx: float, width: int = 256, height: int = 128, cx: float = 128.0,
+           cy: float = 60.0) -> CameraModel:
+    return CameraModel.from_intrinsics(fx, fx, cx, cy, width, height)
+
+
+class CountingEngine:
+    """Stand-in engine (no network here): the same depth everywhere, calls counted."""
+
+    name, precision = 'constant', 'fp32'
+
+    def __init__(self, depth: float, canonical_focal: float = CANONICAL):
+        self.metadata = ModelMetadata(input_height=NET[1], input_width=NET[0],
+                                      canonical_focal=canonical_focal)
+        self.depth = depth
+        self.calls = 0
+
+    def infer(self, batch):
+        from monodepth_ros.engines.base import EngineOutput
+
+        self.calls += 1
+        h, w = batch.shape[2:]
+        return EngineOutput(depth=np.full((h, w), self.depth, np.float32),
+                            semantics=np.zeros((h, w), np.uint8),
+                            confidence=np.ones((h, w), np.float32))
+
+
+def test_zoom_follows_the_first_pass_focal_length():
+    # First pass at the canonical focal length: the far pass zooms 2x.
+    assert far_pass_zoom(2.0, CANONICAL, camera(CANONICAL)) == pytest.approx(2.0)
+    # A wide camera (0.72x at the network input) is zoomed to the same far-pass focal length.
+    assert far_pass_zoom(2.0, CANONICAL, camera(72.0)) == pytest.approx(2.0 / 0.72)
+    # Without calibration the depth is the canonical camera's: so is the zoom.
+    assert far_pass_zoom(2.0, CANONICAL, None) == pytest.approx(2.0)
+    # A long lens (DDAD's front camera: 1.93x) is already there: no far pass.
+    assert far_pass_zoom(2.0, CANONICAL, camera(193.0)) == 0.0
+    assert far_pass_zoom(0.0, CANONICAL, camera(CANONICAL)) == 0.0   # turned off
+    assert far_pass_zoom(2.0, 0.0, camera(CANONICAL)) == 0.0          # not camera-aware
+
+
+def test_far_window_keeps_the_principal_point_and_multiplies_the_focal_length():
+    cam = camera(200.0)
+    first = plan_framing(256, 128, NET, cam)
+    far = plan_far_window(first, 2.0, cam, DEFAULT_ANCHOR)
+    # Only the part of the image the window shows is framed: at scale 1 its 128x64 source
+    # pixels, plus the margin (and a pixel of rounding) on each side, not the 256x128 image.
+    (x0, y0), (width, height) = far.origin, far.framing.source_size
+    assert 128 < width <= 128 + 2 * (CROP_MARGIN + 1)
+    assert 64 < height <= 64 + 2 * (CROP_MARGIN + 1)
+    first_cam = first.camera(cam)
+    far_cam = far.framing.camera(cam.cropped(x0, y0, width, height))
+    assert far_cam.fx == pytest.approx(2.0 * first_cam.fx)
+    # Both windows are placed at whole pixels: within a pixel of each other.
+    assert (far_cam.cx, far_cam.cy) == pytest.approx((first_cam.cx, first_cam.cy), abs=1.0)
+    with pytest.raises(ConfigError, match='zoom must be > 0'):
+        plan_far_window(first, 0.0, cam, DEFAULT_ANCHOR)
+
+
+@pytest.mark.parametrize('size, fx', [((256, 128), 200.0), ((1000, 500), 781.25)])
+def test_far_depth_is_resampled_onto_the_first_pass_grid_exactly(size, fx):
+    # A depth field linear in the source pixel coordinates, seen by both passes through
+    # Framing.apply (cv2.resize and crop): brought back by the fusion's grid, the far pass's
+    # view must equal the first pass's wherever both see the image. 256 px: the far pass is a
+    # plain crop; 1000 px: both passes shrink the image (area filter, non-integer ratios).
+    width, height = size
+    cam = camera(fx, width, height, cx=width / 2 - 8, cy=height * 0.47)
+    first = plan_framing(width, height, NET, cam)
+    far = plan_far_window(first, 2.0, cam, DEFAULT_ANCHOR)
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    source = 5.0 + 0.1 * u + 0.05 * v
+    first_view = first.apply(source)
+    resampled = FarPassFusion().resample(far.apply(source), first, far)
+    seen = np.isfinite(resampled)
+    # The window is the middle quarter of the first pass's input (a 1-pixel rim aside).
+    rows, cols = np.nonzero(seen)
+    assert 31 <= cols.max() - cols.min() + 1 <= 64
+    assert 15 <= rows.max() - rows.min() + 1 <= 32
+    np.testing.assert_allclose(resampled[seen], first_view[seen], rtol=1e-4)
+
+
+def test_blend_takes_the_first_pass_near_and_the_far_pass_far():
+    first_depth = np.array([[5.0, FAR_BLEND_NEAR, 22.5, FAR_BLEND_FAR, 60.0, np.nan]],
+                           np.float32)
+    np.testing.assert_allclose(blend_weight(first_depth), [[0, 0, 0.5, 1, 1, 0]])
+    cam = camera(200.0)
+    first = plan_framing(256, 128, NET, cam)
+    far = plan_far_window(first, 2.0, cam, DEFAULT_ANCHOR)
+    fusion = FarPassFusion()
+    for near_value, expected in ((10.0, 10.0), (22.5, np.sqrt(22.5 * 45.0)), (40.0, 45.0)):
+        first_depth = np.full(NET[::-1], near_value, np.float32)
+        fused = fusion.fuse(first_depth, np.full(NET[::-1], 45.0, np.float32), first, far)
+        inside = np.isfinite(fusion.resample(np.ones(NET[::-1], np.float32), first, far))
+        np.testing.assert_allclose(fused[inside], expected, rtol=1e-6)
+        assert np.all(fused[~inside] == near_value)   # outside the window: the first pass
+    # Near pixels keep the first pass's value bit for bit.
+    near = np.full(NET[::-1], 12.345, np.float32)
+    assert np.array_equal(fusion.fuse(near, near * 3, first, far), near)
+
+
+def test_pipeline_runs_the_far_pass_for_camera_aware_models_only():
+    rgb = np.zeros((128, 256, 3), np.uint8)
+    # 40 m at the canonical focal length: far, so the far pass's 80 m (2x zoom) takes over
+    # inside its window.
+    engine = CountingEngine(40.0)
+    result = DepthPipeline(engine).process_arrays(rgb, camera(200.0), outputs={'depth'})
+    assert engine.calls == 2
+    assert result.far_framing is not None
+    assert np.all(np.isclose(result.depth, 40.0) | np.isclose(result.depth, 80.0))
+    share = np.mean(np.isclose(result.depth, 80.0))
+    assert 0.2 <= share <= 0.25            # the middle 1/2 x 1/2 of the input, less a rim
+    # Off, a long lens, a model that is not camera-aware, no depth asked for: one pass.
+    for config, cam, canonical, outputs in (
+            (PipelineConfig(far_pass_focal=0.0), camera(200.0), CANONICAL, {'depth'}),
+            (PipelineConfig(), camera(400.0), CANONICAL, {'depth'}),
+            (PipelineConfig(), camera(200.0), 0.0, {'depth'}),
+            (PipelineConfig(), camera(200.0), CANONICAL, {'confidence'})):
+        engine = CountingEngine(40.0, canonical)
+        result = DepthPipeline(engine, config).process_arrays(rgb, cam, outputs=outputs)
+        assert engine.calls == 1
+        assert result.far_framing is None
+        if result.depth is not None:
+            assert np.unique(result.depth).size == 1
+
+
+@pytest.mark.parametrize('value', [-1.0, float('nan'), float('inf')])
+def test_bad_far_pass_focal_is_refused(value):
+    with pytest.raises(ConfigError, match='far_pass_focal must be >= 0'):
+        PipelineConfig(far_pass_focal=value)
+
+
+def test_far_pass_focal_option_and_node_parameter():
+    from monodepth_ros.ros.parameters import NodeConfig, check_parameter
+    from monodepth_ros.runtime.infer import add_framing_arguments
+
+    parser = argparse.ArgumentParser()
+    add_framing_arguments(parser)
+    assert parser.parse_args([]).far_pass_focal == 2.0
+    assert parser.parse_args(['--far-pass-focal', '0']).far_pass_focal == 0.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--far-pass-focal', '-1'])
+    with pytest.raises(ConfigError):
+        check_parameter('far_pass_focal', -0.5)
+    config = NodeConfig.from_parameters({'far_pass_focal': 1.5})
+    assert config.pipeline_config().far_pass_focal == 1.5
+
+
+def test_far_pass_reads_the_far_kitti_road_farther(kitti_bag):
+    """The packaged model on the real KITTI frames reads the far field less near with it.
+
+    Without the far pass the 40-80 m bands are read far too near; with it their mean error
+    moves towards 0.
+    """
+    from monodepth_ros.evaluation.evaluator import BagEvaluator, EvaluationConfig
+    from monodepth_ros.model.files import default_model_path
+
+    bands = {}
+    for focal in (0.0, 2.0):
+        config = EvaluationConfig(model=str(default_model_path()), backend='onnxruntime',
+                                  protocol='kitti-eigen', qualitative_frames=0, progress=False,
+                                  caps=(80.0,), far_pass_focal=focal)
+        result = BagEvaluator(config).evaluate(kitti_bag[0])
+        assert result.error is None
+        rows = {row['group']: row for row in result.summary()['by_distance']}
+        bands[focal] = rows
+    for band in ('40-50', '50-60', '60-70'):
+        one, far = bands[0.0][band], bands[2.0][band]
+        assert far['mean_error'] > one['mean_error'] + 2.0, band
+        assert far['abs_rel'] < one['abs_rel'], band
+    # Near the camera the far pass does not count: the 0-10 m band is unchanged.
+    assert bands[2.0]['0-10']['abs_rel'] == pytest.approx(bands[0.0]['0-10']['abs_rel'],
+                                                          abs=0.01)
