@@ -10,8 +10,8 @@ For each model given (default: the packaged default model), in one run:
 2. a synthetic hold-out (drives 950-953, never used by a training recipe, 10 frames each,
    exact ground truth), the same evaluator with the default protocol, overall and per band;
 3. ONNX Runtime inference time per frame of each model on this machine: the pipeline's
-   inference stage on a KITTI-size frame (median of 30 frames; both passes when the far pass
-   runs), and its ratio to the first row's.
+   inference stage on a KITTI-size frame (median of 60 frames, the models taking turns; both
+   passes when the far pass runs), and its ratio to the first row's.
 
 Each model runs as the pipeline runs it by default (with the far pass, runtime.far_pass, for
 our camera-aware models); ``--one-pass`` adds a row per model without it (far_pass_focal 0),
@@ -67,23 +67,29 @@ def far_abs_rel(bands: list[dict]) -> float:
     return sum(row['abs_rel'] * row['n_pixels'] for row in rows) / pixels if pixels else np.nan
 
 
-def latency_ms(model: Path, far_pass_focal: float, runs: int = 30) -> float:
-    """Median of the pipeline's inference stage (ms) on a KITTI-size frame and camera."""
+def latency_ms(models: dict[str, tuple[Path, float]], runs: int = 30) -> dict[str, float]:
+    """Median of the pipeline's inference stage (ms) per model, on a KITTI-size frame.
+
+    The models take turns frame by frame, so that a busier moment of the machine weighs on
+    all of them alike.
+    """
     from monodepth_ros.engines import create_engine
     from monodepth_ros.io.kitti import read_calibration
     from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     camera = read_calibration(KITTI_DATE).camera_model(2)
-    pipeline = DepthPipeline(create_engine(model, backend='onnxruntime'),
-                             PipelineConfig(far_pass_focal=far_pass_focal))
     rgb = np.random.default_rng(0).integers(0, 255, (camera.height, camera.width, 3),
                                             dtype=np.uint8)
-    pipeline.process_arrays(rgb, camera, outputs={'depth'})
-    times = []
-    for _ in range(runs):
-        pipeline.process_arrays(rgb, camera, outputs={'depth'})
-        times.append(pipeline.last_timings['inference'])
-    return statistics.median(times)
+    pipelines = {name: DepthPipeline(create_engine(model, backend='onnxruntime'),
+                                     PipelineConfig(far_pass_focal=focal))
+                 for name, (model, focal) in models.items()}
+    times = {name: [] for name in models}
+    for run in range(runs + 1):
+        for name, pipeline in pipelines.items():
+            pipeline.process_arrays(rgb, camera, outputs={'depth'})
+            if run:   # the first frame warms up
+                times[name].append(pipeline.last_timings['inference'])
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def print_bands(title: str, results: dict) -> None:
@@ -114,6 +120,8 @@ def main() -> int:
                         help='frames of each synthetic hold-out drive (default 10)')
     parser.add_argument('--one-pass', action='store_true',
                         help='also grade and time each model without the far pass, first')
+    parser.add_argument('--latency-runs', type=int, default=60,
+                        help='frames timed per model (default 60)')
     parser.add_argument('--no-latency', action='store_true',
                         help='skip the latency runs (their figures need an idle machine)')
     args = parser.parse_args()
@@ -130,7 +138,7 @@ def main() -> int:
         if args.one_pass:
             models[f'{name}, one pass'] = (path, 0.0)
         models[name] = (path, DEFAULT_FAR_PASS_FOCAL)
-    kitti, kitti_median, synthetic, latency = {}, {}, {}, {}
+    kitti, kitti_median, synthetic = {}, {}, {}
     with tempfile.TemporaryDirectory() as work:
         kitti_bag = Path(work) / 'kitti_0009'
         convert(DRIVE, kitti_bag, progress=False)
@@ -147,7 +155,8 @@ def main() -> int:
                                        far_pass_focal=focal)
             synthetic[name] = merge([grade(bag, model, far_pass_focal=focal)
                                      for bag in synthetic_bags])
-            latency[name] = np.nan if args.no_latency else latency_ms(model, focal)
+    latency = ({name: np.nan for name in models} if args.no_latency else
+               latency_ms(models, args.latency_runs))
 
     first = next(iter(models))
     print('KITTI drive 0009 frames 0-9 (Eigen, Garg crop, 80 m) and synthetic hold-out '

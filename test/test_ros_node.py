@@ -690,6 +690,9 @@ class TestKittiDrive:
             'diagnostics counting one more frame')
         assert status.level == DiagnosticStatus.OK
         assert diagnostic_values(status)['model_input'] == '320x96'
+        # KITTI's camera is at the default model's canonical focal length: the far pass
+        # zooms 2x (runtime.far_pass).
+        assert diagnostic_values(status)['far_pass'] == 'zoom 2.00x'
         report_node_timings('KITTI, default model', diagnostic_values(status))
 
     def test_a_camera_faster_than_inference_drops_and_counts_stale_frames(self, kitti):
