@@ -163,7 +163,8 @@ def main() -> int:
     model = str(args.model or default_model_path())
     from monodepth_ros.engines import create_engine
 
-    canonical_focal = create_engine(model, backend='onnxruntime').metadata.canonical_focal
+    with create_engine(model, backend='onnxruntime') as engine:
+        canonical_focal = engine.metadata.canonical_focal
     framing_ms, stretch_ms, far_ms, zoom = preprocessing_times(args.repeats, canonical_focal)
     print(f'pre-processing of a 1920x1080 frame to 320x96 (median of {args.repeats}): '
           f'framing {framing_ms:.2f} ms, stretch {stretch_ms:.2f} ms (framing / stretch '

@@ -143,7 +143,8 @@ def main() -> None:
         long_side = {'input': {'name': 'pixel_values', 'size': {
             'policy': 'long-side', 'long_side': 518, 'multiple': 14}}}
         long_side_pipelines = {}
-        for kind, config in (('metric_depth', PipelineConfig()),
+        # far_pass_focal 0: ours runs once, as a foreign model does (the comparison is the card).
+        for kind, config in (('metric_depth', PipelineConfig(far_pass_focal=0.0)),
                              ('affine_inverse_depth', PipelineConfig(scale=ScaleSettings(
                                  mode='fixed', value=0.05, shift=0.01)))):
             stand_card = card_from_dict({**long_side, 'output': {'kind': kind}}, kind)

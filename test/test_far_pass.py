@@ -111,28 +111,70 @@ def test_blend_takes_the_first_pass_near_and_the_far_pass_far():
     first = plan_framing(256, 128, NET, cam)
     far = plan_far_window(first, 2.0, cam, DEFAULT_ANCHOR)
     fusion = FarPassFusion()
+    taper = fusion.window_weight(first, far)
+    core, outside = taper == 1.0, taper == 0.0
+    edge = ~core & ~outside
+    # The window covers the middle half of the first pass's input both ways; its weight fades
+    # over the outer tenth of the window (6.4 far-pass pixels wide, 3.2 first-pass pixels).
+    rows, cols = np.nonzero(~outside)
+    assert 62 <= cols.max() - cols.min() + 1 <= 64 and 30 <= rows.max() - rows.min() + 1 <= 32
+    assert 0.0 < taper[edge].min() and taper[edge].max() < 1.0
+    assert core.sum() > 0.6 * (~outside).sum()
     for near_value, expected in ((10.0, 10.0), (22.5, np.sqrt(22.5 * 45.0)), (40.0, 45.0)):
         first_depth = np.full(NET[::-1], near_value, np.float32)
         fused = fusion.fuse(first_depth, np.full(NET[::-1], 45.0, np.float32), first, far)
-        inside = np.isfinite(fusion.resample(np.ones(NET[::-1], np.float32), first, far))
-        np.testing.assert_allclose(fused[inside], expected, rtol=1e-6)
-        assert np.all(fused[~inside] == near_value)   # outside the window: the first pass
+        np.testing.assert_allclose(fused[core], expected, rtol=1e-6)
+        assert np.all(fused[outside] == near_value)   # outside the window: the first pass
+        # At the window's edge: between the two, in log depth by the tapered weight.
+        weight = blend_weight(first_depth[edge]) * taper[edge]
+        np.testing.assert_allclose(
+            fused[edge], np.exp((1 - weight) * np.log(near_value) + weight * np.log(45.0)),
+            rtol=1e-5)
     # Near pixels keep the first pass's value bit for bit.
     near = np.full(NET[::-1], 12.345, np.float32)
     assert np.array_equal(fusion.fuse(near, near * 3, first, far), near)
 
 
+@pytest.mark.parametrize('fx, with_camera', [(200.0, True), (144.0, True), (200.0, False)])
+def test_pipeline_scales_the_far_pass_by_its_zoom(fx, with_camera):
+    # A network that says 50 m everywhere (far: the far pass takes over in its window). Its
+    # metres scale with the focal length at the input: x fx_net / canonical for the first
+    # pass, and x the zoom on top for the far pass, whose focal length is 2x the canonical
+    # one. fx 200 -> 100 px at the input (zoom 2); fx 144 -> 72 px, a wide lens (depth x0.72,
+    # zoom 2.78); no camera: the canonical camera (zoom 2).
+    rgb = np.zeros((128, 256, 3), np.uint8)
+    cam = camera(fx)
+    engine = CountingEngine(50.0)
+    pipeline = DepthPipeline(engine)
+    result = pipeline.process_arrays(rgb, cam if with_camera else None, outputs={'depth'})
+    assert engine.calls == 2
+    first_scale = fx / 2.0 / CANONICAL if with_camera else 1.0
+    zoom = 2.0 / first_scale
+    assert pipeline.last_far_zoom == pytest.approx(zoom, rel=0.01)
+    taper = pipeline.far_fusion.window_weight(result.framing, result.far_framing)
+    # The far pass's metres: 50 x (its focal length / canonical) = 50 x 2 whatever the lens
+    # (up to the rounding of its scaled size, which the zoom actually applied follows).
+    np.testing.assert_allclose(result.depth[taper == 1.0],
+                               50.0 * first_scale * pipeline.last_far_zoom, rtol=1e-5)
+    np.testing.assert_allclose(result.depth[taper == 1.0], 100.0, rtol=0.005)
+    np.testing.assert_allclose(result.depth[taper == 0.0], 50.0 * first_scale, rtol=1e-5)
+    # Its window is centred on the principal point of the first pass's input.
+    principal = (result.framing.camera(cam) if with_camera else None)
+    rows, cols = np.nonzero(taper > 0)
+    centre_u = (cols.min() + cols.max()) / 2
+    expected_u = principal.cx if principal else (NET[0] - 1) / 2
+    expected_v = principal.cy if principal else None
+    assert centre_u == pytest.approx(expected_u, abs=1.5)
+    if expected_v is not None:
+        # Vertically the principal point lands at the anchor of both windows.
+        top, bottom = rows.min(), rows.max()
+        assert top <= expected_v <= bottom
+        assert (expected_v - top) / (bottom - top + 1) == pytest.approx(DEFAULT_ANCHOR,
+                                                                        abs=0.1)
+
+
 def test_pipeline_runs_the_far_pass_for_camera_aware_models_only():
     rgb = np.zeros((128, 256, 3), np.uint8)
-    # 40 m at the canonical focal length: far, so the far pass's 80 m (2x zoom) takes over
-    # inside its window.
-    engine = CountingEngine(40.0)
-    result = DepthPipeline(engine).process_arrays(rgb, camera(200.0), outputs={'depth'})
-    assert engine.calls == 2
-    assert result.far_framing is not None
-    assert np.all(np.isclose(result.depth, 40.0) | np.isclose(result.depth, 80.0))
-    share = np.mean(np.isclose(result.depth, 80.0))
-    assert 0.2 <= share <= 0.25            # the middle 1/2 x 1/2 of the input, less a rim
     # Off, a long lens, a model that is not camera-aware, no depth asked for: one pass.
     for config, cam, canonical, outputs in (
             (PipelineConfig(far_pass_focal=0.0), camera(200.0), CANONICAL, {'depth'}),
@@ -140,11 +182,26 @@ def test_pipeline_runs_the_far_pass_for_camera_aware_models_only():
             (PipelineConfig(), camera(200.0), 0.0, {'depth'}),
             (PipelineConfig(), camera(200.0), CANONICAL, {'confidence'})):
         engine = CountingEngine(40.0, canonical)
-        result = DepthPipeline(engine, config).process_arrays(rgb, cam, outputs=outputs)
+        pipeline = DepthPipeline(engine, config)
+        result = pipeline.process_arrays(rgb, cam, outputs=outputs)
         assert engine.calls == 1
-        assert result.far_framing is None
+        assert result.far_framing is None and pipeline.last_far_zoom == 0.0
         if result.depth is not None:
             assert np.unique(result.depth).size == 1
+
+
+def test_camera_resolution_cloud_is_the_back_projection_of_the_fused_depth():
+    from monodepth_ros.io.geometry import backproject_depth
+
+    rgb = np.zeros((128, 256, 3), np.uint8)
+    cam = camera(200.0)
+    pipeline = DepthPipeline(CountingEngine(40.0),
+                             PipelineConfig(output_resolution='camera'))
+    result = pipeline.process_arrays(rgb, cam, outputs={'depth', 'points'})
+    assert result.far_framing is not None
+    assert result.depth.shape == (128, 256) and np.nanmax(result.depth) > 79.0
+    expected = backproject_depth(result.depth, result.camera, organized=True)
+    np.testing.assert_array_equal(result.points['xyz'], expected)
 
 
 @pytest.mark.parametrize('value', [-1.0, float('nan'), float('inf')])

@@ -184,7 +184,9 @@ def write_comparison(bag, results: dict, out_dir: Path) -> list[dict]:
              f'{first.config.scale.mode}, metrics at {cap[4:]} m, per image averaged over images',
              '', '## Metrics', '', *format_comparison(rows), '',
              'flicker: std of the frame-to-frame change of log(median(LiDAR / prediction)) '
-             '(0.01 = 1 %). inference ms: the engine per frame; pipeline ms: decode, '
+             '(0.01 = 1 %). inference ms: the engine per frame (two passes for our '
+             'camera-aware models with the far pass, one for a foreign model); '
+             'pipeline ms: decode, '
              'preprocess, inference, scale and postprocess per frame, on this machine.', '']
     if any(
             (summary.get('scale') or {}).get('mode') == 'lidar'

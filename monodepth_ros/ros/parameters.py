@@ -63,9 +63,10 @@ PARAMETERS = (
                   "in KITTI keeps the band around a level camera's horizon).", minimum=0.0,
                   maximum=1.0),
     ParameterSpec('far_pass_focal', DEFAULT_FAR_PASS_FOCAL, 'Our camera-aware models run a '
-                  'second, zoomed pass on the middle of the image for the far field, at this '
+                  'second, zoomed pass around the principal point for the far field, at this '
                   "focal length at the network input in multiples of the model's canonical "
-                  'one; 0 turns it off (one inference per frame, about half the time).',
+                  'one (skipped when that zooms less than 1.25x over the first pass); 0 turns '
+                  'it off (one inference per frame, about half the inference time).',
                   minimum=0.0),
     ParameterSpec('depth_upsampling', 'nearest', "How depth is resized to camera resolution: "
                   "'nearest' or 'bilinear' (never blends with invalid pixels).",

@@ -19,9 +19,14 @@ pass says the scene is far, the far pass's depth takes over.
   coordinates, exactly.
 * Blend, in log depth: weight 0 where the first pass says <= :data:`FAR_BLEND_NEAR` m, 1 at
   >= :data:`FAR_BLEND_FAR` m, linear in between (the far pass over-reads near things, which
-  fill its window as they never do in training). Outside the far window the first pass stays.
+  fill its window as they never do in training), times a taper that fades the far pass out
+  over the outer :data:`EDGE_TAPER` of its window on each side, so that far scenery running
+  across the window's edge shows no seam. Outside the far window the first pass stays.
 
-Semantics and confidence come from the first pass alone.
+The blend reads the network's metres (after the canonical-focal factor), before the scale
+stage: a fixed, LiDAR or ground scale then applies to the fused depth. Semantics and
+confidence come from the first pass alone (so does ``confidence_threshold``), and the fused
+depth lives on the first pass's grid at every output resolution.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ DEFAULT_FAR_PASS_FOCAL = 2.0   # x the canonical focal length at the network inp
 MIN_FAR_ZOOM = 1.25            # no far pass for a zoom below this over the first pass
 FAR_BLEND_NEAR = 15.0          # metres (first pass): the first pass alone up to here
 FAR_BLEND_FAR = 30.0           # metres (first pass): the far pass alone from here
+EDGE_TAPER = 0.1               # share of the far window's width/height its weight fades over
 
 
 def far_pass_zoom(far_pass_focal: float, canonical_focal: float,
@@ -132,26 +138,46 @@ class FarPassFusion:
     """
 
     def __init__(self):
-        self._key: tuple[Framing, FarWindow] | None = None
-        self._maps: tuple[np.ndarray, np.ndarray] | None = None
+        # ((first, far), (map_u, map_v, taper)): replaced in one assignment, read once.
+        self._cache: tuple | None = None
 
-    def _grid(self, first: Framing, far: FarWindow) -> tuple[np.ndarray, np.ndarray]:
-        """For each first-pass network pixel, where it lies in the far pass's network input."""
-        if self._key != (first, far):
-            width, height = first.network_size
-            u, v = np.meshgrid(np.arange(width, dtype=np.float64),
-                               np.arange(height, dtype=np.float64))
-            u_far, v_far = far.to_network(*first.to_source(u, v))
-            self._maps = (u_far.astype(np.float32), v_far.astype(np.float32))
-            self._key = (first, far)
-        return self._maps
+    def _grid(self, first: Framing, far: FarWindow) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+        """Per first-pass network pixel: its far-pass input coordinates, and the edge taper.
+
+        (map_u, map_v) locate it in the far pass's network input; the taper is 0 outside
+        its window.
+        """
+        cache = self._cache
+        if cache is not None and cache[0] == (first, far):
+            return cache[1]
+        width, height = first.network_size
+        u, v = np.meshgrid(np.arange(width, dtype=np.float64),
+                           np.arange(height, dtype=np.float64))
+        u_far, v_far = far.to_network(*first.to_source(u, v))
+        far_w, far_h = far.network_size
+        taper = np.ones_like(u_far)
+        for coordinate, size in ((u_far, far_w), (v_far, far_h)):
+            # Distance to the nearer edge of the window (pixel edges at -0.5 and size - 0.5).
+            inside = np.minimum(coordinate + 0.5, size - 0.5 - coordinate)
+            taper *= np.clip(inside / (EDGE_TAPER * size), 0.0, 1.0)
+        maps = (u_far.astype(np.float32), v_far.astype(np.float32), taper.astype(np.float32))
+        self._cache = ((first, far), maps)
+        return maps
+
+    def window_weight(self, first: Framing, far: FarWindow) -> np.ndarray:
+        """The far pass's edge taper on the first pass's grid.
+
+        1 well inside its window, fading to 0 at its edge, 0 outside.
+        """
+        return self._grid(first, far)[2]
 
     def resample(self, far_depth: np.ndarray, first: Framing, far: FarWindow) -> np.ndarray:
         """The far pass's depth on the first pass's network grid (NaN outside its window)."""
         far_depth = np.asarray(far_depth, dtype=np.float32)
         if far.padded:
             far_depth = np.where(far.valid_mask(), far_depth, np.float32(np.nan))
-        map_u, map_v = self._grid(first, far)
+        map_u, map_v, _ = self._grid(first, far)
         return cv2.remap(far_depth, map_u, map_v, interpolation=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=float('nan'))
 
@@ -160,7 +186,7 @@ class FarPassFusion:
         """First-pass depth with the far pass blended in (both in metres, network size)."""
         first_depth = np.asarray(first_depth, dtype=np.float32)
         resampled = self.resample(far_depth, first, far)
-        weight = blend_weight(first_depth)
+        weight = blend_weight(first_depth) * self.window_weight(first, far)
         blended = (weight > 0) & np.isfinite(resampled) & (resampled > 0)
         with np.errstate(divide='ignore', invalid='ignore'):
             log_fused = ((1.0 - weight) * np.log(first_depth)

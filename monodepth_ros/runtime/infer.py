@@ -64,10 +64,11 @@ def add_framing_arguments(parser) -> None:
                         f'fraction of its height, 0 (top) .. 1 (bottom) (default {DEFAULT_ANCHOR}'
                         ": KITTI's, the band around a level camera's horizon)")
     parser.add_argument('--far-pass-focal', type=finite_float(0.0), default=DEFAULT_FAR_PASS_FOCAL,
-                        help='our camera-aware models run a second, zoomed pass on the middle of '
-                        'the image for the far field, at this focal length at the network input '
-                        "in multiples of the model's canonical one (default "
-                        f'{DEFAULT_FAR_PASS_FOCAL}); 0 turns it off (one inference per frame)')
+                        help='our camera-aware models run a second, zoomed pass around the '
+                        'principal point for the far field, at this focal length at the network '
+                        "input in multiples of the model's canonical one (default "
+                        f'{DEFAULT_FAR_PASS_FOCAL}); it is skipped when that zooms less than '
+                        '1.25x over the first pass; 0 turns it off (one inference per frame)')
 
 
 def add_scale_arguments(parser, lidar: bool) -> None:
