@@ -33,6 +33,28 @@ def kitti_frame(kitti_drive_dir):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), camera
 
 
+class ConstantEngine:
+    """Stand-in engine (no network): the same depth everywhere, its calls counted."""
+
+    name, precision = 'constant', 'fp32'
+
+    def __init__(self, metadata, depth: float = 10.0):
+        self.metadata = metadata
+        self.depth = depth
+        self.calls = 0
+
+    def infer(self, batch):
+        import numpy as np
+
+        from monodepth_ros.engines.base import EngineOutput
+
+        self.calls += 1
+        h, w = batch.shape[2:]
+        return EngineOutput(depth=np.full((h, w), self.depth, np.float32),
+                            semantics=np.zeros((h, w), np.uint8),
+                            confidence=np.ones((h, w), np.float32))
+
+
 # The tiny network the pipeline, node, infer and evaluator tests run: the real architecture
 # with random weights and a 128x64 input, exported to ONNX once per test run.
 TINY_NET_WIDTH, TINY_NET_HEIGHT = 128, 64

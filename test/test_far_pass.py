@@ -4,6 +4,7 @@ import argparse
 
 import numpy as np
 import pytest
+from conftest import ConstantEngine
 
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.io.camera import CameraModel
@@ -29,25 +30,10 @@ def camera(fx: float, width: int = 256, height: int = 128, cx: float = 128.0,
     return CameraModel.from_intrinsics(fx, fx, cx, cy, width, height)
 
 
-class CountingEngine:
-    """Stand-in engine (no network here): the same depth everywhere, calls counted."""
-
-    name, precision = 'constant', 'fp32'
-
-    def __init__(self, depth: float, canonical_focal: float = CANONICAL):
-        self.metadata = ModelMetadata(input_height=NET[1], input_width=NET[0],
-                                      canonical_focal=canonical_focal)
-        self.depth = depth
-        self.calls = 0
-
-    def infer(self, batch):
-        from monodepth_ros.engines.base import EngineOutput
-
-        self.calls += 1
-        h, w = batch.shape[2:]
-        return EngineOutput(depth=np.full((h, w), self.depth, np.float32),
-                            semantics=np.zeros((h, w), np.uint8),
-                            confidence=np.ones((h, w), np.float32))
+def constant_engine(depth: float, canonical_focal: float = CANONICAL) -> ConstantEngine:
+    """A stand-in network of the test's input size: ``depth`` everywhere, calls counted."""
+    return ConstantEngine(ModelMetadata(input_height=NET[1], input_width=NET[0],
+                                        canonical_focal=canonical_focal), depth)
 
 
 def test_zoom_follows_the_first_pass_focal_length():
@@ -144,7 +130,7 @@ def test_pipeline_scales_the_far_pass_by_its_zoom(fx, with_camera):
     # zoom 2.78); no camera: the canonical camera (zoom 2).
     rgb = np.zeros((128, 256, 3), np.uint8)
     cam = camera(fx)
-    engine = CountingEngine(50.0)
+    engine = constant_engine(50.0)
     pipeline = DepthPipeline(engine)
     result = pipeline.process_arrays(rgb, cam if with_camera else None, outputs={'depth'})
     assert engine.calls == 2
@@ -181,7 +167,7 @@ def test_pipeline_runs_the_far_pass_for_camera_aware_models_only():
             (PipelineConfig(), camera(400.0), CANONICAL, {'depth'}),
             (PipelineConfig(), camera(200.0), 0.0, {'depth'}),
             (PipelineConfig(), camera(200.0), CANONICAL, {'confidence'})):
-        engine = CountingEngine(40.0, canonical)
+        engine = constant_engine(40.0, canonical)
         pipeline = DepthPipeline(engine, config)
         result = pipeline.process_arrays(rgb, cam, outputs=outputs)
         assert engine.calls == 1
@@ -195,7 +181,7 @@ def test_camera_resolution_cloud_is_the_back_projection_of_the_fused_depth():
 
     rgb = np.zeros((128, 256, 3), np.uint8)
     cam = camera(200.0)
-    pipeline = DepthPipeline(CountingEngine(40.0),
+    pipeline = DepthPipeline(constant_engine(40.0),
                              PipelineConfig(output_resolution='camera'))
     result = pipeline.process_arrays(rgb, cam, outputs={'depth', 'points'})
     assert result.far_framing is not None

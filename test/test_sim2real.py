@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import save_tiny_checkpoint
+from conftest import ConstantEngine, save_tiny_checkpoint
 
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.evaluation.row_prior import RowPrior
@@ -75,23 +75,6 @@ def test_depth_scale_follows_the_focal_length_at_the_network_input():
     assert ModelMetadata(input_height=96, input_width=320).depth_scale(network) == 1.0
 
 
-class _ConstantEngine:
-    """Stand-in engine (no network here): the depth a camera-aware net would give, 10 m."""
-
-    name, precision = 'constant', 'fp32'
-
-    def __init__(self, metadata):
-        self.metadata = metadata
-
-    def infer(self, batch):
-        from monodepth_ros.engines.base import EngineOutput
-
-        h, w = batch.shape[2:]
-        return EngineOutput(depth=np.full((h, w), 10.0, np.float32),
-                            semantics=np.zeros((h, w), np.uint8),
-                            confidence=np.ones((h, w), np.float32))
-
-
 def test_pipeline_rescales_camera_aware_depth_and_points_by_the_real_focal():
     from monodepth_ros.io.messages import (
         MessageTypes,
@@ -102,7 +85,7 @@ def test_pipeline_rescales_camera_aware_depth_and_points_by_the_real_focal():
     from monodepth_ros.runtime.pipeline import DepthPipeline
 
     meta = ModelMetadata(input_height=64, input_width=128, canonical_focal=100.0)
-    pipeline = DepthPipeline(_ConstantEngine(meta))
+    pipeline = DepthPipeline(ConstantEngine(meta))   # 10 m everywhere
     rgb = np.zeros((128, 256, 3), np.uint8)
     camera = CameraModel.from_intrinsics(300.0, 300.0, 128.0, 64.0, 256, 128)   # 150 px at net
     result = pipeline.process_arrays(rgb, camera, outputs={'depth', 'points'})

@@ -68,10 +68,15 @@ CROP_MARGIN = 2
 
 @dataclass(frozen=True)
 class FarWindow:
-    """The far pass's input: the crop of the image at ``origin`` (x, y), then ``framing``."""
+    """The far pass's input: the crop of the image at ``origin`` (x, y), then ``framing``.
+
+    ``zoom``: its scale over the first pass's, as planned (so also its focal length and its
+    depth over the first pass's).
+    """
 
     origin: tuple[int, int]
     framing: Framing
+    zoom: float
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -121,7 +126,7 @@ def plan_far_window(first: Framing, zoom: float, camera: CameraModel | None,
     y1 = min(height, int(math.ceil(bottom)) + CROP_MARGIN)
     framing = place_window(x1 - x0, y1 - y0, scale, first.network_size,
                            (principal[0] - x0, principal[1] - y0), anchor)
-    return FarWindow((x0, y0), framing)
+    return FarWindow((x0, y0), framing, framing.scale[0] / first.scale[0])
 
 
 def blend_weight(first_depth: np.ndarray) -> np.ndarray:

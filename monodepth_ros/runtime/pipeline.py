@@ -262,8 +262,7 @@ class DepthPipeline:
         network_camera = framing.camera(camera) if camera is not None else None
         far_framing = self._far_framing(framing, camera, network_camera, config) if (
             need_depth) else None
-        self.last_far_zoom = (far_framing.scale[0] / framing.scale[0]
-                              if far_framing is not None else 0.0)
+        self.last_far_zoom = far_framing.zoom if far_framing is not None else 0.0
         run_network = need_depth or need_labels or need_confidence
         if run_network:   # camera_info alone needs no network
             if self.card.intrinsics_input and network_camera is None:
@@ -363,9 +362,8 @@ class DepthPipeline:
                 depth = depth * np.float32(result.depth_scale)
         if far_out is not None:
             # The far pass's focal length is its zoom x the first pass's: so is its depth.
-            zoom = result.far_framing.scale[0] / result.framing.scale[0]
             far_depth = np.asarray(far_out.depth, dtype=np.float32) * np.float32(
-                result.depth_scale * zoom)
+                result.depth_scale * result.far_framing.zoom)
             depth = self.far_fusion.fuse(depth, far_depth, result.framing, result.far_framing)
         valid = None
         sky = net_out.sky
