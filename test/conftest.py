@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from monodepth_ros.engines.base import DepthEngine
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get('MONODEPTH_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
 KITTI_RAW = SHARED_DATA / 'kitti_raw'
@@ -33,13 +35,14 @@ def kitti_frame(kitti_drive_dir):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), camera
 
 
-class ConstantEngine:
-    """Stand-in engine (no network): the same depth everywhere, its calls counted."""
+class ConstantEngine(DepthEngine):
+    """Stand-in engine (no network): the same depth everywhere, its calls counted.
 
-    name, precision = 'constant', 'fp32'
+    Both passes of a far pass are counted (the base class runs them one after the other).
+    """
 
     def __init__(self, metadata, depth: float = 10.0):
-        self.metadata = metadata
+        super().__init__('constant', 'fp32', metadata)
         self.depth = depth
         self.calls = 0
 

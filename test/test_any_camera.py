@@ -126,6 +126,9 @@ class CanonicalEngine:
     def infer(self, batch):
         return self.engine.infer(batch)
 
+    def infer_pair(self, batch, far_batch):
+        return self.engine.infer_pair(batch, far_batch)
+
 
 @pytest.fixture(scope='module')
 def tiny_engine(tiny_onnx):

@@ -288,6 +288,75 @@ def test_torch_cuda_device_without_a_gpu_is_a_clear_error(monkeypatch, checkpoin
     assert resolve_torch_device('auto') == 'cuda' and resolve_torch_device('cuda:1') == 'cuda:1'
 
 
+class CountingSession:
+    """An ONNX Runtime session whose run calls are counted."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, names, feed):
+        self.runs += 1
+        return self.session.run(names, feed)
+
+
+def assert_same_outputs(pair, first, far):
+    """``infer_pair``'s outputs against the two single runs.
+
+    A batch of two may sum in another order: float32 round-off only.
+    """
+    pair_first, pair_far_depth = pair
+    np.testing.assert_allclose(pair_first.depth, first.depth, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pair_first.confidence, first.confidence, atol=1e-5)
+    assert np.mean(pair_first.semantics == first.semantics) >= 0.999
+    np.testing.assert_allclose(pair_far_depth, far.depth, rtol=1e-5, atol=1e-5)
+    assert pair_far_depth.shape == (HEIGHT, WIDTH) and pair_far_depth.dtype == np.float32
+    assert not np.allclose(first.depth, far.depth)   # two different images: order matters
+
+
+def test_a_pair_runs_as_one_batch_of_two_on_onnxruntime_and_torch(onnx_path, checkpoint,
+                                                                   kitti_rgb):
+    ort_engine = create_engine(onnx_path, backend='onnxruntime', num_threads=1)
+    batch = preprocess(kitti_rgb, ort_engine.metadata)
+    far_batch = preprocess(np.ascontiguousarray(kitti_rgb[::-1, ::-1]), ort_engine.metadata)
+    singles = ort_engine.infer(batch), ort_engine.infer(far_batch)
+    assert ort_engine.batches_pairs   # our export leaves the batch size free
+    ort_engine.session = counting = CountingSession(ort_engine.session)
+    assert_same_outputs(ort_engine.infer_pair(batch, far_batch), *singles)
+    assert counting.runs == 1
+
+    torch_engine = create_engine(checkpoint, backend='torch', device='cpu')
+    singles = torch_engine.infer(batch), torch_engine.infer(far_batch)
+    assert_same_outputs(torch_engine.infer_pair(batch, far_batch), *singles)
+    with pytest.raises(EngineError, match=r'shape \(1, 3, 32, 160\), expected'):
+        ort_engine.infer_pair(batch, np.zeros((1, 3, 32, 160), np.float32))
+
+
+def test_a_graph_fixed_at_batch_one_runs_a_pair_one_after_the_other(onnx_path, kitti_rgb,
+                                                                     tmp_path):
+    import onnx
+
+    from monodepth_ros.engines.tensorrt_engine import _batch_of_one
+
+    # The copy TensorRT builds from (its engine runs one image at a time), as an older
+    # export with a fixed batch of 1 would be.
+    static_path = _batch_of_one(onnx_path, tmp_path)
+    assert static_path == tmp_path / 'model_batch1.onnx'
+    dims = onnx.load(str(static_path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [1, 3, HEIGHT, WIDTH] and not dims[0].dim_param
+    assert _batch_of_one(static_path, tmp_path / 'unused') == static_path   # already fixed
+
+    free = create_engine(onnx_path, backend='onnxruntime', num_threads=1)
+    static = create_engine(static_path, backend='onnxruntime', num_threads=1)
+    assert not static.batches_pairs
+    batch = preprocess(kitti_rgb, static.metadata)
+    far_batch = preprocess(np.ascontiguousarray(kitti_rgb[::-1]), static.metadata)
+    singles = free.infer(batch), free.infer(far_batch)
+    static.session = counting = CountingSession(static.session)
+    pair = static.infer_pair(batch, far_batch)
+    assert counting.runs == 2
+    assert_same_outputs(pair, *singles)   # the same weights, the batch size fixed
+
+
 def test_wrong_batch_shape_is_rejected(onnx_path):
     engine = create_engine(onnx_path, backend='onnxruntime')
     with pytest.raises(EngineError, match=r'shape \(1, 3, 32, 160\), expected \(1, 3, 64, 160\)'):
@@ -630,7 +699,12 @@ def fake_tensorrt(version: str, creation_flags: dict, builder_flags: dict,
             pass
 
         def parse_from_file(self, path):
+            import onnx
+
             calls['parsed'] = path
+            inputs = onnx.load(path).graph.input   # none in the stand-in quantizer's graph
+            calls['parsed_input_dims'] = [d.dim_param or d.dim_value for d in
+                                          inputs[0].type.tensor_type.shape.dim] if inputs else None
             return True
 
     module = types.SimpleNamespace(
@@ -675,7 +749,9 @@ def test_tensorrt_build_flags_follow_the_installed_version(monkeypatch, onnx_pat
     assert (engine, timing) == (b'serialized-engine', b'timing-out')
     assert calls['network_flags'] == bits and calls['builder_flags'] == flags
     assert calls['cleared_flags'] == cleared
-    assert calls['parsed'] == str(onnx_path) and calls['timing_in'] == b'timing-in'
+    # Our export's free batch size is fixed at 1 in a copy: the engine runs one image at a time.
+    assert calls['parsed'].endswith('model_batch1.onnx') and calls['timing_in'] == b'timing-in'
+    assert calls['parsed_input_dims'] == [1, 3, HEIGHT, WIDTH]
     assert calls['workspace'] == 1 << 29
 
 
@@ -696,6 +772,7 @@ def fake_modelopt(monkeypatch, converts_to_fp16: bool):
 
     def write(onnx_path, output_path, calibration_data):
         seen['calibration_shape'] = calibration_data['image'].shape
+        seen['quantized'] = str(onnx_path)
         if not converts_to_fp16:
             shutil.copy(onnx_path, output_path)
             return
@@ -749,6 +826,7 @@ def test_int8_runs_the_unquantized_layers_in_fp16(monkeypatch, onnx_path, trt_ap
     assert build_serialized_engine(onnx_path, 'int8', calibration_data=calibration)[0] == (
         b'serialized-engine')
     assert calls['parsed'].endswith('model_int8.onnx')
+    assert seen['quantized'].endswith('model_batch1.onnx')   # quantized for one image
     assert calls['network_flags'] == bits and calls['builder_flags'] == flags
     assert calls['cleared_flags'] == []   # TF32 is only cleared for fp32
     assert seen['calibration_shape'] == (2, 3, HEIGHT, WIDTH)
@@ -775,7 +853,7 @@ def test_auto_falls_back_to_onnxruntime_when_the_tensorrt_build_fails(monkeypatc
     monkeypatch.setattr(torch.cuda, 'device', lambda device: contextlib.nullcontext())
     with caplog.at_level(logging.WARNING, logger='monodepth_ros.engines'):
         engine = create_engine(onnx_path, backend='auto', cache_dir=tmp_path)
-    assert calls['parsed'] == str(onnx_path)   # the TensorRT build was really tried
+    assert calls['parsed'].endswith('model_batch1.onnx')   # the build was really tried
     assert engine.name == 'onnxruntime'
     assert engine.info['selection'].startswith('tensorrt failed: TensorRT failed to build an '
                                                f'engine from {onnx_path}')

@@ -43,21 +43,22 @@ def exported(full_width_checkpoint, kitti_drive_dir):
                        320, check_image=frame)
 
 
-def test_graph_is_opset_17_static_with_named_io_and_passes_the_checker(exported):
+def test_graph_is_opset_17_static_size_free_batch_with_named_io_and_passes_the_checker(exported):
     import onnx
 
     model = onnx.load(str(exported.path))
     onnx.checker.check_model(model, full_check=True)
     assert {op.domain: op.version for op in model.opset_import}[''] == OPSET == 17
+    def dims(value):   # the batch size is free (named 'batch'), the image size fixed
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
     (image,) = model.graph.input
-    dims = [d.dim_value for d in image.type.tensor_type.shape.dim]
-    assert image.name == 'image' and dims == [1, 3, 96, 320]
+    assert image.name == 'image' and dims(image) == ['batch', 3, 96, 320]
     assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
-    shapes = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim]
-              for o in model.graph.output}
-    assert shapes == {'depth': [1, 1, 96, 320], 'semantic_logits': [1, 19, 96, 320],
-                      'confidence': [1, 1, 96, 320]}
+    shapes = {o.name: dims(o) for o in model.graph.output}
+    assert shapes == {'depth': ['batch', 1, 96, 320], 'semantic_logits': ['batch', 19, 96, 320],
+                      'confidence': ['batch', 1, 96, 320]}
     ops = {node.op_type for node in model.graph.node}
     assert 'ArgMax' not in ops   # the argmax stays outside the graph
     assert 'LogSoftmax' not in ops   # decomposed for ONNX Runtime's CPU (see export.py)

@@ -379,7 +379,7 @@ def mismatched_onnx(tiny_onnx, tmp_path_factory) -> Path:
     return path
 
 
-MISMATCH = ("has a graph input 'image' of shape 1x3x64x128, but its metadata says 3x96x320 "
+MISMATCH = ("has a graph input 'image' of shape ?x3x64x128, but its metadata says 3x96x320 "
             '(CxHxW)')
 
 

@@ -99,8 +99,13 @@ def choose_backend(model_path, device: str = 'auto',
     raise EngineError(f'no backend can run {model_path} here: ' + '; '.join(reasons))
 
 
+EXPORT_FORMAT = 'batch'   # what sets our exports apart from earlier ones: a free batch size
+
+
 def ensure_onnx(checkpoint, cache_dir=None) -> Path:
     """ONNX export of a ``.pt`` checkpoint, made once and kept in ``<cache_dir>/onnx/``."""
+    import hashlib
+
     from monodepth_ros.engines.cache import default_cache_dir, file_lock
     from monodepth_ros.errors import ModelFileError
     from monodepth_ros.model.export import export_onnx
@@ -108,7 +113,10 @@ def ensure_onnx(checkpoint, cache_dir=None) -> Path:
 
     checkpoint = check_model_path(checkpoint)
     folder = Path(cache_dir or default_cache_dir()) / 'onnx'
-    onnx_path = folder / f'{checkpoint.stem}-{file_sha256(checkpoint)[:16]}.onnx'
+    # The export format is hashed in: an export of an earlier release (batch fixed at 1) is
+    # not taken for one of this release.
+    key = hashlib.sha256(f'{file_sha256(checkpoint)} {EXPORT_FORMAT}'.encode()).hexdigest()
+    onnx_path = folder / f'{checkpoint.stem}-{key[:16]}.onnx'
     with file_lock(onnx_path.with_suffix('.lock')):
         if onnx_path.is_file():
             try:

@@ -64,6 +64,16 @@ class DepthEngine:
         """One batch; ``intrinsics`` (3x3 K of the network input) for cards that take it."""
         raise NotImplementedError
 
+    def infer_pair(self, batch: np.ndarray, far_batch: np.ndarray
+                   ) -> tuple[EngineOutput, np.ndarray]:
+        """The first pass's output and the far pass's depth (runtime.far_pass).
+
+        Two (1,3,H,W) batches of our network. Here one after the other; a backend that can
+        run them as one batch of two does (a small input keeps a CPU's cores or a GPU's units
+        busier at batch two than at batch one).
+        """
+        return self.infer(batch), self.infer(far_batch).depth
+
     @property
     def closed(self) -> bool:
         return getattr(self, '_closed', False)
@@ -139,7 +149,20 @@ def outputs_from_card(card, arrays: dict, size: tuple[int, int]) -> EngineOutput
     map); affine-invariant outputs stay raw with their ``depth_kind``. Non-finite values are
     NaN.
     """
-    raw = arrays[card.output_name]
+    output = EngineOutput(depth=depth_from_card(card, arrays[card.output_name], size),
+                          depth_kind=card.depth_kind)
+    if card.semantics_output:
+        logits = np.asarray(arrays[card.semantics_output])
+        output.semantics = np.argmax(logits[0], axis=0).astype(np.uint8)
+    if card.confidence_output:
+        output.confidence = _plane(arrays[card.confidence_output], card.confidence_output, size)
+    if card.sky_output:
+        output.sky = _plane(arrays[card.sky_output], card.sky_output, size) > card.sky_threshold
+    return output
+
+
+def depth_from_card(card, raw, size: tuple[int, int]) -> np.ndarray:
+    """The depth plane of one image's raw depth output (see ``outputs_from_card``)."""
     kind = card.output_kind
     if kind == 'point_map':
         points = np.asarray(raw)
@@ -152,15 +175,7 @@ def outputs_from_card(card, arrays: dict, size: tuple[int, int]) -> EngineOutput
         with np.errstate(divide='ignore', invalid='ignore'):
             depth = np.where(depth > 0, np.float32(1.0) / depth, np.nan).astype(np.float32)
     depth[~np.isfinite(depth)] = np.nan
-    output = EngineOutput(depth=depth, depth_kind=card.depth_kind)
-    if card.semantics_output:
-        logits = np.asarray(arrays[card.semantics_output])
-        output.semantics = np.argmax(logits[0], axis=0).astype(np.uint8)
-    if card.confidence_output:
-        output.confidence = _plane(arrays[card.confidence_output], card.confidence_output, size)
-    if card.sky_output:
-        output.sky = _plane(arrays[card.sky_output], card.sky_output, size) > card.sky_threshold
-    return output
+    return depth
 
 
 def outputs_from_tensors(depth, logits, confidence) -> EngineOutput:

@@ -11,6 +11,7 @@ from monodepth_ros.engines.base import (
     DEFAULT_THREADS,
     DepthEngine,
     EngineOutput,
+    depth_from_card,
     outputs_from_card,
 )
 from monodepth_ros.engines.cache import default_cache_dir
@@ -100,6 +101,8 @@ class OnnxRuntimeEngine(DepthEngine):
         self.num_threads = int(num_threads)
         self._output_names = [name for name in (card.output_name, card.semantics_output,
                                                 card.confidence_output, card.sky_output) if name]
+        # Our exports leave the batch size free (model.export); an older one is fixed at 1.
+        self.batches_pairs = not isinstance(self.session.get_inputs()[0].shape[0], int)
         info = {'providers': used, 'requested_providers': providers,
                 'onnxruntime_version': onnxruntime.__version__, 'intra_op_threads': num_threads,
                 'device': 'cpu' if used[0] == 'CPUExecutionProvider' else 'cuda',
@@ -122,6 +125,21 @@ class OnnxRuntimeEngine(DepthEngine):
         arrays = dict(zip(self._output_names, self.session.run(self._output_names, feed)))
         height, width = batch.shape[2:] if card.layout == 'NCHW' else batch.shape[1:3]
         return outputs_from_card(card, arrays, (width, height))
+
+    def infer_pair(self, batch: np.ndarray, far_batch: np.ndarray
+                   ) -> tuple[EngineOutput, np.ndarray]:
+        """Both passes as one batch of two when the graph allows it (see DepthEngine)."""
+        if not self.batches_pairs:
+            return super().infer_pair(batch, far_batch)
+        self.check_batch(batch)
+        self.check_batch(far_batch)
+        feed = {self.card.input_name: np.ascontiguousarray(
+            np.concatenate([batch, far_batch]), dtype=np.float32)}
+        arrays = dict(zip(self._output_names, self.session.run(self._output_names, feed)))
+        size = batch.shape[:1:-1]   # (W, H) of an NCHW batch: our network's layout
+        first = outputs_from_card(self.card, {name: array[:1] for name, array in arrays.items()},
+                                  size)
+        return first, depth_from_card(self.card, arrays[self.card.output_name][1:], size)
 
     def _release(self) -> None:
         self.session = None

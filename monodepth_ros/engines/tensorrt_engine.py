@@ -109,6 +109,27 @@ def _torch_dtype(trt_dtype):
     return table[trt_dtype]
 
 
+def _batch_of_one(onnx_path: Path, work_dir: Path) -> Path:
+    """``onnx_path``, or a copy in ``work_dir`` whose image input has a batch size of 1.
+
+    Our exports leave the batch size free (the far pass runs with the first pass as a batch of
+    two on ONNX Runtime and PyTorch); TensorRT would need an optimisation profile for that,
+    and this engine runs one image at a time, so it is built for exactly one.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    image = next(tensor for tensor in model.graph.input if tensor.name not in initializers)
+    batch = image.type.tensor_type.shape.dim[0]
+    if batch.HasField('dim_value') and batch.dim_value > 0:
+        return onnx_path
+    batch.dim_value = 1   # replaces the symbolic name
+    static_path = work_dir / 'model_batch1.onnx'
+    onnx.save(model, str(static_path))
+    return static_path
+
+
 def _prepare_onnx(onnx_path: Path, precision: str, work_dir: Path, calibration_data
                   ) -> tuple[Path, bool]:
     """The ONNX to build from and whether to build it as a strongly typed network.
@@ -199,7 +220,8 @@ def build_serialized_engine(onnx_path, precision: str, workspace_gb: float = DEF
 
     logger = trt.Logger(trt.Logger.WARNING)
     with tempfile.TemporaryDirectory(prefix='monodepth_trt_') as work_dir:
-        build_path, strongly_typed = _prepare_onnx(Path(onnx_path), precision, Path(work_dir),
+        static_path = _batch_of_one(Path(onnx_path), Path(work_dir))
+        build_path, strongly_typed = _prepare_onnx(static_path, precision, Path(work_dir),
                                                    calibration_data)
         creation = trt.NetworkDefinitionCreationFlag
         flags = 0

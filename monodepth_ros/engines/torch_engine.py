@@ -67,13 +67,32 @@ class TorchEngine(DepthEngine):
         self.check_batch(batch)
         if isinstance(batch, np.ndarray):
             batch = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        outputs = self._forward(batch)
+        return outputs_from_tensors(outputs['depth'], outputs['semantic_logits'],
+                                    outputs['confidence'])
+
+    def infer_pair(self, batch, far_batch) -> tuple[EngineOutput, np.ndarray]:
+        """Both passes as one batch of two (see DepthEngine)."""
+        import torch
+
+        self.check_batch(batch)
+        self.check_batch(far_batch)
+        pair = torch.from_numpy(np.ascontiguousarray(np.concatenate([batch, far_batch]),
+                                                     dtype=np.float32))
+        outputs = self._forward(pair)
+        first = outputs_from_tensors(outputs['depth'], outputs['semantic_logits'],
+                                     outputs['confidence'])   # reads batch item 0
+        return first, outputs['depth'][1, 0].float().cpu().numpy()
+
+    def _forward(self, batch):
+        """The network's outputs for a (N,3,H,W) torch batch, on our device and precision."""
+        import torch
+
         batch = batch.to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(
                 device_type=self.device.type, dtype=torch.float16,
                 enabled=self.precision == 'fp16'):
-            outputs = self.model(batch)
-        return outputs_from_tensors(outputs['depth'], outputs['semantic_logits'],
-                                    outputs['confidence'])
+            return self.model(batch)
 
     def _release(self) -> None:
         self.model = None

@@ -194,11 +194,20 @@ def export_model(model, metadata: ModelMetadata, out, height: int | None = None,
             warnings.simplefilter('ignore', category=FutureWarning)
             # Input sizes become constants on purpose: the export is static HxW.
             warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+            # The batch size stays free: the far pass runs with the first as a batch of two.
+            batch_axis = {name: {0: 'batch'} for name in (INPUT_NAME, *OUTPUT_NAMES)}
             with torch.no_grad():
                 torch.onnx.export(wrapped, (dummy,), str(temp_path), opset_version=OPSET,
                                   dynamo=False, input_names=[INPUT_NAME],
-                                  output_names=list(OUTPUT_NAMES), do_constant_folding=True)
+                                  output_names=list(OUTPUT_NAMES), do_constant_folding=True,
+                                  dynamic_axes=batch_axis)
+                output_shapes = [tuple(output.shape) for output in wrapped(dummy)]
         graph = onnx.load(str(temp_path))
+        # The exporter names every output dim after the free batch (the resizes take their
+        # sizes from the input's shape): the fixed ones are written back, as readers expect.
+        for value, shape in zip(graph.graph.output, output_shapes):
+            for dim, size in zip(value.type.tensor_type.shape.dim[1:], shape[1:]):
+                dim.dim_value = size
         decompose_channel_log_softmax(graph)
         entry = graph.metadata_props.add()
         entry.key = METADATA_KEY

@@ -276,11 +276,13 @@ class DepthPipeline:
         timings['preprocess'] = _now_ms() - start
 
         start = _now_ms()
-        if run_network and self.card.intrinsics_input:
+        far_depth = None
+        if far_framing is not None:   # our models only: no intrinsics input
+            net_out, far_depth = self.engine.infer_pair(batch, far_batch)
+        elif run_network and self.card.intrinsics_input:
             net_out = self.engine.infer(batch, network_camera.K)
         elif run_network:
             net_out = self.engine.infer(batch)
-        far_out = self.engine.infer(far_batch) if far_framing is not None else None
         timings['inference'] = _now_ms() - start
 
         start = _now_ms()
@@ -288,7 +290,7 @@ class DepthPipeline:
         padded = ~framing.valid_mask() if framing.padded else None
         if need_depth:
             depth = self._metric_depth(net_out, network_camera, padded, reference, config,
-                                       result, far_out)
+                                       result, far_depth)
         timings['scale'] = _now_ms() - start
 
         start = _now_ms()
@@ -350,8 +352,11 @@ class DepthPipeline:
 
     def _metric_depth(self, net_out, network_camera: CameraModel | None, padded,
                       reference: ScaleReference | None, config: PipelineConfig,
-                      result: PipelineResult, far_out=None) -> np.ndarray:
-        """The scale stage: the network's depth in metres at the network size (see scale)."""
+                      result: PipelineResult, far_depth=None) -> np.ndarray:
+        """The scale stage: the network's depth in metres at the network size (see scale).
+
+        ``far_depth``: the far pass's raw depth, fused in before the scale.
+        """
         depth = np.asarray(net_out.depth, dtype=np.float32)
         kind = net_out.depth_kind
         if kind == 'metric':
@@ -360,9 +365,9 @@ class DepthPipeline:
             result.depth_scale = self.metadata.depth_scale(network_camera)
             if result.depth_scale != 1.0:
                 depth = depth * np.float32(result.depth_scale)
-        if far_out is not None:
+        if far_depth is not None:
             # The far pass's focal length is its zoom x the first pass's: so is its depth.
-            far_depth = np.asarray(far_out.depth, dtype=np.float32) * np.float32(
+            far_depth = np.asarray(far_depth, dtype=np.float32) * np.float32(
                 result.depth_scale * result.far_framing.zoom)
             depth = self.far_fusion.fuse(depth, far_depth, result.framing, result.far_framing)
         valid = None
