@@ -15,7 +15,7 @@ from conftest import TINY_NET_HEIGHT, TINY_NET_WIDTH
 from monodepth_ros.errors import CalibrationError, ConfigError
 from monodepth_ros.io import messages
 from monodepth_ros.io.camera import CameraModel
-from monodepth_ros.io.framing import DEFAULT_ANCHOR, plan_framing
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, plan_framing, resize_image
 from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
 NET = (320, 96)
@@ -81,6 +81,67 @@ def test_pixel_coordinates_round_trip_and_agree_with_the_framed_camera():
     points = np.array([[1.0, 0.2, 10.0], [-3.0, -0.5, 25.0], [0.0, 1.4, 7.0]])
     np.testing.assert_allclose(framing.camera(HD).project(points),
                                framing.to_network(*HD.project(points)), atol=1e-9)
+
+
+@pytest.mark.parametrize('size, steps', [
+    # Whole ratios: only the 96 rows' worth of source rows under the window are resized.
+    ((1920, 1080), [(960, 288), (320, 96)]),                # 1/6: halved, then a whole 1/3
+    ((1280, 960), [(640, 192), (320, 96)]),                 # 1/4: halved twice
+    ((1936, 1216), [(968, 608), (484, 304), (320, 201)]),   # DDAD: halved twice, then ~2/3
+    ((1242, 376), [(621, 188), (320, 97)]),                 # halved, then odd: one step
+    ((1241, 375), [(320, 97)]),                             # odd: one step
+])
+def test_large_shrinks_halve_first_and_keep_the_geometry(monkeypatch, size, steps):
+    import cv2
+
+    width, height = size
+    framing = plan_framing(width, height, NET)
+    resizes = []
+    resize = cv2.resize
+
+    def spy(image, dsize, **kwargs):
+        resizes.append((tuple(dsize), kwargs['interpolation']))
+        return resize(image, dsize, **kwargs)
+
+    monkeypatch.setattr(cv2, 'resize', spy)
+    # The source's column and row numbers as an image: each network pixel's box average
+    # must be where to_source puts that pixel (exactly for whole ratios; the box of a
+    # fractional one weighs its edge pixels in part: a fraction of a pixel, none on average).
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    framed = framing.apply(np.dstack([u, v]))
+    assert resizes == [(step, cv2.INTER_AREA) for step in steps]
+    net_v, net_u = np.mgrid[0:96, 0:320].astype(np.float64)
+    error = np.moveaxis(framed, 2, 0) - np.stack(framing.to_source(net_u, net_v))
+    # Away from the image border, where the box is clipped.
+    inside = np.all((framed > 8) & (framed < np.array([width, height]) - 9), axis=2)
+    whole = width % framing.scaled_size[0] == 0 and height % framing.scaled_size[1] == 0
+    halvings = len(steps) - 1
+    assert np.abs(error[:, inside]).max() <= (1e-3 if whole else 2 ** halvings / 8)
+    assert np.abs(error[:, inside].mean(axis=1)).max() < 0.01
+
+
+@pytest.mark.parametrize('size, mode, focal', [
+    ((1920, 1080), 'fit-width', 0.0),         # rows cropped, whole 1/6
+    ((1280, 720), 'fit-width', 0.0),          # rows cropped, whole 1/4
+    ((1920, 1080), 'canonical-focal', 240.0),  # both axes cropped, whole 1/4
+    ((960, 540), 'canonical-focal', 240.0),   # 1/1 scale: a plain crop
+])
+def test_window_of_a_whole_ratio_shrink_equals_resizing_the_whole_image(size, mode, focal):
+    import cv2
+
+    width, height = size
+    camera = CameraModel.from_intrinsics(width * 0.5, width * 0.5, width / 2 - 0.5,
+                                         height / 2 - 0.5, width, height)
+    framing = plan_framing(width, height, NET, camera, mode=mode, canonical_focal=focal)
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    labels = rng.integers(0, 19, size=(height, width), dtype=np.uint8)
+    (x0, y0), (net_w, net_h) = framing.offset, NET
+    window = np.s_[y0:y0 + net_h, x0:x0 + net_w]
+    whole = resize_image(rgb, *framing.scaled_size)   # the same halvings, whole image
+    np.testing.assert_array_equal(framing.apply(rgb), whole[window])
+    whole = cv2.resize(labels, framing.scaled_size, interpolation=cv2.INTER_NEAREST_EXACT)
+    np.testing.assert_array_equal(framing.apply(labels, nearest=True), whole[window])
 
 
 def test_unframe_places_outputs_back_with_nan_outside_the_window():

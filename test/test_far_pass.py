@@ -86,7 +86,9 @@ def test_far_depth_is_resampled_onto_the_first_pass_grid_exactly(size, fx):
     rows, cols = np.nonzero(seen)
     assert 31 <= cols.max() - cols.min() + 1 <= 64
     assert 15 <= rows.max() - rows.min() + 1 <= 32
-    np.testing.assert_allclose(resampled[seen], first_view[seen], rtol=1e-4)
+    # Within a quarter of a source pixel along u (0.025): the area filter's box after a
+    # halving (io.framing.resize_image). Half a far-pass pixel off would be 0.08 at 1000 px.
+    np.testing.assert_allclose(resampled[seen], first_view[seen], rtol=1e-4, atol=0.025)
 
 
 def test_blend_takes_the_first_pass_near_and_the_far_pass_far():

@@ -1,9 +1,10 @@
-"""Export a checkpoint to ONNX (opset 17, static size) with the model metadata inside.
+"""Export a checkpoint to ONNX (opset 17, static image size) with the model metadata inside.
 
-The ONNX file has one input ``image`` (1x3xHxW float32, normalised RGB) and three outputs
-``depth`` (metres), ``semantic_logits`` and ``confidence``; the argmax over the logits runs
-outside the graph. The export checks itself: onnx.checker, then ONNX Runtime against PyTorch
-on a real KITTI frame (or a synthetic image when the excerpt is not there).
+The ONNX file has one input ``image`` (Nx3xHxW float32, normalised RGB; the batch size N is
+free, HxW fixed) and three outputs ``depth`` (metres), ``semantic_logits`` and
+``confidence``; the argmax over the logits runs outside the graph. The export checks itself:
+onnx.checker, then ONNX Runtime against PyTorch on a real KITTI frame (or a synthetic image
+when the excerpt is not there).
 """
 
 from __future__ import annotations

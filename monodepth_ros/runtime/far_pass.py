@@ -5,8 +5,10 @@ far field too near (real KITTI frames, 40-80 m: median prediction / LiDAR 0.69).
 points seen through a window around the principal point, enlarged so that the focal length at
 the network input is twice the model's canonical one (a telephoto within the cameras the
 model is checked on), come out at 0.95. So for our camera-aware models the pipeline runs the
-network twice: the first pass as framed, then the far pass on that window; where the first
-pass says the scene is far, the far pass's depth takes over.
+network on two inputs: the first pass as framed and the far pass on that window, as one batch
+of two where the backend allows it (``DepthEngine.infer_pair``: ONNX Runtime and PyTorch;
+TensorRT runs them one after the other); where the first pass says the scene is far, the far
+pass's depth takes over.
 
 * Zoom: the far pass's focal length at the network input is ``far_pass_focal`` x the model's
   canonical focal length; the first pass's own focal length sets the zoom over it. A camera
@@ -124,9 +126,25 @@ def plan_far_window(first: Framing, zoom: float, camera: CameraModel | None,
     y0 = max(0, int(math.floor(top)) - CROP_MARGIN)
     x1 = min(width, int(math.ceil(right)) + CROP_MARGIN)
     y1 = min(height, int(math.ceil(bottom)) + CROP_MARGIN)
+    # A crop whose sides are multiples of 2^k is halved k times on the way down, the fast
+    # way (io.framing.resize_image), before the last, slower step.
+    halvings = max(0, math.floor(math.log2(1.0 / scale)))
+    x0, x1 = _grown_to_multiple(x0, x1, width, 2 ** halvings)
+    y0, y1 = _grown_to_multiple(y0, y1, height, 2 ** halvings)
     framing = place_window(x1 - x0, y1 - y0, scale, first.network_size,
                            (principal[0] - x0, principal[1] - y0), anchor)
     return FarWindow((x0, y0), framing, framing.scale[0] / first.scale[0])
+
+
+def _grown_to_multiple(start: int, stop: int, size: int, multiple: int) -> tuple[int, int]:
+    """[start, stop) grown within [0, size) to a length that is a multiple of ``multiple``.
+
+    Grown at the end first, then at the start; as far as the image allows.
+    """
+    missing = -(stop - start) % multiple
+    grow_end = min(missing, size - stop)
+    grow_start = min(missing - grow_end, start)
+    return start - grow_start, stop + grow_end
 
 
 def blend_weight(first_depth: np.ndarray) -> np.ndarray:

@@ -9,9 +9,12 @@ Stages (timed per frame, milliseconds, in ``last_timings``):
 * ``decode``: message -> HxWx3 uint8 RGB (raw or compressed);
 * ``preprocess``: frame the image to the network size (:mod:`monodepth_ros.io.framing`: one
   uniform scale, then a crop or padding placed by the principal point; never a stretch) and
-  normalise; the intrinsics follow with :meth:`Framing.camera` (and the far pass's window);
-* ``inference``: the engine (twice for our camera-aware models: the first pass, then the far
-  pass on a zoomed window around the principal point, :mod:`monodepth_ros.runtime.far_pass`);
+  normalise; the intrinsics follow with :meth:`Framing.camera`. The far pass's window is
+  framed on a worker thread while the first pass's image is (OpenCV and numpy release the
+  GIL);
+* ``inference``: the engine (for our camera-aware models also the far pass on a zoomed window
+  around the principal point, :mod:`monodepth_ros.runtime.far_pass`: one batch of two where
+  the backend allows it);
 * ``scale``: the model's depth in metres (:mod:`monodepth_ros.runtime.scale`: a canonical-focal
   model's factor, the far pass blended in, then the scale mode: none, fixed, LiDAR or ground
   fit, smoothed over frames);
@@ -26,7 +29,9 @@ Only the outputs asked for are computed (the node asks for those someone subscri
 from __future__ import annotations
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -48,6 +53,19 @@ from monodepth_ros.runtime.scale import MetricScaler, ScaleEstimate, ScaleRefere
 OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
 ALL_OUTPUTS = frozenset(OUTPUTS)
 STAGES = ('decode', 'preprocess', 'inference', 'scale', 'postprocess', 'cloud')
+
+
+_FAR_FRAMING_WORKER: ThreadPoolExecutor | None = None
+_FAR_FRAMING_LOCK = threading.Lock()
+
+
+def _far_framing_worker() -> ThreadPoolExecutor:
+    """The one thread that frames far windows for every pipeline of the process."""
+    global _FAR_FRAMING_WORKER
+    with _FAR_FRAMING_LOCK:
+        if _FAR_FRAMING_WORKER is None:
+            _FAR_FRAMING_WORKER = ThreadPoolExecutor(1, thread_name_prefix='far-framing')
+        return _FAR_FRAMING_WORKER
 
 
 def _size_mismatch(camera: CameraModel | None, width: int, height: int) -> str | None:
@@ -269,10 +287,13 @@ class DepthPipeline:
                 raise CalibrationError(f'model {self.card.name} takes the camera intrinsics as '
                                        'an input; expected the camera calibration (CameraInfo '
                                        'or intrinsics), none was given')
+            if far_framing is not None:   # framed beside the first pass: half the time
+                far_input = _far_framing_worker().submit(
+                    lambda: preprocess_for_card(far_framing.apply(rgb), self.card))
             net_rgb = framing.apply(rgb)
             batch = preprocess_for_card(net_rgb, self.card)
             if far_framing is not None:
-                far_batch = preprocess_for_card(far_framing.apply(rgb), self.card)
+                far_batch = far_input.result()
         timings['preprocess'] = _now_ms() - start
 
         start = _now_ms()
