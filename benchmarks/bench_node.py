@@ -1,7 +1,7 @@
 """The depth node's logic (NodeCore, no ROS) fed with rosbags messages at KITTI size.
 
 Two runs of the model users get by default, the packaged monodepth_ros/models/default.pt
-(EfficientNet-Lite0 encoder, 96x320 network input), loaded by NodeCore as the node loads it, on
+(EfficientNet-Lite2 encoder, 96x320 network input), loaded by NodeCore as the node loads it, on
 ONNX Runtime (its ONNX export, made once in the engine cache):
 
 1. 10 Hz input (the KITTI camera): per-stage median/p99, everything except inference (budget

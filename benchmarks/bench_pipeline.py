@@ -1,7 +1,7 @@
 """Per-stage latency of the DepthPipeline at KITTI size (1242x375 rgb8 Image + CameraInfo in).
 
 Runs the model users get by default, the packaged monodepth_ros/models/default.pt
-(EfficientNet-Lite0 encoder, 96x320 network input), opened with ``create_engine`` exactly as
+(EfficientNet-Lite2 encoder, 96x320 network input), opened with ``create_engine`` exactly as
 ``monodepth infer`` and the node open it, on every backend available here: torch (the
 checkpoint), onnxruntime (its ONNX export, made once in the engine cache) and tensorrt (when
 installed). Prints median and p99 in milliseconds of decode, preprocess, inference, postprocess

@@ -409,7 +409,7 @@ class NodeCore:
                 'camera_info_rejected': str(self.camera_info_rejected),
                 'model_path': config.model_path or str(default_model_path()),
                 'output_resolution': config.output_resolution,
-                # runtime.far_pass: the zoom of the last frame's far pass (a second inference)
+                # runtime.far_pass: the zoom of the last frame's far pass (a second, zoomed view)
                 'far_pass': (f'zoom {self.last_far_zoom:.2f}x' if self.last_far_zoom else
                              'off (one inference per frame)'),
                 **(self.engine_info or {'backend': config.backend,
