@@ -120,18 +120,21 @@ def test_large_shrinks_halve_first_and_keep_the_geometry(monkeypatch, size, step
     assert np.abs(error[:, inside].mean(axis=1)).max() < 0.01
 
 
-@pytest.mark.parametrize('size, mode, focal', [
-    ((1920, 1080), 'fit-width', 0.0),         # rows cropped, whole 1/6
-    ((1280, 720), 'fit-width', 0.0),          # rows cropped, whole 1/4
-    ((1920, 1080), 'canonical-focal', 240.0),  # both axes cropped, whole 1/4
-    ((960, 540), 'canonical-focal', 240.0),   # 1/1 scale: a plain crop
+@pytest.mark.parametrize('size, mode, focal, fx, cx', [
+    ((1920, 1080), 'fit-width', 0.0, 960.0, 959.5),          # rows cropped, whole 1/6
+    ((1280, 720), 'fit-width', 0.0, 640.0, 639.5),           # rows cropped, whole 1/4
+    ((1920, 1080), 'canonical-focal', 240.0, 960.0, 959.5),  # both axes cropped, whole 1/4
+    ((960, 540), 'canonical-focal', 240.0, 240.0, 479.5),    # 1/1 scale: a plain crop
+    # 1/3 across (the window starts at column 483, odd), 1082/3 rows not whole: the halvings
+    # of the whole image would pair other columns than those of a crop, so none is made.
+    ((1920, 1082), 'canonical-focal', 240.0, 720.0, 962.5),
 ])
-def test_window_of_a_whole_ratio_shrink_equals_resizing_the_whole_image(size, mode, focal):
+def test_window_of_a_whole_ratio_shrink_equals_resizing_the_whole_image(size, mode, focal,
+                                                                        fx, cx):
     import cv2
 
     width, height = size
-    camera = CameraModel.from_intrinsics(width * 0.5, width * 0.5, width / 2 - 0.5,
-                                         height / 2 - 0.5, width, height)
+    camera = CameraModel.from_intrinsics(fx, fx, cx, height / 2 - 0.5, width, height)
     framing = plan_framing(width, height, NET, camera, mode=mode, canonical_focal=focal)
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)

@@ -344,6 +344,13 @@ def test_a_graph_fixed_at_batch_one_runs_a_pair_one_after_the_other(onnx_path, k
     dims = onnx.load(str(static_path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [1, 3, HEIGHT, WIDTH] and not dims[0].dim_param
     assert _batch_of_one(static_path, tmp_path / 'unused') == static_path   # already fixed
+    # Weights in an external file: left as it is (a copy elsewhere would lose them).
+    external = tmp_path / 'external' / 'model.onnx'
+    external.parent.mkdir()
+    onnx.save_model(onnx.load(str(onnx_path)), str(external), save_as_external_data=True,
+                    location='model.weights', size_threshold=0)
+    assert (external.parent / 'model.weights').is_file()
+    assert _batch_of_one(external, tmp_path / 'unused') == external
 
     free = create_engine(onnx_path, backend='onnxruntime', num_threads=1)
     static = create_engine(static_path, backend='onnxruntime', num_threads=1)

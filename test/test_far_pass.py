@@ -192,6 +192,53 @@ def test_camera_resolution_cloud_is_the_back_projection_of_the_fused_depth():
     np.testing.assert_array_equal(result.points['xyz'], expected)
 
 
+def test_far_window_is_framed_beside_the_first_and_inline_when_no_thread_takes_it(
+        monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import monodepth_ros.runtime.pipeline as pipeline_module
+
+    rgb = np.random.default_rng(5).integers(0, 256, (128, 256, 3), dtype=np.uint8)
+    expected = DepthPipeline(constant_engine(40.0)).process_arrays(rgb, camera(200.0),
+                                                                   outputs={'depth'}).depth
+    threads = []
+    worker = pipeline_module._far_framing_worker()
+    submit = worker.submit
+    monkeypatch.setattr(worker, 'submit', lambda work: submit(
+        lambda: threads.append(threading.current_thread().name) or work()))
+    result = DepthPipeline(constant_engine(40.0)).process_arrays(rgb, camera(200.0),
+                                                                 outputs={'depth'})
+    assert threads and threads[0].startswith('far-framing')
+    np.testing.assert_array_equal(result.depth, expected)
+    # A worker that takes no more work (the interpreter shutting down): framed here.
+    stopped = ThreadPoolExecutor(1)
+    stopped.shutdown()
+    monkeypatch.setattr(pipeline_module, '_FAR_FRAMING_WORKER', stopped)
+    result = DepthPipeline(constant_engine(40.0)).process_arrays(rgb, camera(200.0),
+                                                                 outputs={'depth'})
+    np.testing.assert_array_equal(result.depth, expected)
+
+
+def test_a_forked_child_frames_its_far_windows_on_a_thread_of_its_own():
+    import multiprocessing
+
+    rgb = np.zeros((128, 256, 3), np.uint8)
+    pipeline = DepthPipeline(constant_engine(40.0))
+    pipeline.process_arrays(rgb, camera(200.0), outputs={'depth'})   # the parent's worker
+
+    def child():
+        result = pipeline.process_arrays(rgb, camera(200.0), outputs={'depth'})
+        raise SystemExit(0 if result.far_framing is not None else 3)
+
+    process = multiprocessing.get_context('fork').Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    if process.is_alive():   # the parent's worker thread does not exist in the child
+        process.kill()
+    assert process.exitcode == 0
+
+
 @pytest.mark.parametrize('value', [-1.0, float('nan'), float('inf')])
 def test_bad_far_pass_focal_is_refused(value):
     with pytest.raises(ConfigError, match='far_pass_focal must be >= 0'):

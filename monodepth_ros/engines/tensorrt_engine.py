@@ -118,7 +118,12 @@ def _batch_of_one(onnx_path: Path, work_dir: Path) -> Path:
     """
     import onnx
 
-    model = onnx.load(str(onnx_path))
+    # The graph alone: a model with its weights in external files is left as it is (a copy
+    # elsewhere would lose them; TensorRT then needs a fixed batch in the file itself).
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL
+           for tensor in model.graph.initializer):
+        return onnx_path
     initializers = {tensor.name for tensor in model.graph.initializer}
     image = next(tensor for tensor in model.graph.input if tensor.name not in initializers)
     batch = image.type.tensor_type.shape.dim[0]

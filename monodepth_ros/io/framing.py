@@ -50,15 +50,17 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
     A shrink by 2 or more on both axes first halves an even-sized image (exact means of 2x2
     blocks, OpenCV's fast path) while that holds and keeps a whole ratio whole; then the
-    rest in one step. Pixel centres map alike. Where the last step's ratio is not whole, a
-    pixel's box average sits up to a third of a source pixel off its centre (none on
-    average; a one-step shrink: a few hundredths). A 1080p frame takes half the time, a
-    1936x1216 one a fifth.
+    rest in one step. Pixel centres map alike. Where the last step's ratio is not whole,
+    OpenCV's area filter places a pixel's box average a fraction of an input pixel off its
+    centre (none on average), and after k halvings an input pixel is 2^k source pixels:
+    1936x1216 to 320x201 (DDAD), up to a third of a source pixel, 0.06 network pixels. A
+    1080p frame takes half the time, a 1936x1216 one a fifth.
     """
     if image.shape[1] == width and image.shape[0] == height:
         return image
     if width > image.shape[1] or height > image.shape[0]:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
     def whole(from_width, from_height):   # a whole ratio on both axes
         return from_width % width == 0 and from_height % height == 0
 
@@ -118,18 +120,22 @@ class Framing:
     def _window_source(self) -> tuple[tuple[slice, slice], Framing] | None:
         """The source pixels under the window, and their framing, where that saves work.
 
-        On an axis that the window crops and whose shrink is a whole ratio r, each scaled
-        pixel is the mean (or the pick) of r source pixels of its own, so resizing only the
-        source pixels under the window gives the very pixels that resizing the whole image
-        and cropping would: a 1920x1080 frame through a 320x96 window resizes 576 of its rows.
+        When the shrink is a whole ratio on both axes, each scaled pixel is the mean (or the
+        pick) of an r x r block of source pixels of its own, and so is each halving's on the
+        way (resize_image keeps whole ratios whole; a block starts at a multiple of r):
+        resizing only the source pixels under the window, on the axes it crops, gives the
+        very pixels that resizing the whole image and cropping would. A 1920x1080 frame
+        through a 320x96 window resizes 576 of its rows.
         """
+        if any(size % size_scaled for size, size_scaled in zip(self.source_size,
+                                                                self.scaled_size)):
+            return None
         spans, source, scaled, offset = [], [], [], []
         for axis in (0, 1):   # x, then y
             size, size_scaled = self.source_size[axis], self.scaled_size[axis]
             start, network = self.offset[axis], self.network_size[axis]
             ratio = size // size_scaled
-            if (size % size_scaled == 0 and ratio > 1 and start >= 0
-                    and start + network < size_scaled):
+            if ratio > 1 and start >= 0 and start + network < size_scaled:
                 spans.append(slice(start * ratio, (start + network) * ratio))
                 source.append(network * ratio), scaled.append(network), offset.append(0)
             else:

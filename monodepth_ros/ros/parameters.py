@@ -66,8 +66,9 @@ PARAMETERS = (
                   'second, zoomed pass around the principal point for the far field, at this '
                   "focal length at the network input in multiples of the model's canonical "
                   'one (skipped when that zooms less than 1.25x over the first pass); both '
-                  'views run as one batch of two where the backend allows it. 0 turns it off '
-                  '(one image per frame: 0.86x the inference time on a 2-core CPU).',
+                  'views run as one batch of two on ONNX Runtime and PyTorch, one after the '
+                  'other on TensorRT. 0 turns it off (one image per frame: 0.86x the inference '
+                  'time with ONNX Runtime on a 2-core CPU, about half on TensorRT).',
                   minimum=0.0),
     ParameterSpec('depth_upsampling', 'nearest', "How depth is resized to camera resolution: "
                   "'nearest' or 'bilinear' (never blends with invalid pixels).",

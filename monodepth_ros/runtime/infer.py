@@ -68,8 +68,8 @@ def add_framing_arguments(parser) -> None:
                         'principal point for the far field, at this focal length at the network '
                         "input in multiples of the model's canonical one (default "
                         f'{DEFAULT_FAR_PASS_FOCAL}); it is skipped when that zooms less than '
-                        '1.25x over the first pass; both views run as one batch of two where '
-                        'the backend allows it; 0 turns it off (one image per frame)')
+                        '1.25x over the first pass; both views run as one batch of two (one '
+                        'after the other on TensorRT); 0 turns it off (one image per frame)')
 
 
 def add_scale_arguments(parser, lidar: bool) -> None:

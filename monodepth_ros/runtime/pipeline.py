@@ -29,6 +29,7 @@ Only the outputs asked for are computed (the node asks for those someone subscri
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,29 @@ def _far_framing_worker() -> ThreadPoolExecutor:
         if _FAR_FRAMING_WORKER is None:
             _FAR_FRAMING_WORKER = ThreadPoolExecutor(1, thread_name_prefix='far-framing')
         return _FAR_FRAMING_WORKER
+
+
+def _forget_far_framing_worker() -> None:
+    """In a forked child: the parent's worker has no thread there; a new one is made on use."""
+    global _FAR_FRAMING_WORKER, _FAR_FRAMING_LOCK
+    _FAR_FRAMING_WORKER = None
+    _FAR_FRAMING_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_far_framing_worker)
+
+
+def _side_by_side(main_work, side_work):
+    """(main_work(), side_work()), the side work on the far-framing thread meanwhile.
+
+    OpenCV and numpy release the GIL, so two framings take little more than one. Both run
+    here when that thread takes no more work (the interpreter is shutting down).
+    """
+    try:
+        pending = _far_framing_worker().submit(side_work)
+    except RuntimeError:
+        return main_work(), side_work()
+    return main_work(), pending.result()
 
 
 def _size_mismatch(camera: CameraModel | None, width: int, height: int) -> str | None:
@@ -287,13 +311,16 @@ class DepthPipeline:
                 raise CalibrationError(f'model {self.card.name} takes the camera intrinsics as '
                                        'an input; expected the camera calibration (CameraInfo '
                                        'or intrinsics), none was given')
-            if far_framing is not None:   # framed beside the first pass: half the time
-                far_input = _far_framing_worker().submit(
-                    lambda: preprocess_for_card(far_framing.apply(rgb), self.card))
-            net_rgb = framing.apply(rgb)
-            batch = preprocess_for_card(net_rgb, self.card)
-            if far_framing is not None:
-                far_batch = far_input.result()
+
+            def first_input():   # the framed image (the cloud's colours) and its tensor
+                framed = framing.apply(rgb)
+                return framed, preprocess_for_card(framed, self.card)
+
+            if far_framing is None:
+                net_rgb, batch = first_input()
+            else:
+                (net_rgb, batch), far_batch = _side_by_side(
+                    first_input, lambda: preprocess_for_card(far_framing.apply(rgb), self.card))
         timings['preprocess'] = _now_ms() - start
 
         start = _now_ms()
