@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import statistics
 import sys
 import tempfile
@@ -50,7 +49,7 @@ def preprocessing_times(repeats: int, canonical_focal: float) -> tuple[float, fl
     import cv2
     import numpy as np
 
-    from monodepth_ros.io.camera import CameraModel
+    from monodepth_ros.evaluation.cameras import SWEEP_CAMERAS
     from monodepth_ros.io.framing import DEFAULT_ANCHOR, plan_framing
     from monodepth_ros.runtime.far_pass import (
         DEFAULT_FAR_PASS_FOCAL,
@@ -60,8 +59,7 @@ def preprocessing_times(repeats: int, canonical_focal: float) -> tuple[float, fl
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(4)]
-    fx = 960.0 / math.tan(math.radians(30.0))
-    camera = CameraModel.from_intrinsics(fx, fx, 959.5, 539.5, 1920, 1080)
+    camera = SWEEP_CAMERAS['1920x1080, 60 deg']
     first = plan_framing(1920, 1080, (320, 96), camera)
     zoom = far_pass_zoom(DEFAULT_FAR_PASS_FOCAL, canonical_focal, first.camera(camera))
     far = plan_far_window(first, zoom, camera, DEFAULT_ANCHOR) if zoom else None

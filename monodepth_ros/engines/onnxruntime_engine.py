@@ -102,7 +102,9 @@ class OnnxRuntimeEngine(DepthEngine):
         self._output_names = [name for name in (card.output_name, card.semantics_output,
                                                 card.confidence_output, card.sky_output) if name]
         # Our exports leave the batch size free (model.export); an older one is fixed at 1.
-        self.batches_pairs = not isinstance(self.session.get_inputs()[0].shape[0], int)
+        image_input = next(value for value in self.session.get_inputs()
+                           if value.name == card.input_name)
+        self.batches_pairs = not isinstance(image_input.shape[0], int)
         info = {'providers': used, 'requested_providers': providers,
                 'onnxruntime_version': onnxruntime.__version__, 'intra_op_threads': num_threads,
                 'device': 'cpu' if used[0] == 'CPUExecutionProvider' else 'cuda',

@@ -33,6 +33,7 @@ edge of the network window in the scaled image (negative when padded); the same 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import cv2
@@ -73,6 +74,14 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[1] == width and image.shape[0] == height:
         return image
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def halving_multiple(scale: float) -> int:
+    """The multiple of side lengths that lets ``resize_image`` halve as often as it can.
+
+    For a shrink by ``scale``: each halving needs an even size; 1 when enlarging.
+    """
+    return 2 ** max(0, math.floor(math.log2(1.0 / scale)))
 
 
 def _window_offset(principal: float, target: float, scaled: int, network: int) -> int:

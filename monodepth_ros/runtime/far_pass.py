@@ -41,7 +41,7 @@ import numpy as np
 
 from monodepth_ros.errors import ConfigError
 from monodepth_ros.io.camera import CameraModel
-from monodepth_ros.io.framing import Framing, place_window, principal_point
+from monodepth_ros.io.framing import Framing, halving_multiple, place_window, principal_point
 
 DEFAULT_FAR_PASS_FOCAL = 2.0   # x the canonical focal length at the network input
 MIN_FAR_ZOOM = 1.25            # no far pass for a zoom below this over the first pass
@@ -126,11 +126,10 @@ def plan_far_window(first: Framing, zoom: float, camera: CameraModel | None,
     y0 = max(0, int(math.floor(top)) - CROP_MARGIN)
     x1 = min(width, int(math.ceil(right)) + CROP_MARGIN)
     y1 = min(height, int(math.ceil(bottom)) + CROP_MARGIN)
-    # A crop whose sides are multiples of 2^k is halved k times on the way down, the fast
-    # way (io.framing.resize_image), before the last, slower step.
-    halvings = max(0, math.floor(math.log2(1.0 / scale)))
-    x0, x1 = _grown_to_multiple(x0, x1, width, 2 ** halvings)
-    y0, y1 = _grown_to_multiple(y0, y1, height, 2 ** halvings)
+    # Sides that halve all the way down take the fast path before the last, slower step.
+    multiple = halving_multiple(scale)
+    x0, x1 = _grown_to_multiple(x0, x1, width, multiple)
+    y0, y1 = _grown_to_multiple(y0, y1, height, multiple)
     framing = place_window(x1 - x0, y1 - y0, scale, first.network_size,
                            (principal[0] - x0, principal[1] - y0), anchor)
     return FarWindow((x0, y0), framing, framing.scale[0] / first.scale[0])
