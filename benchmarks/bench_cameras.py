@@ -15,9 +15,12 @@
 3. The synthetic camera sweep (:mod:`monodepth_ros.evaluation.cameras`): hold-out scenes
    through five cameras, exact ground truth.
 
+``--ground-contact`` grades every framing a second time with the ground-contact stage on
+(:mod:`monodepth_ros.runtime.ground_contact`).
+
     .venv/bin/python benchmarks/bench_cameras.py
     .venv/bin/python benchmarks/bench_cameras.py --model runs/x/model.pt \
-        --framing fit-width canonical-focal
+        --framing fit-width canonical-focal --ground-contact
 """
 
 from __future__ import annotations
@@ -125,13 +128,21 @@ def row(bag: str, depth: str, metrics: dict) -> str:
             f'{metrics["rmse"]:.3f} | {metrics["delta1"]:.3f} | {metrics["coverage"]:.3f} |')
 
 
-def real_cameras(model: str, framings: list[str]) -> None:
+def variants(framings: list[str], ground_contact: bool) -> list[tuple[str, dict]]:
+    """(name, pipeline settings) of each framing, and with ground contact when asked."""
+    contact = (False, True) if ground_contact else (False,)
+    return [(f'{framing}, ground contact' if on else framing,
+             {'framing': framing, 'ground_contact': on})
+            for framing in framings for on in contact]
+
+
+def real_cameras(model: str, framings: list[str], ground_contact: bool) -> None:
     from monodepth_ros.bagtools.kitti2bag import convert
 
     print('| bag | depth | frames | abs_rel | rmse | delta1 | coverage |\n'
           '|---|---|---|---|---|---|---|')
-    depths = [(f'model, {framing}', {'model': model, 'backend': 'onnxruntime',
-                                     'framing': framing}) for framing in framings]
+    depths = [(f'model, {name}', {'model': model, 'backend': 'onnxruntime', **settings})
+              for name, settings in variants(framings, ground_contact)]
     depths.append(('row prior', {'baseline': 'row-prior'}))
     means = {}
     for name, kwargs in depths:
@@ -154,7 +165,7 @@ def real_cameras(model: str, framings: list[str]) -> None:
     print(f'(KITTI folder {KITTI_DATE})')
 
 
-def synthetic_sweep(model: str, framings: list[str]) -> None:
+def synthetic_sweep(model: str, framings: list[str], ground_contact: bool) -> None:
     from monodepth_ros.evaluation.cameras import SWEEP_CAMERAS, camera_sweep_metrics
     from monodepth_ros.runtime.infer import load_engine
     from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
@@ -163,13 +174,13 @@ def synthetic_sweep(model: str, framings: list[str]) -> None:
     print("| framing | camera | focal at the input / KITTI's | abs_rel | delta1 | "
           'median pred/gt | coverage |\n|---|---|---|---|---|---|---|')
     kitti_focal = 721.5377 / 1242
-    for framing in framings:
-        pipeline = DepthPipeline(engine, PipelineConfig(output_resolution='camera',
-                                                        framing=framing))
+    for variant, settings in variants(framings, ground_contact):
+        pipeline = DepthPipeline(engine, PipelineConfig(output_resolution='camera', **settings))
         for name, camera in SWEEP_CAMERAS.items():
             metrics = camera_sweep_metrics(pipeline, camera)
-            relative = camera.fx / camera.width / kitti_focal if framing == 'fit-width' else 1.0
-            print(f'| {framing} | {name} | {relative:.2f} | {metrics["abs_rel"]:.3f} | '
+            relative = (camera.fx / camera.width / kitti_focal
+                        if settings['framing'] == 'fit-width' else 1.0)
+            print(f'| {variant} | {name} | {relative:.2f} | {metrics["abs_rel"]:.3f} | '
                   f'{metrics["delta1"]:.3f} | {metrics["median_ratio"]:.3f} | '
                   f'{metrics["coverage"]:.3f} |')
 
@@ -187,6 +198,8 @@ def main() -> int:
     parser.add_argument('--pipeline-frames', type=int, default=60,
                         help="frames run through the pipeline for its pre-processing stage's "
                              'time (default 60)')
+    parser.add_argument('--ground-contact', action='store_true',
+                        help='grade each framing also with the ground-contact stage on')
     parser.add_argument('--skip-real', action='store_true', help='no DDAD / KITTI grading')
     parser.add_argument('--skip-sweep', action='store_true', help='no synthetic sweep')
     args = parser.parse_args()
@@ -218,10 +231,10 @@ def main() -> int:
         if not DDAD.is_dir():
             print(f'DDAD bags not found at {DDAD}', file=sys.stderr)
             return 1
-        real_cameras(model, args.framing)
+        real_cameras(model, args.framing, args.ground_contact)
         print()
     if not args.skip_sweep:
-        synthetic_sweep(model, args.framing)
+        synthetic_sweep(model, args.framing, args.ground_contact)
     return 0
 
 

@@ -282,6 +282,7 @@ def run(args) -> int:
                             confidence_threshold=args.confidence_threshold,
                             framing=args.framing, framing_anchor=args.framing_anchor,
                             far_pass_focal=args.far_pass_focal,
+                            ground_contact=args.ground_contact,
                             # --scale lidar on a bag without the topic: infer_bag says which
                             # topics it has
                             scale=scale_settings(args, lidar=has_lidar or args.scale == 'lidar'))

@@ -115,7 +115,8 @@ def run(args) -> int:
         min_depth=args.min_depth, qualitative_frames=args.qualitative,
         occlusion_filter=not args.no_occlusion_filter,
         framing=args.framing, framing_anchor=args.framing_anchor,
-        far_pass_focal=args.far_pass_focal, scale=scale_settings(args, lidar=True),
+        far_pass_focal=args.far_pass_focal, ground_contact=args.ground_contact,
+        scale=scale_settings(args, lidar=True),
         scale_holdout=not args.scale_fit_all,
         progress=not args.no_progress)
     # The report appears at --out only once complete; an earlier eval-bag report there is

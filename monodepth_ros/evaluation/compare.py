@@ -218,7 +218,8 @@ def compare(args) -> dict:
             lidar_topic=args.lidar_topic, calib_dir=str(args.calib) if args.calib else None,
             protocol=args.protocol, crop=args.crop, qualitative_frames=args.qualitative,
             framing=args.framing, framing_anchor=args.framing_anchor,
-            far_pass_focal=args.far_pass_focal, scale=scale_settings(args, lidar=True),
+            far_pass_focal=args.far_pass_focal, ground_contact=args.ground_contact,
+            scale=scale_settings(args, lidar=True),
             progress=not args.no_progress)
         result = BagEvaluator(config).evaluate(args.bag)
         if result.error is not None:

@@ -114,6 +114,7 @@ class EvaluationConfig:
     framing: str = 'fit-width'
     framing_anchor: float = DEFAULT_ANCHOR
     far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL   # runtime.far_pass; 0: one pass
+    ground_contact: bool = False     # runtime.ground_contact
     # With --model: metric scale (runtime.scale; the LiDAR of each frame is what 'lidar' fits
     # to). scale_holdout: fit to the even-numbered points of the scan and grade against the
     # odd ones, so that the grade is not taken on the very points the scale was fitted to.
@@ -293,7 +294,8 @@ class BagEvaluator:
         return DepthPipeline(engine, PipelineConfig(
             output_resolution='camera', depth_upsampling='bilinear',
             framing=config.framing, framing_anchor=config.framing_anchor,
-            far_pass_focal=config.far_pass_focal, scale=replace(config.scale, lidar=True)))
+            far_pass_focal=config.far_pass_focal, ground_contact=config.ground_contact,
+            scale=replace(config.scale, lidar=True)))
 
     # -- topics -------------------------------------------------------------------------------
     def _resolve_topics(self, available: dict[str, str], path: Path) -> dict[str, str | None]:

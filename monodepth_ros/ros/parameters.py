@@ -70,6 +70,10 @@ PARAMETERS = (
                   'other on TensorRT. 0 turns it off (one image per frame: 0.86x the inference '
                   'time with ONNX Runtime on a 2-core CPU, about half on TensorRT).',
                   minimum=0.0),
+    ParameterSpec('ground_contact', False, 'Our models: vehicles and people within 10 m take '
+                  'the depth of the road where they touch it (the road plane fitted to the '
+                  'predicted road). For long lenses with traffic close ahead, with framing '
+                  "'canonical-focal'; off by default (it costs a little on KITTI's lens)."),
     ParameterSpec('depth_upsampling', 'nearest', "How depth is resized to camera resolution: "
                   "'nearest' or 'bilinear' (never blends with invalid pixels).",
                   choices=('nearest', 'bilinear')),
@@ -145,6 +149,7 @@ class NodeConfig:
     framing: str = 'fit-width'
     framing_anchor: float = DEFAULT_ANCHOR
     far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL
+    ground_contact: bool = False
     cloud_stride: int = 1
     cloud_min_range: float = 0.0
     cloud_max_range: float = 80.0
@@ -214,7 +219,7 @@ class NodeConfig:
             confidence_threshold=self.confidence_threshold, cloud_rgb=self.cloud_rgb,
             cloud_confidence=self.cloud_confidence, cloud_label=self.cloud_label,
             framing=self.framing, framing_anchor=self.framing_anchor,
-            far_pass_focal=self.far_pass_focal,
+            far_pass_focal=self.far_pass_focal, ground_contact=self.ground_contact,
             scale=ScaleSettings(self.scale_mode, self.camera_height or None, self.scale_value,
                                 self.scale_shift, self.scale_smoothing, bool(self.lidar_topic)))
 

@@ -47,7 +47,7 @@ def add_model_arguments(parser) -> None:
 
 
 def add_framing_arguments(parser) -> None:
-    """--framing/--framing-anchor/--far-pass-focal: the node's parameters, for the commands.
+    """--framing/--framing-anchor/--far-pass-focal/--ground-contact: the node's parameters.
 
     infer, infer-bag, eval-bag, compare and adapt take them.
     """
@@ -70,6 +70,11 @@ def add_framing_arguments(parser) -> None:
                         f'{DEFAULT_FAR_PASS_FOCAL}); it is skipped when that zooms less than '
                         '1.25x over the first pass; both views run as one batch of two (one '
                         'after the other on TensorRT); 0 turns it off (one image per frame)')
+    parser.add_argument('--ground-contact', action='store_true',
+                        help='our models: put vehicles and people within 10 m at the depth of '
+                        'the road where they touch it (the road plane fitted to the predicted '
+                        'road); for long lenses with traffic close ahead, with --framing '
+                        "canonical-focal (off by default: it costs a little on KITTI's lens)")
 
 
 def add_scale_arguments(parser, lidar: bool) -> None:
@@ -320,7 +325,8 @@ def run(args) -> int:
                             depth_upsampling=args.depth_upsampling,
                             cloud_stride=args.cloud_stride, cloud_max_range=args.max_range,
                             framing=args.framing, framing_anchor=args.framing_anchor,
-                            far_pass_focal=args.far_pass_focal, scale=scale_settings(args))
+                            far_pass_focal=args.far_pass_focal,
+                            ground_contact=args.ground_contact, scale=scale_settings(args))
     for image in args.images:
         if not Path(image).is_file():
             raise DatasetError(f'image {image} does not exist')

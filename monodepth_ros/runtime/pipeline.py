@@ -49,6 +49,7 @@ from monodepth_ros.runtime.far_pass import (
     far_pass_zoom,
     plan_far_window,
 )
+from monodepth_ros.runtime.ground_contact import apply_ground_contact
 from monodepth_ros.runtime.scale import MetricScaler, ScaleEstimate, ScaleReference, ScaleSettings
 
 OUTPUTS = ('depth', 'camera_info', 'points', 'semantics', 'semantics_color', 'confidence')
@@ -116,6 +117,7 @@ class PipelineConfig:
     framing: str = 'fit-width'           # io.framing.FRAMING_MODES
     framing_anchor: float = DEFAULT_ANCHOR   # principal point row, fraction of network height
     far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL   # x canonical focal; 0: no far pass
+    ground_contact: bool = False         # standing objects at their ground contact (ours)
     scale: ScaleSettings = field(default_factory=ScaleSettings)   # metric scale (runtime.scale)
 
     def __post_init__(self):
@@ -164,6 +166,7 @@ class PipelineResult:
     scale: ScaleEstimate | None = None   # the scale stage (None when depth was not asked for)
     framing: Framing | None = None   # how the image was brought to the network input
     far_framing: FarWindow | None = None   # the far pass's input (None: no far pass ran)
+    ground_contact_pixels: int = 0   # depth pixels put at their ground contact (ground_contact)
 
 
 def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -418,6 +421,14 @@ class DepthPipeline:
             far_depth = np.asarray(far_depth, dtype=np.float32) * np.float32(
                 result.depth_scale * result.far_framing.zoom)
             depth = self.far_fusion.fuse(depth, far_depth, result.framing, result.far_framing)
+        result.ground_contact_pixels = 0
+        if (config.ground_contact and self.card.ours and network_camera is not None
+                and net_out.semantics is not None and kind == 'metric'):
+            labels = np.asarray(net_out.semantics)
+            if padded is not None:   # the padding shows nothing: no ground, no object
+                labels = np.where(padded, np.uint8(255), labels)
+            depth, result.ground_contact_pixels = apply_ground_contact(
+                depth, labels, network_camera)
         valid = None
         sky = net_out.sky
         if padded is not None or sky is not None:

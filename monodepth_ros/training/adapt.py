@@ -146,6 +146,7 @@ def _evaluation_config(args, **kwargs):
                             lidar_topic=args.lidar_topic, qualitative_frames=0,
                             framing=args.framing, framing_anchor=args.framing_anchor,
                             far_pass_focal=args.far_pass_focal,
+                            ground_contact=args.ground_contact,
                             progress=not args.no_progress, **kwargs)
 
 
