@@ -359,6 +359,18 @@ def test_diagnostics_say_whether_the_far_pass_runs(types, tmp_path):
         assert core.diagnostics().values['far_pass'] == expected
 
 
+def test_diagnostics_say_whether_ground_contact_runs(types, tmp_path):
+    from conftest import make_tiny_onnx
+
+    model = make_tiny_onnx(tmp_path / 'aware.onnx', canonical_focal=100.0)
+    for overrides, expected in (({}, 'off'), ({'ground_contact': True}, ' px on the last frame')):
+        core, _, _ = make_core(types, model, **overrides)
+        core.on_camera_info(info_msg(types))
+        core.on_image(image_msg(types, gradient_image()), received_ns=STAMP_NS + 1_000_000)
+        core.process_next(ALL_SUBSCRIBED, now_fn(), timeout=0)
+        assert core.diagnostics().values['ground_contact'].endswith(expected)
+
+
 @pytest.mark.parametrize('model_path', ['', str(default_model_path())])
 def test_default_model_load_line_says_its_semantics_are_synthetic_only(types, tiny_onnx,
                                                                        model_path):

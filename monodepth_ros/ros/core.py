@@ -121,6 +121,7 @@ class NodeCore:
         self.processed = 0
         self.last_frame_ms = 0.0
         self.last_far_zoom = 0.0   # far pass zoom of the last frame (0: none ran)
+        self.last_ground_contact: int | None = None   # pixels moved last frame (None: off)
         self.skipped_no_subscribers = 0
         self.skipped_no_model = 0
         self.errors = 0
@@ -370,6 +371,7 @@ class NodeCore:
         if pipeline.last_scale is not None and outputs:
             self.scale_counters.add(pipeline.last_scale)
         self.last_far_zoom = pipeline.last_far_zoom
+        self.last_ground_contact = pipeline.last_ground_contact
         problem = pipeline.last_camera_info_problem
         if problem is not None:
             with self._lock:
@@ -412,6 +414,9 @@ class NodeCore:
                 # runtime.far_pass: the zoom of the last frame's far pass (a second, zoomed view)
                 'far_pass': (f'zoom {self.last_far_zoom:.2f}x' if self.last_far_zoom else
                              'off (one inference per frame)'),
+                # runtime.ground_contact: how many depth pixels it moved on the last frame
+                'ground_contact': ('off' if self.last_ground_contact is None else
+                                   f'{self.last_ground_contact} px on the last frame'),
                 **(self.engine_info or {'backend': config.backend,
                                         'precision': config.precision,
                                         'tensorrt_version': 'n/a'}),

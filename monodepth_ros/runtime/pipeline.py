@@ -235,6 +235,7 @@ class DepthPipeline:
         self.last_camera_info_problem: str | None = None   # set by process_messages
         self.last_scale: ScaleEstimate | None = None   # the scale stage of the last frame
         self.last_far_zoom = 0.0   # the far pass's zoom on the last frame (0: it did not run)
+        self.last_ground_contact: int | None = None   # pixels it moved last frame (None: off)
         self.scaler = MetricScaler(self.config.scale)
         self.far_fusion = FarPassFusion()
         # trainId -> RGB lookup table; unknown/ignored labels stay black.
@@ -422,6 +423,7 @@ class DepthPipeline:
                 result.depth_scale * result.far_framing.zoom)
             depth = self.far_fusion.fuse(depth, far_depth, result.framing, result.far_framing)
         result.ground_contact_pixels = 0
+        self.last_ground_contact = None
         if (config.ground_contact and self.card.ours and network_camera is not None
                 and net_out.semantics is not None and kind == 'metric'):
             labels = np.asarray(net_out.semantics)
@@ -429,6 +431,7 @@ class DepthPipeline:
                 labels = np.where(padded, np.uint8(255), labels)
             depth, result.ground_contact_pixels = apply_ground_contact(
                 depth, labels, network_camera)
+            self.last_ground_contact = result.ground_contact_pixels
         valid = None
         sky = net_out.sky
         if padded is not None or sky is not None:
