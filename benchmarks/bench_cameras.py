@@ -15,12 +15,13 @@
 3. The synthetic camera sweep (:mod:`monodepth_ros.evaluation.cameras`): hold-out scenes
    through five cameras, exact ground truth.
 
-``--ground-contact`` grades every framing a second time with the ground-contact stage on
-(:mod:`monodepth_ros.runtime.ground_contact`).
+Every framing runs with the pipeline's ground-contact stage
+(:mod:`monodepth_ros.runtime.ground_contact`, on by default); ``--without-ground-contact``
+grades each a second time without it.
 
     .venv/bin/python benchmarks/bench_cameras.py
     .venv/bin/python benchmarks/bench_cameras.py --model runs/x/model.pt \
-        --framing fit-width canonical-focal --ground-contact
+        --framing canonical-fit fit-width canonical-focal --without-ground-contact
 """
 
 from __future__ import annotations
@@ -128,21 +129,21 @@ def row(bag: str, depth: str, metrics: dict) -> str:
             f'{metrics["rmse"]:.3f} | {metrics["delta1"]:.3f} | {metrics["coverage"]:.3f} |')
 
 
-def variants(framings: list[str], ground_contact: bool) -> list[tuple[str, dict]]:
-    """(name, pipeline settings) of each framing, and with ground contact when asked."""
-    contact = (False, True) if ground_contact else (False,)
-    return [(f'{framing}, ground contact' if on else framing,
+def variants(framings: list[str], without_contact: bool) -> list[tuple[str, dict]]:
+    """(name, pipeline settings) of each framing, and without ground contact when asked."""
+    contact = (True, False) if without_contact else (True,)
+    return [(framing if on else f'{framing}, no ground contact',
              {'framing': framing, 'ground_contact': on})
             for framing in framings for on in contact]
 
 
-def real_cameras(model: str, framings: list[str], ground_contact: bool) -> None:
+def real_cameras(model: str, framings: list[str], without_contact: bool) -> None:
     from monodepth_ros.bagtools.kitti2bag import convert
 
     print('| bag | depth | frames | abs_rel | rmse | delta1 | coverage |\n'
           '|---|---|---|---|---|---|---|')
     depths = [(f'model, {name}', {'model': model, 'backend': 'onnxruntime', **settings})
-              for name, settings in variants(framings, ground_contact)]
+              for name, settings in variants(framings, without_contact)]
     depths.append(('row prior', {'baseline': 'row-prior'}))
     means = {}
     for name, kwargs in depths:
@@ -165,41 +166,45 @@ def real_cameras(model: str, framings: list[str], ground_contact: bool) -> None:
     print(f'(KITTI folder {KITTI_DATE})')
 
 
-def synthetic_sweep(model: str, framings: list[str], ground_contact: bool) -> None:
+def synthetic_sweep(model: str, framings: list[str], without_contact: bool) -> None:
     from monodepth_ros.evaluation.cameras import SWEEP_CAMERAS, camera_sweep_metrics
+    from monodepth_ros.io.framing import plan_framing
     from monodepth_ros.runtime.infer import load_engine
     from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     engine = load_engine(model, backend='onnxruntime')
+    canonical = engine.metadata.canonical_focal
     print("| framing | camera | focal at the input / KITTI's | abs_rel | delta1 | "
           'median pred/gt | coverage |\n|---|---|---|---|---|---|---|')
     kitti_focal = 721.5377 / 1242
-    for variant, settings in variants(framings, ground_contact):
+    for variant, settings in variants(framings, without_contact):
         pipeline = DepthPipeline(engine, PipelineConfig(output_resolution='camera', **settings))
         for name, camera in SWEEP_CAMERAS.items():
             metrics = camera_sweep_metrics(pipeline, camera)
-            relative = (camera.fx / camera.width / kitti_focal
-                        if settings['framing'] == 'fit-width' else 1.0)
+            framing = plan_framing(camera.width, camera.height, (320, 96), camera,
+                                   settings['framing'], canonical_focal=canonical)
+            relative = framing.camera(camera).fx / 320 / kitti_focal
             print(f'| {variant} | {name} | {relative:.2f} | {metrics["abs_rel"]:.3f} | '
                   f'{metrics["delta1"]:.3f} | {metrics["median_ratio"]:.3f} | '
                   f'{metrics["coverage"]:.3f} |')
 
 
 def main() -> int:
+    from monodepth_ros.io.framing import DEFAULT_FRAMING, FRAMING_MODES
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', type=Path, default=None,
                         help='.pt or .onnx model (default: the packaged default model)')
-    parser.add_argument('--framing', nargs='+', default=['fit-width'],
-                        choices=('fit-width', 'canonical-focal'),
-                        help='framing modes to compare (default: fit-width)')
+    parser.add_argument('--framing', nargs='+', default=[DEFAULT_FRAMING], choices=FRAMING_MODES,
+                        help=f'framing modes to compare (default: {DEFAULT_FRAMING})')
     parser.add_argument('--repeats', type=int, default=200,
                         help='frames timed for the pre-processing figure (default 200)')
     parser.add_argument('--pipeline-frames', type=int, default=60,
                         help="frames run through the pipeline for its pre-processing stage's "
                              'time (default 60)')
-    parser.add_argument('--ground-contact', action='store_true',
-                        help='grade each framing also with the ground-contact stage on')
+    parser.add_argument('--without-ground-contact', action='store_true',
+                        help='grade each framing also without the ground-contact stage')
     parser.add_argument('--skip-real', action='store_true', help='no DDAD / KITTI grading')
     parser.add_argument('--skip-sweep', action='store_true', help='no synthetic sweep')
     args = parser.parse_args()
@@ -231,10 +236,10 @@ def main() -> int:
         if not DDAD.is_dir():
             print(f'DDAD bags not found at {DDAD}', file=sys.stderr)
             return 1
-        real_cameras(model, args.framing, args.ground_contact)
+        real_cameras(model, args.framing, args.without_ground_contact)
         print()
     if not args.skip_sweep:
-        synthetic_sweep(model, args.framing, args.ground_contact)
+        synthetic_sweep(model, args.framing, args.without_ground_contact)
     return 0
 
 

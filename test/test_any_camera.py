@@ -71,6 +71,29 @@ def test_canonical_focal_pads_a_telephoto_and_crops_a_wide_lens():
     assert framing.camera(wide).fx == pytest.approx(50.0)
 
 
+def test_canonical_fit_clamps_the_canonical_scale_between_the_whole_image_and_fit_width():
+    def scale(camera, canonical_focal=250.0, mode='canonical-fit'):
+        framing = plan_framing(camera.width, camera.height, NET, camera, mode=mode,
+                               canonical_focal=canonical_focal)
+        return framing.scale[0]   # scaled width / width: the scale after rounding to pixels
+
+    # A long lens of 1.59:1 (DDAD's shape): the canonical scale, between both bounds.
+    long_lens = CameraModel.from_intrinsics(2000.0, 2000.0, 967.5, 607.5, 1936, 1216)
+    assert scale(long_lens) == pytest.approx(250.0 / 2000.0, rel=3e-3)
+    assert 96 / 1216 < 250.0 / 2000.0 < 320 / 1936
+    # A telephoto of KITTI's shape: the canonical scale (160x48) would pad all round; the
+    # whole image fitting the input is as small as it goes.
+    tele = CameraModel.from_intrinsics(4000.0, 4000.0, 620.5, 187.0, 1242, 375)
+    assert scale(tele) == pytest.approx(min(320 / 1242, 96 / 375), rel=3e-3)
+    # A wide lens: the canonical scale would crop its sides; fit-width is as large as it goes.
+    wide = CameraModel.from_intrinsics(300.0, 300.0, 639.5, 399.5, 1280, 800)
+    assert scale(wide) == pytest.approx(320 / 1280) == scale(wide, mode='fit-width')
+    # Without a calibration or a canonical focal length: fit-width.
+    assert plan_framing(1936, 1216, NET, None, mode='canonical-fit',
+                        canonical_focal=250.0).scale[0] == pytest.approx(320 / 1936)
+    assert scale(long_lens, canonical_focal=0.0) == pytest.approx(320 / 1936)
+
+
 def test_pixel_coordinates_round_trip_and_agree_with_the_framed_camera():
     framing = plan_framing(1920, 1080, NET, HD)
     u = np.array([0.0, 17.25, 959.5, 1919.0])
@@ -281,7 +304,7 @@ def test_every_command_that_frames_images_takes_the_framing_options(command, cap
 
     parser, _ = build_parser(command)
     args = parser.parse_args(COMMAND_ARGUMENTS[command])
-    assert (args.framing, args.framing_anchor) == ('fit-width', DEFAULT_ANCHOR)
+    assert (args.framing, args.framing_anchor) == ('canonical-fit', DEFAULT_ANCHOR)
     args = parser.parse_args(COMMAND_ARGUMENTS[command]
                              + ['--framing', 'canonical-focal', '--framing-anchor', '0.25'])
     assert (args.framing, args.framing_anchor) == ('canonical-focal', 0.25)

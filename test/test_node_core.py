@@ -363,7 +363,7 @@ def test_diagnostics_say_whether_ground_contact_runs(types, tmp_path):
     from conftest import make_tiny_onnx
 
     model = make_tiny_onnx(tmp_path / 'aware.onnx', canonical_focal=100.0)
-    for overrides, expected in (({}, 'off'), ({'ground_contact': True}, ' px on the last frame')):
+    for overrides, expected in (({}, ' px on the last frame'), ({'ground_contact': False}, 'off')):
         core, _, _ = make_core(types, model, **overrides)
         core.on_camera_info(info_msg(types))
         core.on_image(image_msg(types, gradient_image()), received_ns=STAMP_NS + 1_000_000)

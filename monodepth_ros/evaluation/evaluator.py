@@ -60,7 +60,7 @@ from monodepth_ros.evaluation.metrics import (
 )
 from monodepth_ros.io import topics
 from monodepth_ros.io.bagio import describe_topics
-from monodepth_ros.io.framing import DEFAULT_ANCHOR
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, DEFAULT_FRAMING
 from monodepth_ros.io.messages import check_topic_type
 from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 from monodepth_ros.runtime.pipeline import resize_depth_bilinear, resize_nearest
@@ -111,10 +111,10 @@ class EvaluationConfig:
     engine_cache_dir: str | None = None   # with --model: where ONNX exports/engines go
     model_card: str | None = None    # with --model: a foreign ONNX model's card (model.cards)
     # With --model: how images reach the network input (io.framing; the node's parameters).
-    framing: str = 'fit-width'
+    framing: str = DEFAULT_FRAMING
     framing_anchor: float = DEFAULT_ANCHOR
     far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL   # runtime.far_pass; 0: one pass
-    ground_contact: bool = False     # runtime.ground_contact
+    ground_contact: bool = True      # runtime.ground_contact
     # With --model: metric scale (runtime.scale; the LiDAR of each frame is what 'lidar' fits
     # to). scale_holdout: fit to the even-numbered points of the scan and grade against the
     # odd ones, so that the grade is not taken on the very points the scale was fitted to.

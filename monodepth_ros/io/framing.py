@@ -8,7 +8,14 @@ the evaluator's ground truth follow the same geometry.
 
 Modes
 -----
-* ``fit-width`` (default): the image width fills the network width; a taller image is
+* ``canonical-fit`` (default): the scale of ``canonical-focal``, clamped between the scale at
+  which the whole image fits the network input and that of ``fit-width``. A long lens is
+  shrunk to the canonical focal length (DDAD's 1.59:1 front camera: padded left and right,
+  the whole height kept, so a car close ahead shows with the road under it), but no further
+  than the whole image fitting (a telephoto of KITTI's shape keeps its pixels); a wide lens is
+  not enlarged past fit-width (nothing cropped at the sides). KITTI's camera: fit-width. It is
+  fit-width without a camera or for a model with no canonical focal length.
+* ``fit-width``: the image width fills the network width; a taller image is
   cropped to a band of rows, a wider one padded. The focal length at the network input then
   varies with the camera (a camera-aware model rescales its depth by it).
 * ``canonical-focal``: the scale makes the focal length at the network input the model's
@@ -42,7 +49,8 @@ import numpy as np
 from monodepth_ros.errors import CalibrationError, ConfigError
 from monodepth_ros.io.camera import CameraModel
 
-FRAMING_MODES = ('fit-width', 'canonical-focal')
+FRAMING_MODES = ('canonical-fit', 'fit-width', 'canonical-focal')
+DEFAULT_FRAMING = 'canonical-fit'
 DEFAULT_ANCHOR = 0.46   # KITTI's principal point row, (172.854 + 0.5) / 375
 
 
@@ -240,7 +248,12 @@ def plan_framing(width: int, height: int, network_size: tuple[int, int],
             raise ConfigError("framing mode 'canonical-focal' needs the camera calibration and "
                               'a camera-aware model (canonical_focal > 0)')
         scale = float(canonical_focal) / camera.fx
-    else:
+    elif mode == 'canonical-fit' and camera is not None and canonical_focal > 0:
+        # The canonical focal length, but never smaller than the whole image fitting the
+        # input (more padding only loses pixels) nor larger than fit-width (no side cropped).
+        whole_image = min(net_w / width, net_h / height)
+        scale = min(net_w / width, max(whole_image, float(canonical_focal) / camera.fx))
+    else:   # fit-width, and canonical-fit without a camera or a canonical focal length
         scale = net_w / width
     return _placed(width, height, scale, (net_w, net_h), camera, anchor)
 

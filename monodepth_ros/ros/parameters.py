@@ -15,7 +15,7 @@ import numpy as np
 
 from monodepth_ros.engines import BACKENDS, PRECISIONS
 from monodepth_ros.errors import ConfigError
-from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, DEFAULT_FRAMING, FRAMING_MODES
 from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 from monodepth_ros.runtime.scale import SCALE_MODES, ScaleSettings
 from monodepth_ros.runtime.sync import STAMP_TOLERANCE_S
@@ -53,10 +53,13 @@ PARAMETERS = (
     ParameterSpec('output_resolution', 'network', "Resolution of every output: 'network' "
                   "(model input size, the framed camera's intrinsics) or 'camera' (input image "
                   'size, NaN outside the part the network saw).', choices=('network', 'camera')),
-    ParameterSpec('framing', 'fit-width', "How images reach the network input, never "
-                  "stretched: 'fit-width' (scaled to the network width, rows cropped around "
-                  "the principal point or padded) or 'canonical-focal' (scaled to the model's "
-                  'canonical focal length, then cropped or padded both ways).',
+    ParameterSpec('framing', DEFAULT_FRAMING, "How images reach the network input, never "
+                  "stretched: 'canonical-fit' (scaled to the model's canonical focal length, "
+                  'but no smaller than the whole image fitting the input and no larger than '
+                  "fit-width; fit-width without a CameraInfo or for a model with no canonical "
+                  "focal length), 'fit-width' (scaled to the network width, rows cropped "
+                  "around the principal point or padded) or 'canonical-focal' (scaled to the "
+                  "model's canonical focal length, then cropped or padded both ways).",
                   choices=FRAMING_MODES),
     ParameterSpec('framing_anchor', DEFAULT_ANCHOR, 'Where the principal point row lands in '
                   'the network input, as a fraction of its height (0 top, 1 bottom; 0.46 as '
@@ -70,10 +73,9 @@ PARAMETERS = (
                   'other on TensorRT. 0 turns it off (one image per frame: 0.86x the inference '
                   'time with ONNX Runtime on a 2-core CPU, about half on TensorRT).',
                   minimum=0.0),
-    ParameterSpec('ground_contact', False, 'Our models: vehicles and people within 10 m take '
+    ParameterSpec('ground_contact', True, 'Our models: vehicles and people within 10 m take '
                   'the depth of the road where they touch it (the road plane fitted to the '
-                  'predicted road). For long lenses with traffic close ahead, with framing '
-                  "'canonical-focal'; off by default (it costs a little on KITTI's lens)."),
+                  'predicted road). Fixes near traffic read too far on long lenses.'),
     ParameterSpec('depth_upsampling', 'nearest', "How depth is resized to camera resolution: "
                   "'nearest' or 'bilinear' (never blends with invalid pixels).",
                   choices=('nearest', 'bilinear')),
@@ -146,10 +148,10 @@ class NodeConfig:
     engine_cache_dir: str = ''
     output_resolution: str = 'network'
     depth_upsampling: str = 'nearest'
-    framing: str = 'fit-width'
+    framing: str = DEFAULT_FRAMING
     framing_anchor: float = DEFAULT_ANCHOR
     far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL
-    ground_contact: bool = False
+    ground_contact: bool = True
     cloud_stride: int = 1
     cloud_min_range: float = 0.0
     cloud_max_range: float = 80.0

@@ -1,28 +1,30 @@
-"""Ground contact: a vehicle or a person stands on the ground, at the depth where it touches it.
+"""Ground contact: a vehicle or a person stands on the road, at the depth where it touches it.
 
 Our models read the road well on cameras they were never trained on (its depth follows from
 the row and the focal length), and their semantic head finds vehicles in real images, but
 their depth of a real vehicle close ahead can be far off: DDAD's car stopped 6.7 m ahead is
-read at about 14 m with ``canonical-focal`` framing (the synthetic world never shows a real car
-that close). The road where such an object touches it says how far it is. So, when
-``ground_contact`` is on (off by default), for our models, on the first pass's grid after the
-far pass and before the scale stage:
+read at about twice its distance (the synthetic world never shows a real car that close).
+The road where such an object touches it says how far it is. So, for our models (on by
+default, ``ground_contact``), on the first pass's grid after the far pass and before the
+scale stage:
 
-1. the ground plane is fitted (``runtime.scale.fit_plane_normal``, RANSAC) to the predicted
+1. the road plane is fitted (``runtime.scale.fit_plane_normal``, RANSAC) to the predicted
    depth of the road pixels below the principal point; a plane from too few pixels, or whose
    distance from the camera is not a plausible mounting height, is not used;
 2. scanning each column upwards, a run of standing-class pixels (person, rider, vehicles)
-   that starts right above a ground pixel (road, sidewalk, terrain) touches the ground there:
-   the run takes the plane's depth at that ground pixel, for at most :data:`MAX_HEIGHT` metres
-   of height (taller runs are an object behind, e.g. a building mislabelled above a car);
-3. runs that start at the image's bottom edge or above another class keep the network's
-   depth, as do those whose contact lies beyond :data:`MAX_CONTACT_DEPTH`: farther away a row
-   of the label map spans metres of road, and on KITTI, where the network reads cars well,
-   contacts up to 30 m cost more (abs_rel 0.204 against 0.200 at 10 m; README, Any camera).
+   that starts right above a road pixel touches the road there: the run takes the plane's
+   depth at that road pixel, for at most :data:`MAX_HEIGHT` metres of height (taller runs are
+   an object behind, e.g. a building mislabelled above a car);
+3. runs that start at the image's bottom edge or above another class (sidewalk, terrain: not
+   on the fitted plane) keep the network's depth, as do those whose contact lies beyond
+   :data:`MAX_CONTACT_DEPTH`: farther away a row of the label map spans metres of road, and
+   on KITTI, where the network reads cars well, farther contacts cost more (README, Any
+   camera).
 
 The object's visible face is taken as upright at its contact depth: a car's rear, a person.
-Label bleed at the network's size (a shadow labelled car) puts contacts a little near: on
-KITTI's lens this costs abs_rel 0.196 -> 0.200, hence off by default.
+At the network's size a run of a parked car seen obliquely can reach up into the car behind
+it; that costs KITTI's frames a little (abs_rel 0.196 -> 0.199), against DDAD's 0.432 ->
+0.262.
 """
 
 from __future__ import annotations
@@ -35,8 +37,7 @@ from monodepth_ros.runtime.scale import fit_plane_normal
 
 STANDING_CLASSES = tuple(TRAIN_ID[name] for name in (
     'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle'))
-GROUND_CLASSES = tuple(TRAIN_ID[name] for name in ('road', 'sidewalk', 'terrain'))
-PLANE_CLASS = TRAIN_ID['road']
+ROAD = TRAIN_ID['road']   # the plane is fitted to the road, and objects touch it there
 MIN_PLANE_PIXELS = 200        # fewer road pixels: no plane, nothing changes
 MAX_PLANE_POINTS = 1_500      # the RANSAC scores its hypotheses on this many points at most
 HEIGHT_RANGE = (0.5, 4.0)     # metres: a plane farther or nearer than this is not the ground
@@ -49,7 +50,7 @@ def ground_plane(depth: np.ndarray, labels: np.ndarray,
     """(unit normal pointing down, distance from the camera) of the road, or None."""
     ray_x, ray_y = camera.pixel_rays()
     rows = np.arange(camera.height)[:, None]
-    road = (labels == PLANE_CLASS) & (rows > camera.cy) & np.isfinite(depth) & (depth > 0)
+    road = (labels == ROAD) & (rows > camera.cy) & np.isfinite(depth) & (depth > 0)
     if int(road.sum()) < MIN_PLANE_PIXELS:
         return None
     vs, us = np.nonzero(road)
@@ -80,25 +81,25 @@ def apply_ground_contact(depth: np.ndarray, labels: np.ndarray,
     new depth and the number of pixels it changed (0 and ``depth`` itself when no ground
     plane was found).
     """
+    standing = np.isin(labels, STANDING_CLASSES)
+    ground = labels == ROAD
+    if not (standing[:-1] & ground[1:]).any():   # nothing stands on the road: no plane needed
+        return depth, 0
     plane = ground_plane(depth, labels, camera)
     if plane is None:
         return depth, 0
     ground_depth = plane_depth(camera, *plane)
-    standing = np.isin(labels, STANDING_CLASSES)
-    ground = np.isin(labels, GROUND_CLASSES)
-    height_px = MAX_HEIGHT * camera.fy   # the run's height in pixels is this / contact depth
-    out = depth.copy()
-    width = depth.shape[1]
-    contact = np.full(width, np.nan)   # the current run's contact depth (NaN: none)
-    top = np.zeros(width)              # the highest row the current run may take
-    changed = 0
-    for row in range(depth.shape[0] - 2, -1, -1):
-        below = ground_depth[row + 1]
-        starts = standing[row] & ground[row + 1] & (below <= MAX_CONTACT_DEPTH)
-        contact = np.where(starts, below, contact)
-        top = np.where(starts, row + 1 - height_px / np.where(starts, below, 1.0), top)
-        contact = np.where(standing[row] & (row >= top), contact, np.nan)
-        touching = np.isfinite(contact)
-        out[row, touching] = contact[touching]
-        changed += int(np.count_nonzero(touching))
-    return out, changed
+    height, width = depth.shape
+    rows = np.arange(height)[:, None]
+    cols = np.arange(width)[None, :]
+    # Each pixel's first row at or below it that is not standing: for a standing pixel, where
+    # its run ends (height: the run reaches the image's bottom edge).
+    run_end = np.minimum.accumulate(np.where(standing, height, rows)[::-1], axis=0)[::-1]
+    below = np.minimum(run_end, height - 1)
+    contact = ground_depth[below, cols]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        within_height = rows >= below - MAX_HEIGHT * camera.fy / contact
+    touching = (standing & (run_end < height) & ground[below, cols]
+                & (contact <= MAX_CONTACT_DEPTH) & within_height)
+    out = np.where(touching, contact, depth).astype(depth.dtype, copy=False)
+    return out, int(np.count_nonzero(touching))

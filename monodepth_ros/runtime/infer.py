@@ -13,6 +13,7 @@ image as read; outputs are at the image size unless --output-resolution network.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -51,14 +52,18 @@ def add_framing_arguments(parser) -> None:
 
     infer, infer-bag, eval-bag, compare and adapt take them.
     """
-    from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES
+    from monodepth_ros.io.framing import DEFAULT_ANCHOR, DEFAULT_FRAMING, FRAMING_MODES
     from monodepth_ros.runtime.far_pass import DEFAULT_FAR_PASS_FOCAL
 
-    parser.add_argument('--framing', choices=FRAMING_MODES, default='fit-width',
-                        help='how images reach the network input, never stretched: fit-width '
-                        '(default: scaled to the network width, rows cropped around the '
-                        "principal point or padded) or canonical-focal (scaled to the model's "
-                        'canonical focal length, then cropped or padded both ways)')
+    parser.add_argument('--framing', choices=FRAMING_MODES, default=DEFAULT_FRAMING,
+                        help='how images reach the network input, never stretched: '
+                        "canonical-fit (default: scaled to the model's canonical focal length, "
+                        'but no smaller than the whole image fitting the input and no larger '
+                        'than fit-width; fit-width without a calibration or for a model with no '
+                        'canonical focal length), fit-width (scaled to the network width, rows '
+                        'cropped around the principal point or padded) or canonical-focal '
+                        "(scaled to the model's canonical focal length, then cropped or padded "
+                        'both ways)')
     parser.add_argument('--framing-anchor', type=finite_float(0.0, 1.0), default=DEFAULT_ANCHOR,
                         help='where the principal point row lands in the network input, as a '
                         f'fraction of its height, 0 (top) .. 1 (bottom) (default {DEFAULT_ANCHOR}'
@@ -70,11 +75,10 @@ def add_framing_arguments(parser) -> None:
                         f'{DEFAULT_FAR_PASS_FOCAL}); it is skipped when that zooms less than '
                         '1.25x over the first pass; both views run as one batch of two (one '
                         'after the other on TensorRT); 0 turns it off (one image per frame)')
-    parser.add_argument('--ground-contact', action='store_true',
+    parser.add_argument('--ground-contact', action=argparse.BooleanOptionalAction, default=True,
                         help='our models: put vehicles and people within 10 m at the depth of '
                         'the road where they touch it (the road plane fitted to the predicted '
-                        'road); for long lenses with traffic close ahead, with --framing '
-                        "canonical-focal (off by default: it costs a little on KITTI's lens)")
+                        'road; default on, --no-ground-contact turns it off)')
 
 
 def add_scale_arguments(parser, lidar: bool) -> None:

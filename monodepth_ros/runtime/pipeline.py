@@ -40,7 +40,7 @@ import numpy as np
 
 from monodepth_ros.errors import CalibrationError, ConfigError, MessageError
 from monodepth_ros.io.camera import CameraModel
-from monodepth_ros.io.framing import DEFAULT_ANCHOR, FRAMING_MODES, Framing
+from monodepth_ros.io.framing import DEFAULT_ANCHOR, DEFAULT_FRAMING, FRAMING_MODES, Framing
 from monodepth_ros.model.cards import ModelCard, plan_card_framing
 from monodepth_ros.runtime.far_pass import (
     DEFAULT_FAR_PASS_FOCAL,
@@ -114,10 +114,10 @@ class PipelineConfig:
     cloud_rgb: bool = True
     cloud_confidence: bool = False
     cloud_label: bool = False
-    framing: str = 'fit-width'           # io.framing.FRAMING_MODES
+    framing: str = DEFAULT_FRAMING       # io.framing.FRAMING_MODES
     framing_anchor: float = DEFAULT_ANCHOR   # principal point row, fraction of network height
     far_pass_focal: float = DEFAULT_FAR_PASS_FOCAL   # x canonical focal; 0: no far pass
-    ground_contact: bool = False         # standing objects at their ground contact (ours)
+    ground_contact: bool = True          # standing objects at their ground contact (ours)
     scale: ScaleSettings = field(default_factory=ScaleSettings)   # metric scale (runtime.scale)
 
     def __post_init__(self):
