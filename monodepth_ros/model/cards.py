@@ -27,7 +27,7 @@ DPT/MiDaS, GLPN...) gets a small YAML card, or one of the :data:`PRESETS`:
       sky_threshold: 0.5
 
 Size policies (never a stretch; io.framing): ``fixed`` (height x width, the image framed like
-ours: fit-width or canonical-focal, rows cropped or padded), ``letterbox`` (height x width, the
+ours: any of io.framing.FRAMING_MODES, rows cropped or padded), ``letterbox`` (height x width, the
 whole image scaled to fit inside, padded), ``long-side`` (the long side scaled to
 ``long_side``, each side padded up to a multiple of ``multiple``; the network size then
 depends on the camera, so the graph's height and width must be dynamic).
@@ -510,7 +510,7 @@ def plan_card_framing(card: ModelCard, width: int, height: int, camera=None,
                       mode: str = 'fit-width', anchor: float | None = None):
     """The io.framing plan of a width x height image for the card's size policy.
 
-    ``fixed`` frames like our models (``mode``: fit-width or canonical-focal); ``letterbox``
+    ``fixed`` frames like our models (``mode``: io.framing.FRAMING_MODES); ``letterbox``
     and ``long-side`` have their own geometry, ``mode`` does not apply to them.
     """
     from monodepth_ros.io.framing import (

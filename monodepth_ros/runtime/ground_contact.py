@@ -5,8 +5,8 @@ the row and the focal length), and their semantic head finds vehicles in real im
 their depth of a real vehicle close ahead can be far off: DDAD's car stopped 6.7 m ahead is
 read at about twice its distance (the synthetic world never shows a real car that close).
 The road where such an object touches it says how far it is. So, for our models (on by
-default, ``ground_contact``), on the first pass's grid after the far pass and before the
-scale stage:
+default, ``ground_contact``), on the first pass's grid, last in the pipeline's scale stage
+(after the far pass and the metric scale, which fits to the network's own depth):
 
 1. the road plane is fitted (``runtime.scale.fit_plane_normal``, RANSAC) to the predicted
    depth of the road pixels below the principal point; a plane from too few pixels, or whose

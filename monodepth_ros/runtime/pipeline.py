@@ -422,16 +422,6 @@ class DepthPipeline:
             far_depth = np.asarray(far_depth, dtype=np.float32) * np.float32(
                 result.depth_scale * result.far_framing.zoom)
             depth = self.far_fusion.fuse(depth, far_depth, result.framing, result.far_framing)
-        result.ground_contact_pixels = 0
-        self.last_ground_contact = None
-        if (config.ground_contact and self.card.ours and network_camera is not None
-                and net_out.semantics is not None and kind == 'metric'):
-            labels = np.asarray(net_out.semantics)
-            if padded is not None:   # the padding shows nothing: no ground, no object
-                labels = np.where(padded, np.uint8(255), labels)
-            depth, result.ground_contact_pixels = apply_ground_contact(
-                depth, labels, network_camera)
-            self.last_ground_contact = result.ground_contact_pixels
         valid = None
         sky = net_out.sky
         if padded is not None or sky is not None:
@@ -442,6 +432,17 @@ class DepthPipeline:
                 valid &= ~np.asarray(sky, dtype=bool)
         depth, result.scale = self._scaler_for(config).apply(depth, kind, network_camera,
                                                              reference, valid)
+        # In metres after the scale stage, which fits to the network's own depth.
+        result.ground_contact_pixels = 0
+        self.last_ground_contact = None
+        if (config.ground_contact and self.card.ours and network_camera is not None
+                and net_out.semantics is not None):
+            labels = np.asarray(net_out.semantics)
+            if padded is not None:   # the padding shows nothing: no ground, no object
+                labels = np.where(padded, np.uint8(255), labels)
+            depth, result.ground_contact_pixels = apply_ground_contact(
+                depth, labels, network_camera)
+            self.last_ground_contact = result.ground_contact_pixels
         if sky is not None and kind != 'metric':
             depth = np.where(sky, np.float32(np.nan), depth)
         self.last_scale = result.scale
