@@ -67,7 +67,8 @@ def far_abs_rel(bands: list[dict]) -> float:
     return sum(row['abs_rel'] * row['n_pixels'] for row in rows) / pixels if pixels else np.nan
 
 
-def latency_ms(models: dict[str, tuple[Path, float]], runs: int = 30) -> dict[str, float]:
+def latency_ms(models: dict[str, tuple[Path, float]], runs: int = 30,
+               ground_contact: bool = True) -> dict[str, float]:
     """Median of the pipeline's inference stage (ms) per model, on a KITTI-size frame.
 
     The models take turns frame by frame, so that a busier moment of the machine weighs on
@@ -81,7 +82,8 @@ def latency_ms(models: dict[str, tuple[Path, float]], runs: int = 30) -> dict[st
     rgb = np.random.default_rng(0).integers(0, 255, (camera.height, camera.width, 3),
                                             dtype=np.uint8)
     pipelines = {name: DepthPipeline(create_engine(model, backend='onnxruntime'),
-                                     PipelineConfig(far_pass_focal=focal))
+                                     PipelineConfig(far_pass_focal=focal,
+                                                    ground_contact=ground_contact))
                  for name, (model, focal) in models.items()}
     times = {name: [] for name in models}
     for run in range(runs + 1):
@@ -122,6 +124,8 @@ def main() -> int:
                         help='also grade and time each model without the far pass, first')
     parser.add_argument('--latency-runs', type=int, default=60,
                         help='frames timed per model (default 60)')
+    parser.add_argument('--no-ground-contact', action='store_true',
+                        help='grade and time without the ground-contact stage (on by default)')
     parser.add_argument('--no-latency', action='store_true',
                         help='skip the latency runs (their figures need an idle machine)')
     args = parser.parse_args()
@@ -138,6 +142,7 @@ def main() -> int:
         if args.one_pass:
             models[f'{name}, one pass'] = (path, 0.0)
         models[name] = (path, DEFAULT_FAR_PASS_FOCAL)
+    contact = not args.no_ground_contact
     kitti, kitti_median, synthetic = {}, {}, {}
     with tempfile.TemporaryDirectory() as work:
         kitti_bag = Path(work) / 'kitti_0009'
@@ -149,14 +154,15 @@ def main() -> int:
             synthetic_bags.append(bag)
         for name, (model, focal) in models.items():
             kitti[name] = grade(kitti_bag, model, protocol='kitti-eigen',
-                                calib_dir=str(KITTI_DATE), far_pass_focal=focal)
+                                calib_dir=str(KITTI_DATE), far_pass_focal=focal,
+                                ground_contact=contact)
             kitti_median[name] = grade(kitti_bag, model, protocol='kitti-eigen',
                                        calib_dir=str(KITTI_DATE), median_scaling=True,
-                                       far_pass_focal=focal)
-            synthetic[name] = merge([grade(bag, model, far_pass_focal=focal)
-                                     for bag in synthetic_bags])
+                                       far_pass_focal=focal, ground_contact=contact)
+            synthetic[name] = merge([grade(bag, model, far_pass_focal=focal,
+                                           ground_contact=contact) for bag in synthetic_bags])
     latency = ({name: np.nan for name in models} if args.no_latency else
-               latency_ms(models, args.latency_runs))
+               latency_ms(models, args.latency_runs, contact))
 
     first = next(iter(models))
     print('KITTI drive 0009 frames 0-9 (Eigen, Garg crop, 80 m) and synthetic hold-out '

@@ -135,7 +135,11 @@ def main() -> None:
         ours = create_engine(str(default_model_path()), backend='onnxruntime', precision='fp32')
         theirs = create_engine(foreign, backend='onnxruntime', precision='fp32',
                                card=card_from_dict(card, 'default-as-foreign'))
-        rows = all_but_inference({'ours': DepthPipeline(ours), 'card': DepthPipeline(theirs)},
+        # Ours runs once and without ground contact, as the card does: the comparison is
+        # the card's reading of the same network.
+        as_card = PipelineConfig(far_pass_focal=0.0, ground_contact=False)
+        rows = all_but_inference({'ours': DepthPipeline(ours, as_card),
+                                  'card': DepthPipeline(theirs)},
                                  types, image, info, args.frames)
         decoding = {'ours': output_decoding(ours, args.frames),
                     'card': output_decoding(theirs, args.frames)}

@@ -94,6 +94,21 @@ def test_canonical_fit_clamps_the_canonical_scale_between_the_whole_image_and_fi
     assert scale(long_lens, canonical_focal=0.0) == pytest.approx(320 / 1936)
 
 
+def test_canonical_fit_leaves_a_foreign_card_at_fit_width():
+    # A foreign card's canonical focal length may be its output's unit, not a camera.
+    from monodepth_ros.model.cards import card_from_dict, plan_card_framing
+
+    card = card_from_dict({'input': {'name': 'image', 'size': {'policy': 'fixed', 'height': 96,
+                                                               'width': 320}},
+                           'output': {'name': 'out', 'kind': 'canonical_focal_depth',
+                                      'canonical_focal': 100}}, 'foreign.yaml')
+    camera = CameraModel.from_intrinsics(2000.0, 2000.0, 967.5, 607.5, 1936, 1216)
+    framing = plan_card_framing(card, 1936, 1216, camera, 'canonical-fit')
+    assert framing.scale == plan_framing(1936, 1216, NET, camera).scale   # fit-width
+    focal = plan_card_framing(card, 1936, 1216, camera, 'canonical-focal')
+    assert focal.scale[0] == pytest.approx(100.0 / 2000.0, rel=1e-2)     # when asked for
+
+
 def test_pixel_coordinates_round_trip_and_agree_with_the_framed_camera():
     framing = plan_framing(1920, 1080, NET, HD)
     u = np.array([0.0, 17.25, 959.5, 1919.0])
@@ -288,7 +303,8 @@ def test_canonical_focal_framing_needs_a_camera_aware_model(tiny_onnx):
     from monodepth_ros.engines import create_engine
 
     engine = create_engine(str(tiny_onnx), backend='onnxruntime', precision='fp32')
-    with pytest.raises(ConfigError, match="needs a camera-aware model.*use 'fit-width'"):
+    with pytest.raises(ConfigError,
+                       match="needs a camera-aware model.*use 'canonical-fit' or 'fit-width'"):
         DepthPipeline(engine, PipelineConfig(framing='canonical-focal'))
 
 

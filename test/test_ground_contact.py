@@ -35,7 +35,13 @@ def level_scene(width=160, height=96, fx=100.0):
 
 
 def road_depth_at(camera, row):
+    """The road's depth at the centre of pixel row ``row``."""
     return HEIGHT_M * camera.fy / (row - camera.cy)
+
+
+def contact_depth_at(camera, first_road_row):
+    """Where an object touches the road: the top edge of the first road row below it."""
+    return road_depth_at(camera, first_road_row - 0.5)
 
 
 def test_ground_plane_of_a_flat_road_is_the_mounting():
@@ -52,13 +58,17 @@ def test_ground_plane_of_a_flat_road_is_the_mounting():
 def test_a_car_read_too_far_takes_its_contact_depth():
     camera, depth, labels = level_scene()
     contact_row = 70                        # the first road row below the car
-    contact = road_depth_at(camera, contact_row)
+    contact = contact_depth_at(camera, contact_row)
     assert contact < MAX_CONTACT_DEPTH
     labels[40:contact_row, 60:100] = CAR
     depth[40:contact_row, 60:100] = 3.0 * contact     # the network reads it 3x too far
+    depth[50, 70] = np.nan                            # an invalid pixel stays invalid
+    depth[51, 70] = np.float32(contact)               # already right: not counted
     out, changed = apply_ground_contact(depth, labels, camera)
+    assert np.isnan(out[50, 70])
+    out[50, 70] = contact
     np.testing.assert_allclose(out[40:contact_row, 60:100], contact, rtol=1e-5)
-    assert changed == 40 * 30
+    assert changed == 40 * 30 - 2
     untouched = np.ones(depth.shape, bool)
     untouched[40:contact_row, 60:100] = False
     np.testing.assert_array_equal(out[untouched], depth[untouched])
@@ -66,9 +76,10 @@ def test_a_car_read_too_far_takes_its_contact_depth():
 
 def test_a_run_keeps_the_network_depth_above_its_height_and_where_no_ground_is_below():
     camera, depth, labels = level_scene()
-    contact_row = 70
-    contact = road_depth_at(camera, contact_row)
+    contact_row = 71   # (a row whose limit falls between two rows: 57.5 rows of 4 m)
+    contact = contact_depth_at(camera, contact_row)
     tallest = int(math.floor(MAX_HEIGHT * camera.fy / contact))   # rows a run may take
+    assert MAX_HEIGHT * camera.fy / contact - tallest == pytest.approx(0.5)
     labels[0:contact_row, 10:20] = CAR                   # far taller than MAX_HEIGHT
     labels[60:96, 30:40] = CAR                           # runs off the image's bottom edge
     labels[50:60, 50:60] = CAR                           # stands on a building, not ground
@@ -84,12 +95,17 @@ def test_a_run_keeps_the_network_depth_above_its_height_and_where_no_ground_is_b
 
 def test_contacts_beyond_the_limit_and_scenes_without_road_are_left_alone():
     camera, depth, labels = level_scene()
-    far_row = int(camera.cy + HEIGHT_M * camera.fy / (2 * MAX_CONTACT_DEPTH)) - 1
-    assert road_depth_at(camera, far_row + 1) > MAX_CONTACT_DEPTH
-    labels[far_row - 5:far_row + 1, 60:70] = CAR
-    depth[far_row - 5:far_row + 1, 60:70] = 99.0
+    beyond, within = 63, 65   # first road rows under two cars: contacts at 10.7 and 9.4 m
+    assert MAX_CONTACT_DEPTH < contact_depth_at(camera, beyond) < 1.1 * MAX_CONTACT_DEPTH
+    assert contact_depth_at(camera, within) < MAX_CONTACT_DEPTH
+    labels[beyond - 5:beyond, 60:70] = CAR
+    labels[within - 5:within, 80:90] = CAR
+    depth[labels == CAR] = 99.0
     out, changed = apply_ground_contact(depth, labels, camera)
-    assert changed == 0 and (out[far_row - 5:far_row + 1, 60:70] == 99.0).all()
+    assert (out[beyond - 5:beyond, 60:70] == 99.0).all()
+    np.testing.assert_allclose(out[within - 5:within, 80:90],
+                               contact_depth_at(camera, within), rtol=1e-5)
+    assert changed == 5 * 10
     no_road = np.full(labels.shape, BUILDING, np.uint8)
     assert apply_ground_contact(depth, no_road, camera) == (depth, 0)
 
@@ -136,3 +152,25 @@ def test_ddad_with_the_packaged_defaults_meets_the_any_camera_target():
     without = grade_ddad('ddad_scene_01', ground_contact=False)
     assert without['abs_rel'] > 0.6 and scenes[0]['abs_rel'] < 0.45
     assert scenes[0]['delta1'] > without['delta1'] + 0.15
+
+
+def test_the_pipeline_says_whether_ground_contact_ran_on_the_last_frame(tmp_path):
+    from conftest import make_tiny_onnx
+
+    from monodepth_ros.engines import create_engine
+    from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
+
+    model = make_tiny_onnx(tmp_path / 'aware.onnx', canonical_focal=100.0)
+    rgb = np.random.default_rng(0).integers(0, 256, (128, 256, 3), dtype=np.uint8)
+    camera = CameraModel.from_intrinsics(200.0, 200.0, 127.5, 63.5, 256, 128)
+    with create_engine(str(model), backend='onnxruntime') as engine:
+        pipeline = DepthPipeline(engine)
+        pipeline.process_arrays(rgb, camera, outputs={'depth'})
+        assert pipeline.last_ground_contact is not None        # it ran (0 or more pixels)
+        pipeline.process_arrays(rgb, camera, outputs={'semantics'})
+        assert pipeline.last_ground_contact is None            # no depth: it did not run
+        pipeline.process_arrays(rgb, None, outputs={'depth'})
+        assert pipeline.last_ground_contact is None            # no camera: no plane
+        off = DepthPipeline(engine, PipelineConfig(ground_contact=False))
+        off.process_arrays(rgb, camera, outputs={'depth'})
+        assert off.last_ground_contact is None

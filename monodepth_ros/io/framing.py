@@ -10,8 +10,8 @@ Modes
 -----
 * ``canonical-fit`` (default): the scale of ``canonical-focal``, clamped between the scale at
   which the whole image fits the network input and that of ``fit-width``. A long lens is
-  shrunk to the canonical focal length (DDAD's 1.59:1 front camera: padded left and right,
-  the whole height kept, so a car close ahead shows with the road under it), but no further
+  shrunk to the canonical focal length (DDAD's 1.59:1 front camera: 166x104, padded left and
+  right, 8 rows cropped, so a car close ahead shows with the road under it), but no further
   than the whole image fitting (a telephoto of KITTI's shape keeps its pixels); a wide lens is
   not enlarged past fit-width (nothing cropped at the sides). KITTI's camera: fit-width. It is
   fit-width without a camera or for a model with no canonical focal length.

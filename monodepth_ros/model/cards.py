@@ -526,5 +526,9 @@ def plan_card_framing(card: ModelCard, width: int, height: int, camera=None,
     if card.size_policy == 'letterbox':
         return plan_letterbox(width, height, (card.width, card.height), camera, anchor)
     canonical = card.canonical_focal if card.output_kind == 'canonical_focal_depth' else 0.0
+    if mode == 'canonical-fit' and not card.ours:
+        # A foreign card's canonical focal length may be its output's unit rather than a
+        # camera its network was trained for: the default framing leaves it at fit-width.
+        canonical = 0.0
     return plan_framing(width, height, (card.width, card.height), camera, mode, anchor,
                         canonical)

@@ -33,13 +33,12 @@ import numpy as np
 
 from monodepth_ros.io.camera import CameraModel
 from monodepth_ros.model.semantics import TRAIN_ID
-from monodepth_ros.runtime.scale import fit_plane_normal
+from monodepth_ros.runtime.scale import MAX_PLANE_POINTS, fit_plane_normal
 
 STANDING_CLASSES = tuple(TRAIN_ID[name] for name in (
     'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle'))
 ROAD = TRAIN_ID['road']   # the plane is fitted to the road, and objects touch it there
 MIN_PLANE_PIXELS = 200        # fewer road pixels: no plane, nothing changes
-MAX_PLANE_POINTS = 1_500      # the RANSAC scores its hypotheses on this many points at most
 HEIGHT_RANGE = (0.5, 4.0)     # metres: a plane farther or nearer than this is not the ground
 MAX_CONTACT_DEPTH = 10.0      # metres: farther contacts keep the network's depth
 MAX_HEIGHT = 4.0              # metres of a standing object above its contact (a bus, a truck)
@@ -65,9 +64,15 @@ def ground_plane(depth: np.ndarray, labels: np.ndarray,
     return normal, distance
 
 
-def plane_depth(camera: CameraModel, normal: np.ndarray, distance: float) -> np.ndarray:
-    """HxW depth (z) where each pixel's ray meets the plane; inf above its horizon."""
+def plane_depth(camera: CameraModel, normal: np.ndarray, distance: float,
+                row_offset: float = 0.0) -> np.ndarray:
+    """HxW depth (z) where each pixel's ray meets the plane; inf above its horizon.
+
+    ``row_offset``: the rays of the points that many rows below each pixel centre (-0.5: the
+    top edge of each pixel).
+    """
     ray_x, ray_y = camera.pixel_rays()
+    ray_y = ray_y + row_offset / camera.fy
     facing = normal[0] * ray_x[None, :] + normal[1] * ray_y[:, None] + normal[2]
     with np.errstate(divide='ignore'):
         return np.where(facing > 1e-6, distance / facing, np.inf)
@@ -88,7 +93,8 @@ def apply_ground_contact(depth: np.ndarray, labels: np.ndarray,
     plane = ground_plane(depth, labels, camera)
     if plane is None:
         return depth, 0
-    ground_depth = plane_depth(camera, *plane)
+    # An object touches the road on the top edge of the first road pixel below it.
+    ground_depth = plane_depth(camera, *plane, row_offset=-0.5)
     height, width = depth.shape
     rows = np.arange(height)[:, None]
     cols = np.arange(width)[None, :]
@@ -100,6 +106,7 @@ def apply_ground_contact(depth: np.ndarray, labels: np.ndarray,
     with np.errstate(divide='ignore', invalid='ignore'):
         within_height = rows >= below - MAX_HEIGHT * camera.fy / contact
     touching = (standing & (run_end < height) & ground[below, cols]
-                & (contact <= MAX_CONTACT_DEPTH) & within_height)
+                & (contact <= MAX_CONTACT_DEPTH) & within_height
+                & np.isfinite(depth))   # an invalid pixel stays invalid
     out = np.where(touching, contact, depth).astype(depth.dtype, copy=False)
-    return out, int(np.count_nonzero(touching))
+    return out, int(np.count_nonzero(touching & (out != depth)))

@@ -230,7 +230,8 @@ class DepthPipeline:
         if self.config.framing == 'canonical-focal' and not self.metadata.canonical_focal:
             # Refused at start, not on every frame.
             raise ConfigError("framing 'canonical-focal' needs a camera-aware model (one with a "
-                              "canonical focal length); this model has none, use 'fit-width'")
+                              "canonical focal length); this model has none, use 'canonical-fit' "
+                              "or 'fit-width'")
         self.last_timings: dict[str, float] = {}
         self.last_camera_info_problem: str | None = None   # set by process_messages
         self.last_scale: ScaleEstimate | None = None   # the scale stage of the last frame
@@ -309,6 +310,7 @@ class DepthPipeline:
         far_framing = self._far_framing(framing, camera, network_camera, config) if (
             need_depth) else None
         self.last_far_zoom = far_framing.zoom if far_framing is not None else 0.0
+        self.last_ground_contact = None   # set by the scale stage when it runs
         run_network = need_depth or need_labels or need_confidence
         if run_network:   # camera_info alone needs no network
             if self.card.intrinsics_input and network_camera is None:
@@ -434,7 +436,6 @@ class DepthPipeline:
                                                              reference, valid)
         # In metres after the scale stage, which fits to the network's own depth.
         result.ground_contact_pixels = 0
-        self.last_ground_contact = None
         if (config.ground_contact and self.card.ours and network_camera is not None
                 and net_out.semantics is not None):
             labels = np.asarray(net_out.semantics)

@@ -161,7 +161,8 @@ def collect_training_samples(args, train_frames: int, payload: dict) -> list[dic
     meta = payload['metadata']
     width = round(meta['input_width'] * (1 + CROP_MARGIN))
     height = round(meta['input_height'] * (1 + CROP_MARGIN))
-    # Loaded CROP_MARGIN larger, as fit-width loads them: the random crop keeps that scale.
+    # Loaded CROP_MARGIN larger (the canonical focal length with them, so that every
+    # framing keeps its scale): the random crop then keeps that scale.
     canonical_focal = float(meta.get('canonical_focal') or 0.0) * (1 + CROP_MARGIN)
     samples, problems = [], []
 
@@ -381,6 +382,18 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
         if topics.TF_STATIC_TOPIC in available:
             wanted.append(topics.TF_STATIC_TOPIC)
         seen = 0
+        waiting = []   # (stamp, frame_id, rgb) read before any CameraInfo
+
+        def frame_waiting(latest):
+            for stamp, frame_id, rgb in waiting:
+                calibration = latest if latest is not None and latest.size == (
+                    rgb.shape[1], rgb.shape[0]) else None
+                framing = plan_framing(rgb.shape[1], rgb.shape[0], (width, height),
+                                       calibration, args.framing, args.framing_anchor,
+                                       float(meta.get('canonical_focal') or 0.0))
+                frames.append((stamp, frame_id, framing, framing.apply(rgb)))
+            waiting.clear()
+
         for topic, _, msg in bag.messages(wanted):
             if topic == args.camera_topic:
                 seen += 1
@@ -391,20 +404,18 @@ def collect_sequence(args, train_frames: int, payload: dict) -> dict:
                 except MonodepthError as error:
                     skipped.append(f'frame {seen - 1}: {error}')
                     continue
-                # Framed as the pipeline frames it, with the calibration read so far (the
-                # image centre before any); its intrinsics follow the same framing below.
-                latest = camera_info_to_model(infos[-1][1]) if infos else None
-                if latest is not None and latest.size != (rgb.shape[1], rgb.shape[0]):
-                    latest = None
-                framing = plan_framing(rgb.shape[1], rgb.shape[0], (width, height), latest,
-                                       args.framing, args.framing_anchor,
-                                       float(meta.get('canonical_focal') or 0.0))
-                frames.append((stamp_to_ns(msg.header.stamp), str(msg.header.frame_id),
-                               framing, framing.apply(rgb)))
+                # Framed as the pipeline frames it, with the calibration read so far; frames
+                # before the first CameraInfo wait for it (the framing's scale can depend on
+                # the focal length: one scale for every frame). Intrinsics follow below.
+                waiting.append((stamp_to_ns(msg.header.stamp), str(msg.header.frame_id), rgb))
+                if infos:
+                    frame_waiting(camera_info_to_model(infos[-1][1]))
             elif topic == info_topic:
                 infos.append((stamp_to_ns(msg.header.stamp), msg))
+                frame_waiting(camera_info_to_model(msg))
             else:
                 transforms.add_message(msg, static=topic == topics.TF_STATIC_TOPIC)
+    frame_waiting(None)   # no CameraInfo at all: reported below
     if skipped:
         LOG.warning('%d training frame(s) skipped: %s', len(skipped), '; '.join(skipped[:3]))
     if len(frames) < 3:

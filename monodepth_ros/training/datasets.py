@@ -161,9 +161,11 @@ def sweep_camera(rng: np.random.Generator, size) -> tuple:
     """(camera at the network input, valid mask) of one random camera of the sweep.
 
     The random camera is as wide as the network input ``size`` (width, height) with a random
-    aspect ratio and focal length; :func:`plan_framing` frames it to ``size`` exactly as the
-    pipeline frames a camera image, and the framed camera is what the world renders through
-    (the same pixels as rendering the whole image then cropping it).
+    aspect ratio and focal length; :func:`plan_framing` frames it to ``size`` with fit-width, as
+    the pipeline frames a camera image with ``framing: fit-width`` (the default canonical-fit
+    frames a long lens smaller and pads its sides; the packaged model was trained before it),
+    and the framed camera is what the world renders through (the same pixels as rendering the
+    whole image then cropping it).
     """
     width, height = int(size[0]), int(size[1])
     aspect = float(SWEEP_ASPECTS[int(rng.integers(len(SWEEP_ASPECTS)))])
