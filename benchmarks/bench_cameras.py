@@ -179,7 +179,8 @@ def synthetic_sweep(model: str, framings: list[str], without_contact: bool) -> N
     from monodepth_ros.runtime.pipeline import DepthPipeline, PipelineConfig
 
     engine = load_engine(model, backend='onnxruntime')
-    canonical = engine.metadata.canonical_focal
+    metadata = engine.metadata
+    network_size = (metadata.input_width, metadata.input_height)
     print("| framing | camera | focal at the input / KITTI's | abs_rel | delta1 | "
           'median pred/gt | coverage |\n|---|---|---|---|---|---|---|')
     kitti_focal = 721.5377 / 1242
@@ -187,9 +188,9 @@ def synthetic_sweep(model: str, framings: list[str], without_contact: bool) -> N
         pipeline = DepthPipeline(engine, PipelineConfig(output_resolution='camera', **settings))
         for name, camera in SWEEP_CAMERAS.items():
             metrics = camera_sweep_metrics(pipeline, camera)
-            framing = plan_framing(camera.width, camera.height, (320, 96), camera,
-                                   settings['framing'], canonical_focal=canonical)
-            relative = framing.camera(camera).fx / 320 / kitti_focal
+            framing = plan_framing(camera.width, camera.height, network_size, camera,
+                                   settings['framing'], canonical_focal=metadata.canonical_focal)
+            relative = framing.camera(camera).fx / network_size[0] / kitti_focal
             print(f'| {variant} | {name} | {relative:.2f} | {metrics["abs_rel"]:.3f} | '
                   f'{metrics["delta1"]:.3f} | {metrics["median_ratio"]:.3f} | '
                   f'{metrics["coverage"]:.3f} |')

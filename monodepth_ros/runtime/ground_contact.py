@@ -33,7 +33,7 @@ import numpy as np
 
 from monodepth_ros.io.camera import CameraModel
 from monodepth_ros.model.semantics import TRAIN_ID
-from monodepth_ros.runtime.scale import MAX_PLANE_POINTS, fit_plane_normal
+from monodepth_ros.runtime.scale import MAX_PLANE_POINTS, depth_on_plane, fit_plane_normal
 
 STANDING_CLASSES = tuple(TRAIN_ID[name] for name in (
     'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle'))
@@ -72,10 +72,11 @@ def plane_depth(camera: CameraModel, normal: np.ndarray, distance: float,
     top edge of each pixel).
     """
     ray_x, ray_y = camera.pixel_rays()
-    ray_y = ray_y + row_offset / camera.fy
-    facing = normal[0] * ray_x[None, :] + normal[1] * ray_y[:, None] + normal[2]
-    with np.errstate(divide='ignore'):
-        return np.where(facing > 1e-6, distance / facing, np.inf)
+    rays = np.empty((camera.height, camera.width, 3))
+    rays[..., 0] = ray_x[None, :]
+    rays[..., 1] = (ray_y + row_offset / camera.fy)[:, None]
+    rays[..., 2] = 1.0
+    return depth_on_plane(rays, normal, distance)
 
 
 def apply_ground_contact(depth: np.ndarray, labels: np.ndarray,

@@ -166,7 +166,6 @@ class PipelineResult:
     scale: ScaleEstimate | None = None   # the scale stage (None when depth was not asked for)
     framing: Framing | None = None   # how the image was brought to the network input
     far_framing: FarWindow | None = None   # the far pass's input (None: no far pass ran)
-    ground_contact_pixels: int = 0   # depth pixels put at their ground contact (ground_contact)
 
 
 def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -342,9 +341,14 @@ class DepthPipeline:
         start = _now_ms()
         result = PipelineResult(framing=framing, far_framing=far_framing)
         padded = ~framing.valid_mask() if framing.padded else None
+        labels = None   # the network's labels, ignored where the padding is
+        if net_out is not None and net_out.semantics is not None:
+            labels = np.asarray(net_out.semantics, np.uint8)
+            if padded is not None:
+                labels = np.where(padded, np.uint8(255), labels)
         if need_depth:
-            depth = self._metric_depth(net_out, network_camera, padded, reference, config,
-                                       result, far_depth)
+            depth = self._metric_depth(net_out, network_camera, padded, labels, reference,
+                                       config, result, far_depth)
         timings['scale'] = _now_ms() - start
 
         start = _now_ms()
@@ -364,9 +368,6 @@ class DepthPipeline:
                     depth = resize_nearest(depth, out_w, out_h)
             result.depth = depth
         if need_labels:
-            labels = np.asarray(net_out.semantics, np.uint8)
-            if padded is not None:
-                labels = np.where(padded, np.uint8(255), labels)
             if at_camera:
                 labels = framing.unframe(labels, np.uint8(255))
             result.semantics = resize_nearest(labels, out_w, out_h)
@@ -404,11 +405,12 @@ class DepthPipeline:
                              network_camera)
         return plan_far_window(framing, zoom, camera, config.framing_anchor) if zoom else None
 
-    def _metric_depth(self, net_out, network_camera: CameraModel | None, padded,
+    def _metric_depth(self, net_out, network_camera: CameraModel | None, padded, labels,
                       reference: ScaleReference | None, config: PipelineConfig,
                       result: PipelineResult, far_depth=None) -> np.ndarray:
         """The scale stage: the network's depth in metres at the network size (see scale).
 
+        ``labels``: the network's labels, 255 in the padding (None: the model has none).
         ``far_depth``: the far pass's raw depth, fused in before the scale.
         """
         depth = np.asarray(net_out.depth, dtype=np.float32)
@@ -435,15 +437,10 @@ class DepthPipeline:
         depth, result.scale = self._scaler_for(config).apply(depth, kind, network_camera,
                                                              reference, valid)
         # In metres after the scale stage, which fits to the network's own depth.
-        result.ground_contact_pixels = 0
         if (config.ground_contact and self.card.ours and network_camera is not None
-                and net_out.semantics is not None):
-            labels = np.asarray(net_out.semantics)
-            if padded is not None:   # the padding shows nothing: no ground, no object
-                labels = np.where(padded, np.uint8(255), labels)
-            depth, result.ground_contact_pixels = apply_ground_contact(
-                depth, labels, network_camera)
-            self.last_ground_contact = result.ground_contact_pixels
+                and labels is not None):
+            depth, self.last_ground_contact = apply_ground_contact(depth, labels,
+                                                                   network_camera)
         if sky is not None and kind != 'metric':
             depth = np.where(sky, np.float32(np.nan), depth)
         self.last_scale = result.scale

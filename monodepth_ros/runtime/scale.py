@@ -294,6 +294,16 @@ def _ground_rays(camera: CameraModel, top: float) -> tuple[np.ndarray, np.ndarra
     return _GROUND_RAYS[key]
 
 
+def depth_on_plane(rays: np.ndarray, normal: np.ndarray, distance: float) -> np.ndarray:
+    """Depth (z) where rays (..., 3; z = 1) meet the plane ``normal . X = distance``.
+
+    inf where they do not (above the plane's horizon).
+    """
+    along = rays @ normal
+    with np.errstate(divide='ignore'):
+        return np.where(along > 1e-6, distance / along, np.inf)
+
+
 def fit_plane_normal(points: np.ndarray, hypotheses: int = 64,
                      tolerance: float = 0.03) -> np.ndarray | None:
     """Unit normal (pointing down, +y) of the dominant near-horizontal plane, or None.
@@ -363,10 +373,8 @@ def fit_to_ground(raw: np.ndarray, kind: str, camera: CameraModel, height: float
         normal = np.asarray(LEVEL_NORMAL)
     normal = np.asarray(normal, dtype=np.float64)
     normal = normal / np.linalg.norm(normal)
-    along = rays @ normal
-    with np.errstate(divide='ignore'):
-        reference = np.where(along > 0, height / along, np.nan)
-    reference[reference > GROUND_MAX_DEPTH] = np.nan
+    reference = depth_on_plane(rays, normal, height)
+    reference[reference > GROUND_MAX_DEPTH] = np.nan   # inf included: rays above the horizon
     return _fit(values, reference, kind, consensus=GROUND_CONSENSUS)
 
 
