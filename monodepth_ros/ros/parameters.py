@@ -56,10 +56,11 @@ PARAMETERS = (
     ParameterSpec('framing', DEFAULT_FRAMING, "How images reach the network input, never "
                   "stretched: 'canonical-fit' (scaled to the model's canonical focal length, "
                   'but no smaller than the whole image fitting the input and no larger than '
-                  "fit-width; fit-width without a CameraInfo or for a model with no canonical "
-                  "focal length), 'fit-width' (scaled to the network width, rows cropped "
-                  "around the principal point or padded) or 'canonical-focal' (scaled to the "
-                  "model's canonical focal length, then cropped or padded both ways).",
+                  'fit-width; fit-width without a CameraInfo, for a model with no canonical '
+                  "focal length and for a foreign model card), 'fit-width' (scaled to the "
+                  'network width, rows cropped around the principal point or padded) or '
+                  "'canonical-focal' (scaled to the model's canonical focal length, then "
+                  'cropped or padded both ways).',
                   choices=FRAMING_MODES),
     ParameterSpec('framing_anchor', DEFAULT_ANCHOR, 'Where the principal point row lands in '
                   'the network input, as a fraction of its height (0 top, 1 bottom; 0.46 as '

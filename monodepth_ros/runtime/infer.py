@@ -59,11 +59,11 @@ def add_framing_arguments(parser) -> None:
                         help='how images reach the network input, never stretched: '
                         "canonical-fit (default: scaled to the model's canonical focal length, "
                         'but no smaller than the whole image fitting the input and no larger '
-                        'than fit-width; fit-width without a calibration or for a model with no '
-                        'canonical focal length), fit-width (scaled to the network width, rows '
-                        'cropped around the principal point or padded) or canonical-focal '
-                        "(scaled to the model's canonical focal length, then cropped or padded "
-                        'both ways)')
+                        'than fit-width; fit-width without a calibration, for a model with no '
+                        'canonical focal length and for a foreign model card), fit-width '
+                        '(scaled to the network width, rows cropped around the principal point '
+                        "or padded) or canonical-focal (scaled to the model's canonical focal "
+                        'length, then cropped or padded both ways)')
     parser.add_argument('--framing-anchor', type=finite_float(0.0, 1.0), default=DEFAULT_ANCHOR,
                         help='where the principal point row lands in the network input, as a '
                         f'fraction of its height, 0 (top) .. 1 (bottom) (default {DEFAULT_ANCHOR}'
